@@ -1,0 +1,69 @@
+package backend
+
+import "fmt"
+
+// Consistency is the strongest guarantee a store makes about concurrent
+// compare-and-puts. Levels are ordered: a greater value is stronger.
+type Consistency int
+
+// Consistency levels, weakest first.
+const (
+	// ConsistencyUnknown is the zero value; adapters must declare a level.
+	ConsistencyUnknown Consistency = iota
+	// Eventual: last writer wins; two writers may both see success at the
+	// same version and one of them is later replaced. Reads may be stale.
+	Eventual
+	// PerNodeCAS: each storing node applies compare-and-put atomically, but
+	// different nodes may disagree for a while (BEP44 cas).
+	PerNodeCAS
+	// Linearizable: every operation appears to take effect atomically at one
+	// instant between its call and its return.
+	Linearizable
+)
+
+// String implements fmt.Stringer.
+func (c Consistency) String() string {
+	switch c {
+	case Eventual:
+		return "eventual"
+	case PerNodeCAS:
+		return "per-node-cas"
+	case Linearizable:
+		return "linearizable"
+	default:
+		return fmt.Sprintf("unknown(%d)", int(c))
+	}
+}
+
+// Capabilities is what a store declares about itself.
+type Capabilities struct {
+	// Consistency of CompareAndPut and Get.
+	Consistency Consistency
+	// MaxKeySize is the longest key in bytes.
+	MaxKeySize int
+	// MaxValueSize is the largest value in bytes.
+	MaxValueSize int
+	// Persistent reports whether data survives closing and reopening.
+	Persistent bool
+}
+
+// CheckKey validates key against caps and returns an error matching
+// ErrInvalidKey when it is empty or longer than MaxKeySize.
+func CheckKey(key string, caps Capabilities) error {
+	if key == "" {
+		return fmt.Errorf("%w: empty key", ErrInvalidKey)
+	}
+	if caps.MaxKeySize > 0 && len(key) > caps.MaxKeySize {
+		return fmt.Errorf("%w: key of %d bytes exceeds the limit of %d", ErrInvalidKey, len(key), caps.MaxKeySize)
+	}
+	return nil
+}
+
+// CheckValue validates value against caps and returns an error matching
+// ErrTooLarge when it is longer than MaxValueSize.
+func CheckValue(value []byte, caps Capabilities) error {
+	if caps.MaxValueSize > 0 && len(value) > caps.MaxValueSize {
+		return fmt.Errorf("%w: value of %d bytes exceeds the limit of %d", ErrTooLarge, len(value), caps.MaxValueSize)
+	}
+	return nil
+}

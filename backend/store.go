@@ -1,0 +1,76 @@
+package backend
+
+import "context"
+
+// Version identifies one stored state of a key. Versions of a key strictly
+// increase with every successful write and are never handed out twice. The
+// zero Version means "the key does not exist".
+type Version uint64
+
+// Entry is a stored value together with the version that wrote it.
+type Entry struct {
+	Value   []byte
+	Version Version
+}
+
+// Store is the compare-and-put key/value contract.
+//
+// Implementations must be safe for concurrent use. A call that returns an
+// error changes nothing, except where the adapter's declared Consistency says
+// otherwise (see Capabilities).
+type Store interface {
+	// Get returns the current value and version of key, or an error matching
+	// ErrNotFound when the key does not exist.
+	Get(ctx context.Context, key string) (Entry, error)
+
+	// CompareAndPut stores value under key only if the key's current version
+	// equals expect; expect == 0 means the key must not exist. On success it
+	// returns the new version, which is greater than expect. On mismatch it
+	// returns an error matching ErrConflict; where the engine returns it
+	// cheaply, the error is a *ConflictError that carries the current entry.
+	CompareAndPut(ctx context.Context, key string, expect Version, value []byte) (Version, error)
+
+	// Capabilities declares what this store promises.
+	Capabilities() Capabilities
+
+	// Close releases the store. Every later call fails with ErrClosed.
+	// Close is idempotent.
+	Close() error
+}
+
+// Watcher is implemented by stores that can notify about changes.
+//
+// Notifications are hints: they may be coalesced or, on some engines, lost.
+// The receiver must Get the key to learn its state; the version is the truth.
+type Watcher interface {
+	// Watch returns a channel that receives the new version of key (or 0 when
+	// the version is not known) after key changes. The channel is closed when
+	// ctx is done or the store is closed. Sends never block the writer: a
+	// slow receiver sees coalesced notifications.
+	Watch(ctx context.Context, key string) (<-chan Version, error)
+}
+
+// Deleter is implemented by stores that can remove keys.
+type Deleter interface {
+	// Delete removes key if its current version equals expect, and fails with
+	// ErrConflict otherwise (ErrNotFound if it does not exist). Versions are
+	// not reused after a delete: a later create gets a greater version.
+	Delete(ctx context.Context, key string, expect Version) error
+}
+
+// UpdateFunc computes the next value of a key from its current entry
+// (Version 0 when the key does not exist). It may be called several times
+// and must have no side effects. Returning ErrSkipUpdate leaves the key as
+// it is.
+type UpdateFunc func(current Entry) ([]byte, error)
+
+// Updater is implemented by stores that can run a read-modify-write
+// atomically on the engine side, which lets them coalesce many concurrent
+// updates of one hot key into a single commit (bolt runs fn inside its
+// group-commit transaction). Callers without it use a Get/CompareAndPut loop.
+type Updater interface {
+	// Update applies fn to the current entry of key and stores the result
+	// atomically, returning the resulting version. If fn returns
+	// ErrSkipUpdate, Update returns the current version without writing.
+	Update(ctx context.Context, key string, fn UpdateFunc) (Version, error)
+}
