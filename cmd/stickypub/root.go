@@ -1,0 +1,256 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/stickypub/stickypub/core"
+
+	// The adapters register their URI schemes with backend.Open.
+	_ "github.com/stickypub/stickypub/backend/bolt"
+	_ "github.com/stickypub/stickypub/backend/memory"
+	_ "github.com/stickypub/stickypub/backend/redis"
+)
+
+// Environment variables that set the defaults of the global flags.
+const (
+	envStore    = "STICKYPUB_STORE"
+	envIdentity = "STICKYPUB_IDENTITY"
+)
+
+// defaultStore is the store used without --store and STICKYPUB_STORE.
+const defaultStore = "bolt:stickypub.db"
+
+// closeTimeout bounds the shutdown of a client (flushing publishes,
+// removing subscription records) after the command's work is done.
+const closeTimeout = 5 * time.Second
+
+// app holds the global flags and the process's standard streams.
+type app struct {
+	store    string
+	identity string
+	timeout  time.Duration
+	verbose  bool
+
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	logger         *slog.Logger
+}
+
+// usageError is a command line the command cannot run: main prints the
+// command's usage after it and exits with status 2.
+type usageError struct{ err error }
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+func usagef(format string, args ...any) error {
+	return &usageError{fmt.Errorf(format, args...)}
+}
+
+// errInterrupted: a one-shot command was stopped by SIGINT or SIGTERM.
+var errInterrupted = errors.New("interrupted")
+
+// usageArgs makes the errors of an argument validator usage errors.
+func usageArgs(v cobra.PositionalArgs) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := v(cmd, args); err != nil {
+			return &usageError{err}
+		}
+		return nil
+	}
+}
+
+func newRootCmd(a *app) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "stickypub",
+		Short: "Sticky publish/subscribe: topics whose messages persist",
+		Long: `stickypub publishes to and subscribes to sticky pub/sub topics: topics whose
+messages persist, so that a subscriber that joins late still receives the
+retained history, then what is new. Every message is signed by its publisher
+(an Ed25519 identity kept in a file, see "stickypub identity") and carries a
+per-publisher sequence number, so a subscriber verifies who wrote it and
+detects any gap.
+
+The store is a URI (--store, or the STICKYPUB_STORE environment variable):
+
+  bolt:stickypub.db            a bbolt file (the default: stickypub.db in the
+                               working directory); bolt:///abs/path.db for an
+                               absolute path; ?timeout=2s to wait longer for
+                               the file
+  redis://127.0.0.1:6379/0     Redis (rediss:// for TLS, redis+cluster://
+                               host1:port,host2:port for Redis Cluster)
+  mem:                         in this process's memory only (gone when the
+                               command exits; for trying things out)
+
+Several stickypub processes can use one bolt file at the same time: the first
+one keeps the file open and serves the others on a Unix socket next to it
+(FILE.sock), so a subscriber prints another process's publish at once.`,
+		Example: `  # Terminal 1: follow a topic, history first
+  stickypub subscribe --from-start demo
+
+  # Terminal 2: publish to it
+  stickypub publish demo hello "second message"
+  printf 'one\ntwo\n' | stickypub publish demo -
+
+  # What the store knows about the topic
+  stickypub info demo
+
+  # Use Redis instead of the local file
+  STICKYPUB_STORE=redis://127.0.0.1:6379/0 stickypub subscribe demo`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+				if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+					msg += "; did you mean " + strings.Join(s, " or ") + "?"
+				}
+				return usagef("%s", msg)
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return cmd.Help()
+		},
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			level := slog.LevelWarn
+			if a.verbose {
+				level = slog.LevelDebug
+			}
+			a.logger = slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level,
+				ReplaceAttr: func(groups []string, attr slog.Attr) slog.Attr {
+					if len(groups) == 0 && attr.Key == slog.TimeKey {
+						return slog.Attr{}
+					}
+					return attr
+				}}))
+			if a.timeout <= 0 {
+				return usagef("--timeout must be positive, got %v", a.timeout)
+			}
+			return nil
+		},
+	}
+	root.SetIn(a.stdin)
+	root.SetOut(a.stdout)
+	root.SetErr(a.stderr)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
+
+	store := os.Getenv(envStore)
+	if store == "" {
+		store = defaultStore
+	}
+	pf := root.PersistentFlags()
+	pf.StringVar(&a.store, "store", store, "store URI (env "+envStore+")")
+	pf.StringVar(&a.identity, "identity", os.Getenv(envIdentity),
+		"identity file, created on first use (env "+envIdentity+`; default "`+displayIdentityPath()+`")`)
+	pf.DurationVar(&a.timeout, "timeout", 30*time.Second,
+		"time limit of a one-shot command (publish: of each batch) and of the setup of subscribe")
+	pf.BoolVarP(&a.verbose, "verbose", "v", false, "log what the tool does on stderr")
+
+	root.AddCommand(newPublishCmd(a), newSubscribeCmd(a), newInfoCmd(a), newIdentityCmd(a))
+	return root
+}
+
+// displayIdentityPath is the default identity path as shown in the help.
+func displayIdentityPath() string {
+	p, err := defaultIdentityPath()
+	if err != nil {
+		return "$XDG_CONFIG_HOME/stickypub/identity.pem"
+	}
+	return p
+}
+
+// defaultIdentityPath is os.UserConfigDir()/stickypub/identity.pem.
+func defaultIdentityPath() (string, error) {
+	dir, err := os.UserConfigDir()
+	if err != nil {
+		return "", fmt.Errorf("no identity file given (--identity or %s) and %w", envIdentity, err)
+	}
+	return filepath.Join(dir, "stickypub", "identity.pem"), nil
+}
+
+// identityPath is the identity file to use.
+func (a *app) identityPath() (string, error) {
+	if a.identity != "" {
+		return a.identity, nil
+	}
+	return defaultIdentityPath()
+}
+
+// loadIdentity loads the identity, creating it on first use.
+func (a *app) loadIdentity() (*core.Identity, string, error) {
+	path, err := a.identityPath()
+	if err != nil {
+		return nil, "", err
+	}
+	_, statErr := os.Stat(path)
+	id, err := core.LoadOrCreateIdentity(path)
+	if err != nil {
+		return nil, "", err
+	}
+	if statErr != nil {
+		a.logger.Info("created a new identity", "path", path, "publisher", id.ID().String())
+	}
+	return id, path, nil
+}
+
+// session is an open store and a client on it.
+type session struct {
+	a      *app
+	client *core.Client
+	close  func() error
+}
+
+// openSession opens the store and a client with the identity, within ctx.
+func (a *app) openSession(ctx context.Context, opts ...core.Option) (*session, error) {
+	id, _, err := a.loadIdentity()
+	if err != nil {
+		return nil, err
+	}
+	st, err := openStore(ctx, a.store, a.logger)
+	if err != nil {
+		return nil, err
+	}
+	opts = append([]core.Option{core.WithLogger(a.logger)}, opts...)
+	client, err := core.New(st, id, opts...)
+	if err != nil {
+		_ = st.Close()
+		return nil, err
+	}
+	s := &session{a: a, client: client}
+	s.close = func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+		defer cancel()
+		return errors.Join(client.Close(ctx), st.Close())
+	}
+	return s, nil
+}
+
+// oneShot returns the context of a one-shot command: the command's context
+// (cancelled by SIGINT and SIGTERM) bounded by --timeout.
+func (a *app) oneShot(cmd *cobra.Command) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(cmd.Context(), a.timeout)
+}
+
+// explain turns the context errors of a one-shot command into messages
+// that say what happened.
+func (a *app) explain(cmd *cobra.Command, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case cmd.Context().Err() != nil:
+		return errInterrupted
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("timed out after %v (--timeout): %w", a.timeout, err)
+	}
+	return err
+}

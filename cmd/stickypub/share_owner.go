@@ -1,0 +1,332 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/gob"
+	"errors"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/stickypub/stickypub/backend"
+)
+
+// boltEngine is what the owner needs of the bolt adapter's store.
+type boltEngine interface {
+	backend.Store
+	backend.Watcher
+	backend.Updater
+}
+
+// ownerAtt is the attachment of the process that holds the bolt file: it
+// uses the store directly and serves the other processes on the socket.
+type ownerAtt struct {
+	st     boltEngine
+	path   string // the file, as this process names it
+	caps   backend.Capabilities
+	logger *slog.Logger
+
+	ln         net.Listener // nil when the file cannot be shared
+	acceptDone chan struct{}
+
+	mu      sync.Mutex
+	closing bool
+	conns   map[*serverConn]struct{}
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// newOwner wraps st, which this process has just opened, and starts
+// serving it on sock. If the socket cannot be created the store still
+// works for this process; other processes then wait for the file lock.
+func newOwner(st boltEngine, path, sock string, logger *slog.Logger) *ownerAtt {
+	o := &ownerAtt{st: st, path: path, caps: st.Capabilities(), logger: logger,
+		acceptDone: make(chan struct{}), conns: map[*serverConn]struct{}{}}
+	ln, err := listenSocket(sock)
+	if err != nil {
+		logger.Warn("bolt file cannot be shared with other stickypub processes", "socket", sock, "err", err)
+		close(o.acceptDone)
+		return o
+	}
+	o.ln = ln
+	logger.Debug("bolt file opened; serving other processes", "path", path, "socket", sock)
+	go o.accept()
+	return o
+}
+
+// listenSocket creates the owner's socket. The caller holds the bolt file's
+// lock, so a socket found at sock belongs to an owner that is gone
+// (killed before it could remove it) and is replaced. Anything else at that
+// path is left alone.
+func listenSocket(sock string) (net.Listener, error) {
+	if fi, err := os.Lstat(sock); err == nil {
+		if fi.Mode().Type() != fs.ModeSocket {
+			return nil, errors.New("a file that is not a socket is in the way")
+		}
+		if err := os.Remove(sock); err != nil {
+			return nil, err
+		}
+	}
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		return nil, err
+	}
+	// Only the file's owner may connect, as only it may open the file
+	// (bbolt creates it 0600). Connecting needs write permission.
+	if err := os.Chmod(sock, 0o600); err != nil {
+		_ = ln.Close()
+		return nil, err
+	}
+	return ln, nil
+}
+
+func (o *ownerAtt) alive() bool { return true }
+
+func (o *ownerAtt) get(ctx context.Context, key string) (backend.Entry, error) {
+	return o.st.Get(ctx, key)
+}
+
+func (o *ownerAtt) cas(ctx context.Context, key string, expect backend.Version, value []byte) (backend.Version, error) {
+	return o.st.CompareAndPut(ctx, key, expect, value)
+}
+
+func (o *ownerAtt) watch(ctx context.Context, key string) (<-chan backend.Version, error) {
+	return o.st.Watch(ctx, key)
+}
+
+// accept serves every connection until the listener is closed.
+func (o *ownerAtt) accept() {
+	defer close(o.acceptDone)
+	for {
+		c, err := o.ln.Accept()
+		if err != nil {
+			return
+		}
+		sc := &serverConn{o: o, c: c, enc: gob.NewEncoder(c), inflight: map[uint64]context.CancelFunc{},
+			watches: map[uint64]context.CancelFunc{}, readDone: make(chan struct{})}
+		sc.ctx, sc.cancel = context.WithCancel(context.Background())
+		o.mu.Lock()
+		if o.closing {
+			o.mu.Unlock()
+			_ = c.Close()
+			continue
+		}
+		o.conns[sc] = struct{}{}
+		o.mu.Unlock()
+		go sc.serve()
+	}
+}
+
+// close stops serving and closes the store. Requests the store has not
+// taken yet are answered "owner closing" (the clients send them again to
+// the next owner); the batch being committed completes and is answered.
+// The listener is closed (and the socket removed) before the store
+// releases the file lock, so the next owner's socket is never removed.
+func (o *ownerAtt) close() error {
+	o.closeOnce.Do(func() {
+		o.mu.Lock()
+		o.closing = true
+		conns := make([]*serverConn, 0, len(o.conns))
+		for sc := range o.conns {
+			conns = append(conns, sc)
+		}
+		o.mu.Unlock()
+		if o.ln != nil {
+			_ = o.ln.Close()
+		}
+		<-o.acceptDone
+		for _, sc := range conns {
+			sc.stopTaking()
+		}
+		o.closeErr = o.st.Close()
+		for _, sc := range conns {
+			sc.finish()
+		}
+	})
+	return o.closeErr
+}
+
+// serverConn is one client process connected to the owner.
+type serverConn struct {
+	o   *ownerAtt
+	c   net.Conn
+	wmu sync.Mutex
+	enc *gob.Encoder
+
+	ctx    context.Context // ends when the connection does
+	cancel context.CancelFunc
+
+	mu       sync.Mutex
+	stopped  bool // no new work is started
+	inflight map[uint64]context.CancelFunc
+	watches  map[uint64]context.CancelFunc
+	wg       sync.WaitGroup
+	readDone chan struct{}
+}
+
+func (sc *serverConn) send(r *reply) {
+	sc.wmu.Lock()
+	defer sc.wmu.Unlock()
+	_ = sc.c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	if err := sc.enc.Encode(r); err != nil {
+		_ = sc.c.Close() // a client that does not read is dropped
+	}
+}
+
+// start registers one unit of work unless the owner is closing.
+func (sc *serverConn) start() bool {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	if sc.stopped {
+		return false
+	}
+	sc.wg.Add(1)
+	return true
+}
+
+func (sc *serverConn) stopTaking() {
+	sc.mu.Lock()
+	sc.stopped = true
+	sc.mu.Unlock()
+}
+
+// finish waits for the work in progress (its replies are sent), then ends
+// the connection.
+func (sc *serverConn) finish() {
+	sc.wg.Wait()
+	_ = sc.c.Close()
+	<-sc.readDone
+}
+
+func (sc *serverConn) serve() {
+	defer func() {
+		sc.cancel()
+		sc.wg.Wait()
+		_ = sc.c.Close()
+		sc.o.mu.Lock()
+		delete(sc.o.conns, sc)
+		sc.o.mu.Unlock()
+		close(sc.readDone)
+	}()
+	dec := gob.NewDecoder(bufio.NewReader(sc.c))
+	_ = sc.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var hello request
+	if err := dec.Decode(&hello); err != nil || hello.Op != opHello {
+		return
+	}
+	_ = sc.c.SetReadDeadline(time.Time{})
+	if werr := sc.o.checkHello(&hello); werr != nil {
+		sc.send(&reply{ID: hello.ID, Err: werr})
+		return
+	}
+	caps := sc.o.caps
+	sc.send(&reply{ID: hello.ID, Caps: &caps})
+	for {
+		var req request // fresh: gob leaves fields absent from the stream untouched
+		if err := dec.Decode(&req); err != nil {
+			return
+		}
+		switch req.Op {
+		case opGet, opCAS:
+			if !sc.start() {
+				sc.send(&reply{ID: req.ID, Err: &wireError{Code: codeOwnerClosing, Msg: "bolt owner process is closing"}})
+				continue
+			}
+			ctx, cancel := context.WithCancel(sc.ctx)
+			sc.mu.Lock()
+			sc.inflight[req.ID] = cancel
+			sc.mu.Unlock()
+			go sc.do(ctx, &req)
+		case opCancel:
+			sc.mu.Lock()
+			if cancel := sc.inflight[req.ID]; cancel != nil {
+				cancel()
+			}
+			sc.mu.Unlock()
+		case opWatch:
+			if !sc.start() {
+				sc.send(&reply{ID: req.ID, Err: &wireError{Code: codeOwnerClosing, Msg: "bolt owner process is closing"}})
+				continue
+			}
+			sc.watch(&req)
+		case opUnwatch:
+			sc.mu.Lock()
+			if cancel := sc.watches[req.ID]; cancel != nil {
+				cancel()
+			}
+			sc.mu.Unlock()
+		default:
+			return // a client that speaks something else is dropped
+		}
+	}
+}
+
+// checkHello accepts a client of the same protocol that names the same file.
+func (o *ownerAtt) checkHello(h *request) *wireError {
+	if string(h.Value) != shareProto {
+		return refusal("protocol %q, want %q", h.Value, shareProto)
+	}
+	if h.Key != o.path {
+		a, errA := os.Stat(h.Key)
+		b, errB := os.Stat(o.path)
+		if errA != nil || errB != nil || !os.SameFile(a, b) {
+			return refusal("this process serves %s, not %s", o.path, h.Key)
+		}
+	}
+	return nil
+}
+
+// do runs one Get or CompareAndPut and answers it.
+func (sc *serverConn) do(ctx context.Context, req *request) {
+	defer sc.wg.Done()
+	r := &reply{ID: req.ID}
+	switch req.Op {
+	case opGet:
+		e, err := sc.o.st.Get(ctx, req.Key)
+		r.Version, r.Value, r.Err = uint64(e.Version), e.Value, encodeError(err)
+	case opCAS:
+		v, err := sc.o.st.CompareAndPut(ctx, req.Key, backend.Version(req.Expect), req.Value)
+		r.Version, r.Err = uint64(v), encodeError(err)
+	}
+	sc.mu.Lock()
+	if cancel := sc.inflight[req.ID]; cancel != nil {
+		cancel()
+		delete(sc.inflight, req.ID)
+	}
+	sc.mu.Unlock()
+	sc.send(r)
+}
+
+// watch starts forwarding the change notifications of one key.
+func (sc *serverConn) watch(req *request) {
+	ctx, cancel := context.WithCancel(sc.ctx)
+	ch, err := sc.o.st.Watch(ctx, req.Key)
+	if err != nil {
+		cancel()
+		sc.wg.Done()
+		sc.send(&reply{ID: req.ID, Err: encodeError(err)})
+		return
+	}
+	sc.mu.Lock()
+	sc.watches[req.ID] = cancel
+	sc.mu.Unlock()
+	sc.send(&reply{ID: req.ID})
+	id := req.ID
+	go func() {
+		defer sc.wg.Done()
+		defer func() {
+			sc.mu.Lock()
+			delete(sc.watches, id)
+			sc.mu.Unlock()
+			cancel()
+		}()
+		for v := range ch {
+			sc.send(&reply{ID: id, Event: true, Version: uint64(v)})
+		}
+	}()
+}

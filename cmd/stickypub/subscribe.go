@@ -1,0 +1,149 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/stickypub/stickypub/core"
+)
+
+// subscribeFlags are the flags of the subscribe command.
+type subscribeFlags struct {
+	fromStart bool
+	asJSON    bool
+	interval  time.Duration
+	count     int
+	ttl       time.Duration
+}
+
+// warnEvery is the least time between two warnings about failing polls.
+const warnEvery = 10 * time.Second
+
+func newSubscribeCmd(a *app) *cobra.Command {
+	var f subscribeFlags
+	cmd := &cobra.Command{
+		Use:   "subscribe TOPIC",
+		Short: "Follow a topic and print its messages as they arrive",
+		Long: `Follow TOPIC and print every message as it arrives, until interrupted
+(Ctrl-C, SIGTERM) or, with --count, after that many messages.
+
+Messages are pushed as soon as they are announced when the store can notify
+(bolt, also across processes sharing the file; Redis), and polled every
+--interval as a safety net (the only way on other stores). With --from-start
+the topic's retained history is printed first. Every message's signature is
+verified; messages of a publisher that are missing (a gap) are reported on
+stderr as a warning line, never skipped silently.
+
+Plain output is one line per message:
+
+  [2025-01-02 15:04:05.000] AbCdEfGh #42: payload
+
+with the publisher's time, the start of the publisher's ID and its sequence
+number. --json prints one object per line instead: topic, publisher, seq,
+time, payload (a string if it is UTF-8, else base64 with "base64": true) and
+ttl (when set).
+
+While subscribed, a subscription record (renewed automatically) makes this
+subscriber visible in "stickypub info"; it is removed on exit.`,
+		Example: `  stickypub subscribe demo
+  stickypub subscribe --from-start demo                  # history, then new messages
+  stickypub subscribe --from-start --count 10 demo       # the first 10, then exit
+  stickypub subscribe --json demo | jq -r .payload`,
+		Args: usageArgs(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			switch {
+			case f.interval <= 0:
+				return usagef("--interval must be positive, got %v", f.interval)
+			case f.count < 0:
+				return usagef("--count must not be negative, got %d", f.count)
+			case f.ttl < time.Second:
+				return usagef("--record-ttl must be at least 1s, got %v", f.ttl)
+			}
+			return a.subscribe(cmd, args[0], f)
+		},
+	}
+	fl := cmd.Flags()
+	fl.BoolVar(&f.fromStart, "from-start", false, "print the topic's retained history first")
+	fl.BoolVar(&f.asJSON, "json", false, "print one JSON object per message")
+	fl.DurationVar(&f.interval, "interval", 500*time.Millisecond, "background polling interval")
+	fl.IntVarP(&f.count, "count", "n", 0, "exit after this many messages (0: follow until interrupted)")
+	fl.DurationVar(&f.ttl, "record-ttl", core.DefaultSubscriptionTTL,
+		"lifetime of the subscription record if this process dies without removing it (renewed while running)")
+	return cmd
+}
+
+func (a *app) subscribe(cmd *cobra.Command, topic string, f subscribeFlags) (err error) {
+	ctx := cmd.Context() // ends on SIGINT or SIGTERM: a normal way to stop
+	warn := a.pollWarner(topic)
+	setup, cancel := a.oneShot(cmd)
+	defer cancel()
+	s, err := a.openSession(setup, core.WithEventHandler(warn))
+	if err != nil {
+		return a.explain(cmd, err)
+	}
+	defer func() { err = errors.Join(err, s.close()) }()
+	opts := []core.SubscribeOption{core.WithSubscriptionTTL(f.ttl)}
+	if f.fromStart {
+		opts = append(opts, core.FromStart())
+	}
+	sub, err := s.client.Subscribe(setup, topic, opts...)
+	if err != nil {
+		return a.explain(cmd, err)
+	}
+	cancel()
+	if err := s.client.StartPolling(f.interval); err != nil {
+		return err
+	}
+	a.logger.Debug("subscribed", "topic", topic, "from_start", f.fromStart, "expires", sub.Expires())
+	n := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case m, ok := <-sub.Messages():
+			if !ok {
+				return fmt.Errorf("subscription to %q ended", topic)
+			}
+			if err := writeMessage(a.stdout, m, f.asJSON); err != nil {
+				return err
+			}
+			if n++; f.count > 0 && n >= f.count {
+				return nil
+			}
+		case g, ok := <-sub.Gaps():
+			if ok {
+				fmt.Fprintf(a.stderr, "stickypub: warning: gap on %q: messages %d..%d of publisher %s are missing (%s)\n",
+					g.Topic, g.From, g.To, g.Publisher, g.Reason)
+			}
+		}
+	}
+}
+
+// pollWarner returns an event handler that reports dropped invalid records
+// and, at most every warnEvery, failing polls on stderr.
+func (a *app) pollWarner(topic string) func(core.Event) {
+	var (
+		mu   sync.Mutex
+		last time.Time
+	)
+	return func(e core.Event) {
+		switch e.Kind {
+		case core.EventInvalid:
+			fmt.Fprintf(a.stderr, "stickypub: warning: dropped an invalid record on %q: %v\n", e.Topic, e.Err)
+		case core.EventPollError:
+			mu.Lock()
+			now := time.Now()
+			show := now.Sub(last) >= warnEvery
+			if show {
+				last = now
+			}
+			mu.Unlock()
+			if show {
+				fmt.Fprintf(a.stderr, "stickypub: warning: polling %q failed (retrying): %v\n", topic, e.Err)
+			}
+		}
+	}
+}

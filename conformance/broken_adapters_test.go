@@ -1,0 +1,228 @@
+package conformance_test
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/stickypub/stickypub/backend"
+	"github.com/stickypub/stickypub/backend/memory"
+	"github.com/stickypub/stickypub/conformance"
+)
+
+// Deliberately broken adapters, each wrapping the memory adapter and
+// implementing only backend.Store. Each has exactly one bug that a real
+// adapter could plausibly have; TestBroken checks that the suite catches it.
+
+// brokenAdapters maps a name to a harness maker for the adapter with that
+// bug. "mapper-ok" is the control: the version-mapping wrapper of the
+// reuse and backwards bugs with a correct counter, which must pass.
+var brokenAdapters = map[string]conformance.MakeHarness{
+	"lost-update": wrapHarness(func(inner backend.Store, _ *wrapShared) backend.Store { return &lostUpdateStore{inner} }),
+	"stale-read": wrapHarness(func(inner backend.Store, sh *wrapShared) backend.Store {
+		return &staleReadStore{inner: inner, shared: sh}
+	}),
+	"reuse-after-reopen": wrapHarness(func(inner backend.Store, _ *wrapShared) backend.Store {
+		// The counter lives in the handle, so every reopen (and every
+		// second handle) starts again from 1.
+		var n atomic.Uint64
+		return &versionMapper{inner: inner, next: func() backend.Version { return backend.Version(n.Add(1)) }}
+	}),
+	"backwards": wrapHarness(func(inner backend.Store, sh *wrapShared) backend.Store {
+		// Shared and never reset, but every third version steps back.
+		return &versionMapper{inner: inner, next: func() backend.Version {
+			n := sh.counter.Add(1)
+			if n%3 == 0 {
+				n -= 2
+			}
+			return backend.Version(n)
+		}}
+	}),
+	"ignores-context": wrapHarness(func(inner backend.Store, _ *wrapShared) backend.Store { return &ctxIgnoringStore{inner} }),
+	"mapper-ok": wrapHarness(func(inner backend.Store, sh *wrapShared) backend.Store {
+		return &versionMapper{inner: inner, next: func() backend.Version { return backend.Version(sh.counter.Add(1)) }}
+	}),
+}
+
+// wrapShared is state shared by the handles of one wrapped harness.
+type wrapShared struct {
+	counter atomic.Uint64
+
+	mu      sync.Mutex
+	history map[string][]backend.Entry // stale-read: entries written per key
+}
+
+// wrapHarness builds a MakeHarness whose handles are wrap(memory handle).
+// The wrapped space gets 8 extra value bytes for versionMapper's header.
+func wrapHarness(wrap func(inner backend.Store, sh *wrapShared) backend.Store) conformance.MakeHarness {
+	return func(context.Context, *testing.T) (conformance.Harness, error) {
+		sp := memory.NewSpace(memory.Options{MaxKeySize: 128, MaxValueSize: 4096 + headerSize})
+		return &wrappedHarness{space: sp, wrap: wrap, shared: &wrapShared{history: map[string][]backend.Entry{}}}, nil
+	}
+}
+
+type wrappedHarness struct {
+	space  *memory.Space
+	wrap   func(backend.Store, *wrapShared) backend.Store
+	shared *wrapShared
+}
+
+func (h *wrappedHarness) NewStore(context.Context) (backend.Store, error) {
+	return h.wrap(h.space.Open(), h.shared), nil
+}
+
+func (h *wrappedHarness) Close() {}
+
+// capsOf is the inner store's capabilities minus the mapper header.
+func capsOf(inner backend.Store) backend.Capabilities {
+	c := inner.Capabilities()
+	c.MaxValueSize -= headerSize
+	return c
+}
+
+// lostUpdateStore checks the expected version and writes in two steps, so
+// two writers that both read version v can both succeed.
+type lostUpdateStore struct{ inner backend.Store }
+
+func (s *lostUpdateStore) Get(ctx context.Context, key string) (backend.Entry, error) {
+	return s.inner.Get(ctx, key)
+}
+
+func (s *lostUpdateStore) CompareAndPut(ctx context.Context, key string, expect backend.Version, value []byte) (backend.Version, error) {
+	if err := backend.CheckValue(value, s.Capabilities()); err != nil {
+		return 0, err
+	}
+	cur, err := s.inner.Get(ctx, key)
+	if err != nil && !errors.Is(err, backend.ErrNotFound) {
+		return 0, err
+	}
+	if cur.Version != expect {
+		return 0, &backend.ConflictError{Key: key, Expected: expect, Current: cur, Known: true}
+	}
+	runtime.Gosched() // the window between check and write
+	// BUG: writes over whatever is there now instead of over expect.
+	now, err := s.inner.Get(ctx, key)
+	if err != nil && !errors.Is(err, backend.ErrNotFound) {
+		return 0, err
+	}
+	return s.inner.CompareAndPut(ctx, key, now.Version, value)
+}
+
+func (s *lostUpdateStore) Capabilities() backend.Capabilities { return capsOf(s.inner) }
+func (s *lostUpdateStore) Close() error                       { return s.inner.Close() }
+
+// staleReadStore returns the previous entry of a key on every third Get.
+type staleReadStore struct {
+	inner  backend.Store
+	shared *wrapShared
+	gets   atomic.Uint64
+}
+
+func (s *staleReadStore) Get(ctx context.Context, key string) (backend.Entry, error) {
+	e, err := s.inner.Get(ctx, key)
+	if err != nil || s.gets.Add(1)%3 != 0 {
+		return e, err
+	}
+	s.shared.mu.Lock()
+	defer s.shared.mu.Unlock()
+	// BUG: a lagging replica answers.
+	h := s.shared.history[key]
+	for i := len(h) - 1; i >= 0; i-- {
+		if h[i].Version < e.Version {
+			return backend.Entry{Value: append([]byte(nil), h[i].Value...), Version: h[i].Version}, nil
+		}
+	}
+	return e, nil
+}
+
+func (s *staleReadStore) CompareAndPut(ctx context.Context, key string, expect backend.Version, value []byte) (backend.Version, error) {
+	if err := backend.CheckValue(value, s.Capabilities()); err != nil {
+		return 0, err
+	}
+	v, err := s.inner.CompareAndPut(ctx, key, expect, value)
+	if err == nil {
+		s.shared.mu.Lock()
+		s.shared.history[key] = append(s.shared.history[key], backend.Entry{Value: append([]byte(nil), value...), Version: v})
+		s.shared.mu.Unlock()
+	}
+	return v, err
+}
+
+func (s *staleReadStore) Capabilities() backend.Capabilities { return capsOf(s.inner) }
+func (s *staleReadStore) Close() error                       { return s.inner.Close() }
+
+// headerSize is the length of versionMapper's version header.
+const headerSize = 8
+
+// versionMapper hands out its own versions, from next, and keeps them in
+// an 8-byte header of the stored value; the inner store's versions only
+// make the compare-and-put atomic. With a correct next it is a correct
+// adapter (the "mapper-ok" control).
+type versionMapper struct {
+	inner backend.Store
+	next  func() backend.Version
+}
+
+// read returns the mapped entry of key and the inner version (0 if absent).
+func (s *versionMapper) read(ctx context.Context, key string) (backend.Entry, backend.Version, error) {
+	e, err := s.inner.Get(ctx, key)
+	if err != nil {
+		return backend.Entry{}, 0, err
+	}
+	if len(e.Value) < headerSize {
+		return backend.Entry{}, 0, fmt.Errorf("%w: %q has no version header", backend.ErrCorrupt, key)
+	}
+	return backend.Entry{Value: e.Value[headerSize:], Version: backend.Version(binary.BigEndian.Uint64(e.Value))}, e.Version, nil
+}
+
+func (s *versionMapper) Get(ctx context.Context, key string) (backend.Entry, error) {
+	e, _, err := s.read(ctx, key)
+	return e, err
+}
+
+func (s *versionMapper) CompareAndPut(ctx context.Context, key string, expect backend.Version, value []byte) (backend.Version, error) {
+	if err := backend.CheckValue(value, s.Capabilities()); err != nil {
+		return 0, err
+	}
+	cur, innerV, err := s.read(ctx, key)
+	if err != nil && !errors.Is(err, backend.ErrNotFound) {
+		return 0, err
+	}
+	if cur.Version != expect {
+		return 0, &backend.ConflictError{Key: key, Expected: expect, Current: cur, Known: true}
+	}
+	v := s.next()
+	buf := binary.BigEndian.AppendUint64(make([]byte, 0, headerSize+len(value)), uint64(v))
+	if _, err := s.inner.CompareAndPut(ctx, key, innerV, append(buf, value...)); err != nil {
+		if errors.Is(err, backend.ErrConflict) {
+			return 0, &backend.ConflictError{Key: key, Expected: expect}
+		}
+		return 0, err
+	}
+	return v, nil
+}
+
+func (s *versionMapper) Capabilities() backend.Capabilities { return capsOf(s.inner) }
+func (s *versionMapper) Close() error                       { return s.inner.Close() }
+
+// ctxIgnoringStore drops the caller's context.
+type ctxIgnoringStore struct{ inner backend.Store }
+
+func (s *ctxIgnoringStore) Get(_ context.Context, key string) (backend.Entry, error) {
+	return s.inner.Get(context.Background(), key) // BUG
+}
+
+func (s *ctxIgnoringStore) CompareAndPut(_ context.Context, key string, expect backend.Version, value []byte) (backend.Version, error) {
+	if err := backend.CheckValue(value, s.Capabilities()); err != nil {
+		return 0, err
+	}
+	return s.inner.CompareAndPut(context.Background(), key, expect, value) // BUG
+}
+
+func (s *ctxIgnoringStore) Capabilities() backend.Capabilities { return capsOf(s.inner) }
+func (s *ctxIgnoringStore) Close() error                       { return s.inner.Close() }

@@ -1,0 +1,111 @@
+package conformance_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"regexp"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/stickypub/stickypub/conformance"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// brokenEnv names the adapter TestBrokenInner runs the suite against.
+const brokenEnv = "STICKYPUB_CONFORMANCE_BROKEN"
+
+// TestBrokenInner runs the contract suite against one adapter from
+// brokenAdapters. It only runs as TestBroken's subprocess, and is meant to
+// fail there.
+func TestBrokenInner(t *testing.T) {
+	name := os.Getenv(brokenEnv)
+	if name == "" {
+		t.Skip("runs only as a subprocess of TestBroken")
+	}
+	mk, ok := brokenAdapters[name]
+	require.True(t, ok, "unknown adapter %q", name)
+	conformance.RunContract(t, mk)
+}
+
+// TestBroken checks that the suite has teeth: run against each deliberately
+// broken adapter, in a subprocess, it must fail, and fail in the subtests
+// that test for the bug. The control adapter must pass the same way.
+func TestBroken(t *testing.T) {
+	cases := []struct {
+		adapter string
+		// mustFail lists subtests (under TestBrokenInner/Contract/) that
+		// must fail; nil means the run must pass.
+		mustFail []string
+	}{
+		{"lost-update", []string{"Stress/Counters", "Linearizability"}},
+		{"stale-read", []string{"Linearizability"}},
+		{"reuse-after-reopen", []string{"Versions/TwoHandles", "Versions/Reopen"}},
+		{"backwards", []string{"Versions/Increasing"}},
+		{"ignores-context", []string{"Context/Get", "Context/CompareAndPut", "Context/Deadline"}},
+		{"mapper-ok", nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.adapter, func(t *testing.T) {
+			t.Parallel()
+			out, err := runInner(t, tc.adapter)
+			failed := failedSubtests(out)
+			t.Logf("%s fails: %v", tc.adapter, failed)
+			require.NotContains(t, out, "panic:", "the suite panicked:\n%s", out)
+			require.NotContains(t, out, "test timed out", "the suite hung:\n%s", out)
+			if tc.mustFail == nil {
+				require.NoError(t, err, "the control adapter failed the suite:\n%s", out)
+				return
+			}
+			var exit *exec.ExitError
+			require.ErrorAs(t, err, &exit, "the suite passed a broken adapter (or did not run):\n%s", out)
+			for _, name := range tc.mustFail {
+				assert.Contains(t, failed, "Contract/"+name, "the suite did not fail %s", name)
+			}
+			if t.Failed() {
+				t.Logf("subprocess output:\n%s", out)
+			}
+		})
+	}
+}
+
+// runInner runs TestBrokenInner against adapter in a subprocess of this
+// test binary, bounded by a deadline, and returns its combined output.
+func runInner(t *testing.T, adapter string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	args := []string{"-test.run=^TestBrokenInner$", "-test.count=1", "-test.timeout=100s"}
+	if testing.Short() {
+		args = append(args, "-test.short")
+	}
+	cmd := exec.CommandContext(ctx, os.Args[0], args...)
+	// TMPDIR: failed linearizability checks write their visualisation
+	// there; keep those files with this test's temporary directory.
+	cmd.Env = append(os.Environ(), brokenEnv+"="+adapter, "TMPDIR="+t.TempDir())
+	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		require.FailNowf(t, "subprocess timed out", "%v\n%s", errors.Join(err, ctx.Err()), out)
+	}
+	return string(out), err
+}
+
+// failedSubtests lists the subtests of TestBrokenInner/ that the output
+// reports as failed, sorted.
+func failedSubtests(out string) []string {
+	var names []string
+	for _, m := range failLine.FindAllStringSubmatch(out, -1) {
+		names = append(names, m[1])
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
+}
+
+var failLine = regexp.MustCompile(`(?m)^\s*--- FAIL: TestBrokenInner/(\S+)`)

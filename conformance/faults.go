@@ -1,0 +1,223 @@
+package conformance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stickypub/stickypub/backend"
+)
+
+// FaultConfig says which faults Faulty injects. Rates are probabilities per
+// operation, in [0, 1].
+type FaultConfig struct {
+	// Seed makes the fault sequence reproducible (with one goroutine).
+	Seed uint64
+	// StaleReadRate: a Get returns the key's previous state (which may be
+	// "not found") instead of the current one.
+	StaleReadRate float64
+	// LostUpdateRate: a CompareAndPut that lost a race by exactly one
+	// version is accepted anyway and silently replaces the winner's value,
+	// so both writers were told they succeeded (measured on libp2p).
+	LostUpdateRate float64
+	// ErrorRate: an operation fails with backend.ErrUnavailable before it
+	// reaches the store.
+	ErrorRate float64
+	// AmbiguousRate: a write reaches the store and then reports
+	// backend.ErrUnavailable (a timeout after the fact).
+	AmbiguousRate float64
+	// MaxLatency adds a uniform random delay in [0, MaxLatency] per call.
+	MaxLatency time.Duration
+	// MaxValueSize overrides the declared value limit (e.g. 1000, as BEP44).
+	MaxValueSize int
+}
+
+// DHTFaults is the profile used by the suite's own tests: the faults of the
+// two DHT backends (stale reads, silently replaced writes, errors before and
+// after the fact, latency) and BEP44's 1000-byte value limit.
+var DHTFaults = FaultConfig{
+	Seed: 1, StaleReadRate: 0.05, LostUpdateRate: 0.2, ErrorRate: 0.01, AmbiguousRate: 0.01,
+	MaxLatency: 200 * time.Microsecond, MaxValueSize: 1000,
+}
+
+// Faulty wraps inner in a store that simulates the faults of eventually
+// consistent backends. It declares Consistency Eventual and hides every
+// optional interface of inner (no Watch, no Update, no Delete), so code
+// above it sees exactly what a DHT adapter offers.
+func Faulty(inner backend.Store, cfg FaultConfig) backend.Store {
+	return &faulty{inner: inner, cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x5eed)),
+		prev: map[string]backend.Entry{}}
+}
+
+type faulty struct {
+	inner backend.Store
+	cfg   FaultConfig
+
+	mu   sync.Mutex
+	rng  *rand.Rand
+	prev map[string]backend.Entry // the state before the latest write seen
+	// Injected counts, for reporting.
+	stale, lost, errs, ambiguous int
+}
+
+func (f *faulty) roll(p float64) bool {
+	if p <= 0 {
+		return false
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.rng.Float64() < p
+}
+
+func (f *faulty) delay(ctx context.Context) error {
+	if f.cfg.MaxLatency <= 0 {
+		return ctx.Err()
+	}
+	f.mu.Lock()
+	d := time.Duration(f.rng.Int64N(int64(f.cfg.MaxLatency) + 1))
+	f.mu.Unlock()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+func (f *faulty) injected(op, key string) error {
+	f.mu.Lock()
+	f.errs++
+	f.mu.Unlock()
+	return fmt.Errorf("%w: injected fault in %s %q", backend.ErrUnavailable, op, key)
+}
+
+// Capabilities declares an eventually consistent store with the configured
+// value limit.
+func (f *faulty) Capabilities() backend.Capabilities {
+	c := f.inner.Capabilities()
+	c.Consistency = backend.Eventual
+	if f.cfg.MaxValueSize > 0 {
+		c.MaxValueSize = f.cfg.MaxValueSize
+	}
+	return c
+}
+
+// Get returns the current entry, or with StaleReadRate the previous one.
+func (f *faulty) Get(ctx context.Context, key string) (backend.Entry, error) {
+	if err := f.delay(ctx); err != nil {
+		return backend.Entry{}, err
+	}
+	if f.roll(f.cfg.ErrorRate) {
+		return backend.Entry{}, f.injected("Get", key)
+	}
+	e, err := f.inner.Get(ctx, key)
+	if err != nil || !f.roll(f.cfg.StaleReadRate) {
+		return e, err
+	}
+	f.mu.Lock()
+	old, ok := f.prev[key]
+	if ok && old.Version < e.Version {
+		f.stale++
+	}
+	f.mu.Unlock()
+	if !ok || old.Version >= e.Version {
+		return e, nil
+	}
+	if old.Version == 0 {
+		return backend.Entry{}, fmt.Errorf("%w: %q (stale read)", backend.ErrNotFound, key)
+	}
+	return old, nil
+}
+
+// CompareAndPut writes through to inner, injecting lost updates and errors.
+func (f *faulty) CompareAndPut(ctx context.Context, key string, expect backend.Version, value []byte) (backend.Version, error) {
+	if err := f.delay(ctx); err != nil {
+		return 0, err
+	}
+	if err := backend.CheckValue(value, f.Capabilities()); err != nil {
+		return 0, err
+	}
+	if f.roll(f.cfg.ErrorRate) {
+		return 0, f.injected("CompareAndPut", key)
+	}
+	before, berr := f.inner.Get(ctx, key)
+	if berr != nil && !errors.Is(berr, backend.ErrNotFound) {
+		return 0, berr
+	}
+	v, err := f.inner.CompareAndPut(ctx, key, expect, value)
+	if errors.Is(err, backend.ErrConflict) && f.roll(f.cfg.LostUpdateRate) {
+		// Lost by one version? Then overwrite the winner, as a DHT node
+		// that never saw it would.
+		cur, cerr := f.inner.Get(ctx, key)
+		f.mu.Lock()
+		p, ok := f.prev[key]
+		f.mu.Unlock()
+		if cerr == nil && ok && p.Version == expect {
+			if v, err = f.inner.CompareAndPut(ctx, key, cur.Version, value); err == nil {
+				f.mu.Lock()
+				f.lost++
+				f.mu.Unlock()
+				before = cur
+			}
+		}
+	}
+	if err != nil {
+		return 0, err
+	}
+	f.mu.Lock()
+	f.prev[key] = before
+	f.mu.Unlock()
+	if f.roll(f.cfg.AmbiguousRate) {
+		f.mu.Lock()
+		f.ambiguous++
+		f.mu.Unlock()
+		return 0, fmt.Errorf("%w: injected timeout after CompareAndPut %q was applied", backend.ErrUnavailable, key)
+	}
+	return v, nil
+}
+
+// Close closes inner.
+func (f *faulty) Close() error { return f.inner.Close() }
+
+// FaultCounts reports how many faults a store made by Faulty injected.
+func FaultCounts(s backend.Store) (stale, lost, errs, ambiguous int) {
+	f, ok := s.(*faulty)
+	if !ok {
+		return 0, 0, 0, 0
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.stale, f.lost, f.errs, f.ambiguous
+}
+
+// FaultyHarness wraps every store of mk's harnesses with Faulty(cfg).
+func FaultyHarness(mk MakeHarness, cfg FaultConfig) MakeHarness {
+	return func(ctx context.Context, t *testing.T) (Harness, error) {
+		h, err := mk(ctx, t)
+		if err != nil {
+			return nil, err
+		}
+		return faultyHarness{h: h, cfg: cfg}, nil
+	}
+}
+
+type faultyHarness struct {
+	h   Harness
+	cfg FaultConfig
+}
+
+func (h faultyHarness) NewStore(ctx context.Context) (backend.Store, error) {
+	s, err := h.h.NewStore(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return Faulty(s, h.cfg), nil
+}
+
+func (h faultyHarness) Close() { h.h.Close() }

@@ -1,0 +1,169 @@
+package conformance
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/stickypub/stickypub/backend"
+)
+
+// Harness gives the suite fresh handles onto one isolated namespace.
+//
+// Every handle returned by NewStore must see the same data: the suite opens
+// two at once to check that versions are shared, and closes all of them and
+// opens another to check that data and versions survive a reopen. This is
+// required of every harness, whatever the store's Capabilities().Persistent
+// says (that flag is about the engine surviving a restart, which the suite
+// does not attempt).
+type Harness interface {
+	// NewStore opens a new handle onto the harness's namespace (the suite
+	// closes it). Calling it again after closing earlier handles is a
+	// "reopen".
+	NewStore(ctx context.Context) (backend.Store, error)
+	// Close releases the namespace (e.g. deletes its keys).
+	Close()
+}
+
+// MakeHarness creates a fresh, isolated namespace for one subtest.
+type MakeHarness func(ctx context.Context, t *testing.T) (Harness, error)
+
+// Run runs every suite against the adapter behind mk: the contract suite
+// (RunContract) and the protocol suite (RunProtocol).
+func Run(t *testing.T, mk MakeHarness) {
+	t.Helper()
+	RunContract(t, mk)
+	RunProtocol(t, mk)
+}
+
+// Subtest time limits. Each subtest runs under a context with one of these
+// deadlines (shortened to fit the test binary's own -timeout).
+const (
+	basicTimeout  = 30 * time.Second
+	stressTimeout = 90 * time.Second
+)
+
+// suite carries the adapter under test through the subtests.
+type suite struct {
+	mk MakeHarness
+}
+
+// fixture is what one subtest works with: a fresh namespace, a first handle
+// onto it, that handle's capabilities and a bounded context.
+type fixture struct {
+	t     *testing.T
+	ctx   context.Context
+	h     Harness
+	store backend.Store
+	caps  backend.Capabilities
+}
+
+// setup makes a harness and opens a first handle, all bounded by timeout.
+// Everything it creates is released by t.Cleanup, handles before the
+// harness.
+func (s *suite) setup(t *testing.T, timeout time.Duration) *fixture {
+	t.Helper()
+	if dl, ok := t.Deadline(); ok {
+		// Leave a margin so that a stuck subtest fails with a message
+		// rather than the whole binary panicking on -timeout.
+		if left := time.Until(dl) - 5*time.Second; left < timeout {
+			timeout = max(left, time.Second)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	t.Cleanup(cancel)
+	h, err := s.mk(ctx, t)
+	require.NoError(t, err, "MakeHarness")
+	require.NotNil(t, h, "MakeHarness returned a nil Harness")
+	t.Cleanup(h.Close)
+	f := &fixture{t: t, ctx: ctx, h: h}
+	f.store = f.open()
+	f.caps = f.store.Capabilities()
+	return f
+}
+
+// open opens another handle onto the fixture's namespace; t.Cleanup closes
+// it (Close is idempotent, so closing it earlier is fine).
+func (f *fixture) open() backend.Store {
+	f.t.Helper()
+	st, err := f.h.NewStore(f.ctx)
+	require.NoError(f.t, err, "Harness.NewStore")
+	require.NotNil(f.t, st, "Harness.NewStore returned a nil Store")
+	f.t.Cleanup(func() { _ = st.Close() })
+	return st
+}
+
+// linearizable reports whether the store promises linearizability, which
+// is when the suite insists that every read sees every completed write.
+func (f *fixture) linearizable() bool { return f.caps.Consistency >= backend.Linearizable }
+
+// put writes value under key with expect and fails the test on error.
+func (f *fixture) put(st backend.Store, key string, expect backend.Version, value []byte) backend.Version {
+	f.t.Helper()
+	v, err := st.CompareAndPut(f.ctx, key, expect, value)
+	require.NoError(f.t, err, "CompareAndPut(%q, expect %d)", key, expect)
+	require.Greater(f.t, v, expect, "CompareAndPut(%q, expect %d) returned a version that is not greater than expect", key, expect)
+	return v
+}
+
+// readAtLeast returns the entry of key once its version is at least min.
+// A linearizable store must show it on the first read; weaker stores are
+// polled until the fixture's deadline.
+func (f *fixture) readAtLeast(st backend.Store, key string, min backend.Version) backend.Entry {
+	f.t.Helper()
+	for {
+		e, err := st.Get(f.ctx, key)
+		if err != nil && !errors.Is(err, backend.ErrNotFound) {
+			require.NoError(f.t, err, "Get(%q)", key)
+		}
+		if err == nil && e.Version >= min {
+			return e
+		}
+		if f.linearizable() {
+			require.FailNowf(f.t, "stale read", "Get(%q) after a completed write of version %d returned version %d (err %v) on a linearizable store", key, min, e.Version, err)
+		}
+		if !sleepCtx(f.ctx, 10*time.Millisecond) {
+			require.FailNowf(f.t, "write never became visible", "Get(%q) did not reach version %d before the deadline; last saw %d (err %v)", key, min, e.Version, err)
+		}
+	}
+}
+
+// mustGet reads key, which must exist, and checks it against want (value
+// and version).
+func (f *fixture) mustGet(st backend.Store, key string, want backend.Entry) {
+	f.t.Helper()
+	e := f.readAtLeast(st, key, want.Version)
+	require.Equal(f.t, want.Version, e.Version, "Get(%q) version", key)
+	requireBytes(f.t, want.Value, e.Value, "Get(%q) value", key)
+}
+
+// mustNotExist checks that key does not exist.
+func (f *fixture) mustNotExist(st backend.Store, key string) {
+	f.t.Helper()
+	e, err := st.Get(f.ctx, key)
+	require.ErrorIs(f.t, err, backend.ErrNotFound, "Get(%q) returned version %d", key, e.Version)
+}
+
+// sleepCtx sleeps for d or until ctx is done, and reports whether ctx is
+// still live.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// scale returns short under -short and long otherwise.
+func scale(short, long int) int {
+	if testing.Short() {
+		return short
+	}
+	return long
+}

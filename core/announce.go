@@ -1,0 +1,246 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/stickypub/stickypub/backend"
+)
+
+// errNeedCAS aborts an engine-side Update whose result needs blob writes
+// (a fold or an oversize coordinator); the caller falls back to the
+// Get/CompareAndPut path, which can do I/O between read and write.
+var errNeedCAS = errors.New("coordinator update needs the compare-and-put path")
+
+// readCoord returns the topic coordinator and its version (0 and an empty
+// state when the topic has none yet).
+func (c *Client) readCoord(ctx context.Context, tk topicKeys) (*coordState, backend.Version, error) {
+	e, err := c.store.Get(ctx, tk.coord)
+	if errors.Is(err, backend.ErrNotFound) {
+		return newCoordState(), 0, nil
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("core: read coordinator of %q: %w", tk.name, err)
+	}
+	st, err := c.decodeCoordValue(ctx, e.Value)
+	if err != nil {
+		return nil, 0, fmt.Errorf("core: coordinator of %q: %w", tk.name, err)
+	}
+	return st, e.Version, nil
+}
+
+func (c *Client) decodeCoordValue(ctx context.Context, v []byte) (*coordState, error) {
+	if len(v) == 0 {
+		return nil, malformed("empty coordinator")
+	}
+	if v[0] == coordBlob {
+		if len(v) != 33 {
+			return nil, malformed("coordinator reference of %d bytes", len(v))
+		}
+		data, err := c.blobs.get(ctx, Ref(v[1:]))
+		if err != nil {
+			return nil, err
+		}
+		v = data
+	}
+	return decodeCoordState(v)
+}
+
+func (c *Client) encodeCoordValue(ctx context.Context, st *coordState) ([]byte, error) {
+	enc := st.encode()
+	if len(enc) <= c.maxValue {
+		return enc, nil
+	}
+	ref, err := c.blobs.put(ctx, enc)
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte{coordBlob}, ref[:]...), nil
+}
+
+func (c *Client) needsFold(st *coordState) bool { return len(st.Window) >= c.foldWindow }
+
+// announce merges op into the topic coordinator and returns once the merged
+// state is visible. On backends that are not linearizable it reads the
+// coordinator back and merges again until the read shows op.
+func (c *Client) announce(ctx context.Context, tk topicKeys, op coordOp) (*coordState, error) {
+	for attempt := 0; ; attempt++ {
+		st, err := c.mergeCoord(ctx, tk, op)
+		if err != nil {
+			return nil, err
+		}
+		if c.caps.Consistency >= backend.Linearizable {
+			return st, nil
+		}
+		rb, _, err := c.readCoord(ctx, tk)
+		if err == nil && rb.covers(op) {
+			return rb, nil
+		}
+		c.stats.retries.Add(1)
+		if err := sleepJitter(ctx, attempt); err != nil {
+			return nil, err
+		}
+	}
+}
+
+func (c *Client) mergeCoord(ctx context.Context, tk topicKeys, op coordOp) (*coordState, error) {
+	up, ok := c.store.(backend.Updater)
+	if !ok {
+		return c.casCoord(ctx, tk, op, 0)
+	}
+	for attempt := 0; ; attempt++ {
+		st, err := c.updateCoord(ctx, up, tk, op)
+		if !errors.Is(err, errNeedCAS) {
+			return st, err
+		}
+		// The update needs blob writes (a fold, or a state larger than a
+		// value): one compare-and-put attempt, then back to the engine-side
+		// update, which coalesces the other writers far better.
+		st, err = c.casCoord(ctx, tk, op, 1)
+		if !errors.Is(err, errLostRace) {
+			return st, err
+		}
+		if err := sleepJitter(ctx, attempt); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// updateCoord merges op with the engine-side Update (one transaction, which
+// bolt coalesces with concurrent writers into one commit).
+func (c *Client) updateCoord(ctx context.Context, up backend.Updater, tk topicKeys, op coordOp) (*coordState, error) {
+	var out *coordState
+	_, err := up.Update(ctx, tk.coord, func(cur backend.Entry) ([]byte, error) {
+		st := newCoordState()
+		if cur.Version != 0 {
+			if len(cur.Value) == 0 || cur.Value[0] != coordInline {
+				return nil, errNeedCAS
+			}
+			var err error
+			if st, err = decodeCoordState(cur.Value); err != nil {
+				return nil, err
+			}
+		}
+		if !st.apply(op, c.now().UnixNano()) {
+			out = st
+			return nil, backend.ErrSkipUpdate
+		}
+		enc := st.encode()
+		if c.needsFold(st) || len(enc) > c.maxValue {
+			return nil, errNeedCAS
+		}
+		out = st
+		return enc, nil
+	})
+	if err != nil && !errors.Is(err, errNeedCAS) {
+		return nil, fmt.Errorf("core: update coordinator of %q: %w", tk.name, err)
+	}
+	return out, err
+}
+
+// errLostRace: casCoord ran out of its allowed attempts.
+var errLostRace = errors.New("core: coordinator write lost the race")
+
+// casCoord is the portable read-merge-compare-and-put loop. A lost race is
+// never a lost announcement: the conflict's current state is merged with op
+// and the write retried, with full-jitter backoff, until it lands or the
+// state already covers op.
+//
+// maxRaces > 0 bounds the number of lost races before errLostRace.
+func (c *Client) casCoord(ctx context.Context, tk topicKeys, op coordOp, maxRaces int) (*coordState, error) {
+	st, v, err := c.readCoord(ctx, tk)
+	races := 0
+	for attempt := 0; ; attempt++ {
+		if err != nil {
+			if !retryable(err) {
+				return nil, err
+			}
+			c.stats.retries.Add(1)
+			if err := sleepJitter(ctx, attempt); err != nil {
+				return nil, err
+			}
+			st, v, err = c.readCoord(ctx, tk)
+			continue
+		}
+		next := st.clone()
+		if !next.apply(op, c.now().UnixNano()) {
+			return st, nil
+		}
+		if c.needsFold(next) {
+			if next, err = c.fold(ctx, next); err != nil {
+				continue
+			}
+		}
+		var val []byte
+		if val, err = c.encodeCoordValue(ctx, next); err != nil {
+			continue
+		}
+		_, err = c.store.CompareAndPut(ctx, tk.coord, v, val)
+		if err == nil {
+			return next, nil
+		}
+		if !errors.Is(err, backend.ErrConflict) {
+			err = fmt.Errorf("core: write coordinator of %q: %w", tk.name, err)
+			continue
+		}
+		c.stats.retries.Add(1)
+		if races++; maxRaces > 0 && races >= maxRaces {
+			return nil, errLostRace
+		}
+		if cur, ok := backend.CurrentEntry(err); ok {
+			if cur.Version == 0 {
+				st, v, err = newCoordState(), 0, nil
+			} else if st, err = c.decodeCoordValue(ctx, cur.Value); err == nil {
+				v = cur.Version
+			}
+		} else {
+			st, v, err = c.readCoord(ctx, tk)
+		}
+		if err == nil && attempt > 0 {
+			if err = sleepJitter(ctx, attempt); err != nil {
+				return nil, err
+			}
+		}
+	}
+}
+
+// retryable reports whether an error is a transient engine failure worth
+// retrying (as opposed to bad input, a closed store or corrupt data).
+func retryable(err error) bool {
+	return errors.Is(err, backend.ErrUnavailable) || errors.Is(err, backend.ErrConflict)
+}
+
+// retryIO runs fn until it succeeds, fails with an error that is not
+// transient (see retryable), or ctx ends.
+func retryIO(ctx context.Context, fn func() error) error {
+	for attempt := 0; ; attempt++ {
+		err := fn()
+		if err == nil || !errors.Is(err, backend.ErrUnavailable) {
+			return err
+		}
+		if err := sleepJitter(ctx, attempt+4); err != nil {
+			return fmt.Errorf("%w (last error: %w)", err, fn())
+		}
+	}
+}
+
+// sleepJitter waits a full-jitter exponential backoff: uniform in
+// [0, min(maxBackoff, baseBackoff<<attempt)].
+func sleepJitter(ctx context.Context, attempt int) error {
+	const baseBackoff, maxBackoff = 100 * time.Microsecond, 50 * time.Millisecond
+	ceil := maxBackoff
+	if attempt < 20 {
+		ceil = min(maxBackoff, baseBackoff<<attempt)
+	}
+	t := time.NewTimer(rand.N(ceil) + time.Microsecond)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

@@ -1,0 +1,206 @@
+package core
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/stickypub/stickypub/backend"
+)
+
+// Blob encodings. A blob is immutable and stored under x/<sha256(content)>.
+// Content that fits the backend's value limit is stored whole (a leaf);
+// larger content is split into leaf chunks, each under its own digest, and
+// the root holds the list of chunk digests (an index) or, when that list is
+// itself too large, the digest of a blob holding the list (an indirect).
+const (
+	blobLeaf     = 'L'
+	blobIndex    = 'I'
+	blobIndirect = 'R'
+)
+
+// blobStore reads and writes content-addressed blobs through the contract,
+// with a bounded cache of content it has read or written.
+type blobStore struct {
+	kv       backend.Store
+	maxValue int
+	cache    *lru
+	fanout   int // parallel chunk operations
+}
+
+func newBlobStore(kv backend.Store, maxValue, cacheBytes int) *blobStore {
+	return &blobStore{kv: kv, maxValue: maxValue, cache: newLRU(cacheBytes), fanout: 8}
+}
+
+func digest(data []byte) Ref { return sha256.Sum256(data) }
+
+// put stores data and returns its digest. It is idempotent: storing the same
+// content twice (or concurrently from several clients) is harmless.
+func (b *blobStore) put(ctx context.Context, data []byte) (Ref, error) {
+	ref := digest(data)
+	if b.cache.has(ref) {
+		return ref, nil
+	}
+	if err := b.putNode(ctx, ref, data); err != nil {
+		return Ref{}, err
+	}
+	b.cache.add(ref, data)
+	return ref, nil
+}
+
+func (b *blobStore) putNode(ctx context.Context, ref Ref, data []byte) error {
+	if 1+len(data) <= b.maxValue {
+		return b.putRaw(ctx, ref, append([]byte{blobLeaf}, data...))
+	}
+	chunk := b.maxValue - 1
+	if chunk < 64 {
+		return fmt.Errorf("%w: backend value limit %d is too small for chunking", backend.ErrTooLarge, b.maxValue)
+	}
+	n := (len(data) + chunk - 1) / chunk
+	list := make([]byte, 0, n*32)
+	refs := make([]Ref, n)
+	for i := range n {
+		refs[i] = digest(data[i*chunk : min((i+1)*chunk, len(data))])
+		list = append(list, refs[i][:]...)
+	}
+	err := b.parallel(ctx, n, func(ctx context.Context, i int) error {
+		part := data[i*chunk : min((i+1)*chunk, len(data))]
+		return b.putRaw(ctx, refs[i], append([]byte{blobLeaf}, part...))
+	})
+	if err != nil {
+		return err
+	}
+	if 1+len(list) <= b.maxValue {
+		return b.putRaw(ctx, ref, append([]byte{blobIndex}, list...))
+	}
+	listRef, err := b.put(ctx, list)
+	if err != nil {
+		return err
+	}
+	return b.putRaw(ctx, ref, append([]byte{blobIndirect}, listRef[:]...))
+}
+
+// putRaw creates key x/<ref>. A conflict means the blob exists already:
+// content addressing makes it the same content (readers verify digests).
+func (b *blobStore) putRaw(ctx context.Context, ref Ref, value []byte) error {
+	_, err := b.kv.CompareAndPut(ctx, blobKey(ref), 0, value)
+	if err == nil || errors.Is(err, backend.ErrConflict) {
+		return nil
+	}
+	return fmt.Errorf("core: store blob %s: %w", ref, err)
+}
+
+// get returns the content of blob ref, verifying its digest.
+func (b *blobStore) get(ctx context.Context, ref Ref) ([]byte, error) {
+	if data, ok := b.cache.get(ref); ok {
+		return data, nil
+	}
+	data, err := b.getNode(ctx, ref, 0)
+	if err != nil {
+		return nil, err
+	}
+	b.cache.add(ref, data)
+	return data, nil
+}
+
+func (b *blobStore) getNode(ctx context.Context, ref Ref, depth int) ([]byte, error) {
+	if depth > 8 {
+		return nil, malformed("blob %s nests too deep", ref)
+	}
+	e, err := b.getRetry(ctx, blobKey(ref))
+	if err != nil {
+		return nil, fmt.Errorf("core: read blob %s: %w", ref, err)
+	}
+	if len(e.Value) == 0 {
+		return nil, malformed("empty blob %s", ref)
+	}
+	body := e.Value[1:]
+	var data []byte
+	switch e.Value[0] {
+	case blobLeaf:
+		data = body
+	case blobIndex:
+		data, err = b.gather(ctx, body, depth)
+	case blobIndirect:
+		if len(body) != 32 {
+			return nil, malformed("indirect blob %s has %d bytes", ref, len(body))
+		}
+		var list []byte
+		if list, err = b.getNode(ctx, Ref(body), depth+1); err == nil {
+			data, err = b.gather(ctx, list, depth)
+		}
+	default:
+		return nil, malformed("blob %s has kind %#x", ref, e.Value[0])
+	}
+	if err != nil {
+		return nil, err
+	}
+	if digest(data) != ref {
+		return nil, malformed("blob %s does not match its digest", ref)
+	}
+	return data, nil
+}
+
+func (b *blobStore) gather(ctx context.Context, list []byte, depth int) ([]byte, error) {
+	if len(list)%32 != 0 || len(list) == 0 {
+		return nil, malformed("chunk list of %d bytes", len(list))
+	}
+	parts := make([][]byte, len(list)/32)
+	err := b.parallel(ctx, len(parts), func(ctx context.Context, i int) error {
+		var err error
+		parts[i], err = b.getNode(ctx, Ref(list[i*32:(i+1)*32]), depth+1)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return bytes.Join(parts, nil), nil
+}
+
+// parallel runs fn for 0..n-1 with at most b.fanout at a time and returns
+// the first error.
+func (b *blobStore) parallel(ctx context.Context, n int, fn func(context.Context, int) error) error {
+	if n == 1 {
+		return fn(ctx, 0)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sem := make(chan struct{}, b.fanout)
+	var (
+		wg    sync.WaitGroup
+		once  sync.Once
+		first error
+	)
+	for i := range n {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := fn(ctx, i); err != nil {
+				once.Do(func() { first = err; cancel() })
+			}
+		})
+	}
+	wg.Wait()
+	return first
+}
+
+// getRetry reads a blob key, retrying transient engine errors a few times
+// and, on a backend that is not linearizable, a "not found" too: a blob is
+// only ever referenced after it was written, so it may just not have
+// propagated yet.
+func (b *blobStore) getRetry(ctx context.Context, key string) (backend.Entry, error) {
+	weak := b.kv.Capabilities().Consistency < backend.Linearizable
+	for attempt := 0; ; attempt++ {
+		e, err := b.kv.Get(ctx, key)
+		again := errors.Is(err, backend.ErrUnavailable) || (weak && errors.Is(err, backend.ErrNotFound))
+		if !again || attempt >= 5 {
+			return e, err
+		}
+		if err := sleepJitter(ctx, attempt+4); err != nil {
+			return e, err
+		}
+	}
+}

@@ -1,0 +1,182 @@
+// Package core implements the sticky publish/subscribe protocol and its
+// client API on top of the compare-and-put contract of package backend.
+//
+// A Client publishes signed messages to topics and subscribes to topics.
+// Each publisher appends batches of messages to its own log (immutable,
+// content-addressed segments plus a head record only it writes); a small,
+// mergeable coordinator per topic announces how far each log reaches and
+// fixes one topic order. See docs/protocol.md for the algorithms and the
+// argument that no message is lost or duplicated.
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/stickypub/stickypub/backend"
+)
+
+// MaxTopicLen is the longest topic name in bytes.
+const MaxTopicLen = 1024
+
+// Client is a sticky pub/sub client bound to one store and one identity.
+// It is safe for concurrent use.
+type Client struct {
+	store      backend.Store
+	caps       backend.Capabilities
+	id         *Identity
+	pid        PublisherID
+	opts       options
+	blobs      *blobStore
+	maxValue   int
+	foldWindow int
+	// ordered: every batch is announced in the coordinator, which fixes one
+	// topic order (linearizable backends). Otherwise the coordinator is
+	// only the publisher registry and subscribers read head records.
+	ordered bool
+
+	ctx    context.Context // cancelled by Close; parent of background work
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu     sync.Mutex
+	closed bool
+	pubs   map[string]*topicPublisher
+	subs   map[string]*Subscription
+	poller *poller
+	stats  counters
+}
+
+type options struct {
+	onEvent        func(Event)
+	logger         *slog.Logger
+	retention      Retention
+	maxBatch       int
+	verifyInterval time.Duration
+	cacheBytes     int
+	foldWindow     int
+	now            func() time.Time
+}
+
+// Option configures a Client.
+type Option func(*options)
+
+// WithEventHandler sets a callback for every Event. It is called
+// synchronously from the client's goroutines and must not block.
+func WithEventHandler(fn func(Event)) Option { return func(o *options) { o.onEvent = fn } }
+
+// WithLogger sets the logger for background errors (default: discard).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithRetention sets the retention policy applied when this client folds
+// a topic's coordinator.
+func WithRetention(r Retention) Option { return func(o *options) { o.retention = r } }
+
+// WithMaxBatch bounds how many queued messages one log write takes
+// (default 1024).
+func WithMaxBatch(n int) Option { return func(o *options) { o.maxBatch = max(n, 1) } }
+
+// WithVerifyInterval sets how often a publisher re-checks that its
+// announcements are still in the coordinator, on backends that are not
+// linearizable (default 500ms).
+func WithVerifyInterval(d time.Duration) Option { return func(o *options) { o.verifyInterval = d } }
+
+// WithFoldWindow sets how many announcements the coordinator keeps before
+// folding them into a snapshot (default: as many as fit half a value, at
+// most 256).
+func WithFoldWindow(n int) Option { return func(o *options) { o.foldWindow = max(n, 2) } }
+
+// WithCacheBytes bounds the cache of immutable blobs (default 64 MiB).
+func WithCacheBytes(n int) Option { return func(o *options) { o.cacheBytes = n } }
+
+// WithClock replaces time.Now (tests).
+func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
+
+// New returns a client that uses store with identity id. The client does
+// not own the store: Close leaves it open.
+func New(store backend.Store, id *Identity, opts ...Option) (*Client, error) {
+	if store == nil || id == nil {
+		return nil, errors.New("core: New needs a store and an identity")
+	}
+	o := options{maxBatch: 1024, verifyInterval: 500 * time.Millisecond, cacheBytes: 64 << 20, now: time.Now,
+		logger: slog.New(slog.DiscardHandler)}
+	for _, fn := range opts {
+		fn(&o)
+	}
+	caps := store.Capabilities()
+	maxValue := caps.MaxValueSize
+	if maxValue <= 0 || maxValue > 4<<20 {
+		maxValue = 4 << 20
+	}
+	if maxValue < 256 {
+		return nil, fmt.Errorf("core: backend value limit %d is below the protocol's minimum of 256 bytes", maxValue)
+	}
+	fw := o.foldWindow
+	if fw == 0 {
+		fw = min(256, max(4, maxValue/2/60))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Client{
+		store: store, caps: caps, id: id, pid: id.ID(), opts: o,
+		blobs: newBlobStore(store, maxValue, o.cacheBytes), maxValue: maxValue, foldWindow: fw,
+		ordered: caps.Consistency >= backend.Linearizable,
+		ctx:     ctx, cancel: cancel,
+		pubs: map[string]*topicPublisher{}, subs: map[string]*Subscription{},
+	}, nil
+}
+
+// Identity returns the client's identity.
+func (c *Client) Identity() *Identity { return c.id }
+
+func (c *Client) now() time.Time { return c.opts.now() }
+
+func checkTopic(topic string) error {
+	if topic == "" || len(topic) > MaxTopicLen || !utf8.ValidString(topic) {
+		return fmt.Errorf("%w: %q (want 1-%d bytes of UTF-8)", ErrInvalidTopic, topic, MaxTopicLen)
+	}
+	return nil
+}
+
+// Close stops background polling, flushes queued publishes, unsubscribes
+// every subscription (best effort, within ctx), closes subscription
+// channels and waits for every goroutine of the client to end.
+func (c *Client) Close(ctx context.Context) error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	pubs := make([]*topicPublisher, 0, len(c.pubs))
+	for _, p := range c.pubs {
+		pubs = append(pubs, p)
+	}
+	subs := make([]*Subscription, 0, len(c.subs))
+	for _, s := range c.subs {
+		subs = append(subs, s)
+	}
+	c.mu.Unlock()
+
+	c.StopPolling()
+	var errs []error
+	for _, p := range pubs {
+		errs = append(errs, p.close(ctx))
+	}
+	for _, s := range subs {
+		errs = append(errs, c.unsubscribe(ctx, s))
+	}
+	c.cancel()
+	c.wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (c *Client) isClosed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
+}

@@ -1,0 +1,399 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/stickypub/stickypub/backend"
+)
+
+// missingLimitWeak is how many polls a segment may be missing on a backend
+// that is not linearizable (where it may not have propagated yet) before
+// the subscriber reports a gap. On a linearizable backend an announced
+// segment was durable before its announcement, so missing is final.
+const missingLimitWeak = 20
+
+// Poll delivers what is new on topic and returns how many messages it
+// delivered.
+func (c *Client) Poll(ctx context.Context, topic string) (int, error) {
+	c.mu.Lock()
+	s, ok := c.subs[topic]
+	c.mu.Unlock()
+	if !ok {
+		return 0, fmt.Errorf("%w: %q", ErrNotSubscribed, topic)
+	}
+	return s.pollEmit(ctx)
+}
+
+// PollAll polls every subscription and returns the total delivered.
+func (c *Client) PollAll(ctx context.Context) (int, error) {
+	c.mu.Lock()
+	subs := make([]*Subscription, 0, len(c.subs))
+	for _, s := range c.subs {
+		subs = append(subs, s)
+	}
+	c.mu.Unlock()
+	total := 0
+	var errs []error
+	for _, s := range subs {
+		n, err := s.pollEmit(ctx)
+		total += n
+		if err != nil && !errors.Is(err, ErrNotSubscribed) {
+			errs = append(errs, err)
+		}
+	}
+	return total, errors.Join(errs...)
+}
+
+func (s *Subscription) pollEmit(ctx context.Context) (int, error) {
+	n, err := s.poll(ctx)
+	c := s.c
+	if err != nil && !errors.Is(err, ErrNotSubscribed) {
+		c.stats.failures.Add(1)
+		c.emit(Event{Kind: EventPollError, Topic: s.tk.name, Err: err, Count: n})
+	}
+	if n > 0 {
+		c.emit(Event{Kind: EventPollUpdate, Topic: s.tk.name, Count: n})
+	}
+	return n, err
+}
+
+// poll reads the coordinator and delivers every announcement after the
+// cursor, in order; then, for any publisher whose announced head is still
+// ahead of what was delivered (possible only when a backend lost an
+// announcement), it catches up from that publisher's own head record.
+func (s *Subscription) poll(ctx context.Context) (int, error) {
+	s.pollMu.Lock()
+	defer s.pollMu.Unlock()
+	if s.closed {
+		return 0, fmt.Errorf("%w: %q", ErrNotSubscribed, s.tk.name)
+	}
+	c := s.c
+	if !c.ordered {
+		return s.pollHeads(ctx)
+	}
+	st, v, err := c.readCoord(ctx, s.tk)
+	if err != nil {
+		return 0, err
+	}
+	if v == 0 || v < s.coordVer || (v == s.coordVer && s.cursor >= st.Count) {
+		return 0, nil // nothing new, or a stale read
+	}
+	if s.cursor < st.RetainFrom {
+		base, err := c.retainedBase(ctx, st)
+		if err != nil {
+			return 0, err
+		}
+		// Retention dropped announcements this subscription had not
+		// processed yet: what it never received is reported, not skipped.
+		for p, h := range base {
+			s.gap(p, s.next(p), h, "dropped by retention before delivery")
+		}
+		s.cursor = st.RetainFrom
+	}
+	if s.cursor > st.Count { // a weaker backend replaced a longer history
+		s.cursor = st.Count
+	}
+	anns, err := c.annsFrom(ctx, st, s.cursor)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, a := range anns {
+		k, err := s.deliver(ctx, a)
+		n += k
+		if err != nil {
+			return n, err
+		}
+		s.cursor++
+	}
+	complete := true
+	for p, h := range st.Heads {
+		if h < s.next(p) {
+			continue
+		}
+		k, err := s.catchUp(ctx, p)
+		n += k
+		if err != nil {
+			return n, err
+		}
+		if h >= s.next(p) {
+			complete = false // the head record lags (stale read): look again next poll
+		}
+	}
+	if complete {
+		s.coordVer = v
+	}
+	return n, nil
+}
+
+// pollHeads is poll for unordered mode (backends that are not
+// linearizable): the coordinator is the publisher registry, and each
+// registered publisher's signed head record says how far its log reaches.
+// Registrations are remembered, so a stale or replaced coordinator cannot
+// make a publisher disappear. A head that cannot be read now is skipped and
+// read again at the next poll.
+func (s *Subscription) pollHeads(ctx context.Context) (int, error) {
+	c := s.c
+	st, _, err := c.readCoord(ctx, s.tk)
+	if err != nil {
+		return 0, err
+	}
+	for p := range st.Heads {
+		s.known[p] = true
+	}
+	pids := slices.SortedFunc(maps.Keys(s.known), comparePID)
+	heads, errs := c.readHeads(ctx, s.tk, pids)
+	n := 0
+	for i, p := range pids {
+		h := heads[i]
+		if h == nil {
+			if errors.Is(errs[i], ErrMalformed) || errors.Is(errs[i], ErrBadSignature) {
+				s.invalidOnce(digest([]byte(errs[i].Error())), errs[i])
+				errs[i] = nil
+			}
+			continue
+		}
+		if h.Base > s.next(p) {
+			_, had := s.expected[p]
+			if s.opts.fromStart && !had {
+				// First sight of this publisher by a FromStart subscription:
+				// it starts at what the publisher retains, as a late joiner.
+				s.expected[p] = h.Base
+			} else {
+				s.gap(p, s.next(p), h.Base-1, "dropped by retention before delivery")
+			}
+		}
+		k, err := s.deliver(ctx, announcement{Pub: p, Seg: h.Seg, To: h.Last})
+		n += k
+		if err != nil {
+			return n, err
+		}
+	}
+	var joined []error
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, backend.ErrNotFound) {
+			joined = append(joined, err)
+		}
+	}
+	return n, errors.Join(joined...)
+}
+
+// readHeads reads the head records of pids in parallel. heads[i] is nil
+// when errs[i] says why (backend.ErrNotFound when there is none yet).
+func (c *Client) readHeads(ctx context.Context, tk topicKeys, pids []PublisherID) ([]*headRecord, []error) {
+	heads := make([]*headRecord, len(pids))
+	errs := make([]error, len(pids))
+	_ = c.blobs.parallel(ctx, len(pids), func(ctx context.Context, i int) error {
+		e, err := c.store.Get(ctx, tk.head(pids[i]))
+		if err == nil {
+			var h *headRecord
+			if h, err = decodeHead(tk.name, e.Value); err == nil && PublisherIDOf(h.Publisher) != pids[i] {
+				err = malformed("head record under %s signed by another key", pids[i])
+			}
+			if err == nil {
+				heads[i] = h
+			}
+		}
+		errs[i] = err
+		return nil
+	})
+	return heads, errs
+}
+
+// next is the next sequence number expected from publisher p.
+func (s *Subscription) next(p PublisherID) uint64 {
+	if e, ok := s.expected[p]; ok {
+		return e
+	}
+	return s.base[p] + 1
+}
+
+// catchUp delivers publisher p's log up to its own head record.
+func (s *Subscription) catchUp(ctx context.Context, p PublisherID) (int, error) {
+	c := s.c
+	e, err := c.store.Get(ctx, s.tk.head(p))
+	if errors.Is(err, backend.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("core: read head of %s on %q: %w", p, s.tk.name, err)
+	}
+	h, err := decodeHead(s.tk.name, e.Value)
+	if err == nil && PublisherIDOf(h.Publisher) != p {
+		err = malformed("head record under %s signed by another key", p)
+	}
+	if err != nil {
+		s.invalidOnce(digest(e.Value), err)
+		return 0, nil
+	}
+	return s.deliver(ctx, announcement{Pub: p, Seg: h.Seg, To: h.Last})
+}
+
+func (s *Subscription) invalid(err error) {
+	s.c.stats.invalid.Add(1)
+	s.c.emit(Event{Kind: EventInvalid, Topic: s.tk.name, Err: err})
+}
+
+// deliver delivers publisher a.Pub's messages from the next expected seq up
+// to a.To, walking back from segment a.Seg along Prev links. It advances
+// the expected seq only past delivered messages and reported gaps, so an
+// interrupted delivery resumes exactly where it stopped.
+//
+// Records that fail verification (bad signature, wrong key, undecodable)
+// are counted and dropped without advancing: anyone who can write to the
+// store can forge them, so they must not hide the publisher's real
+// messages, which still arrive through a later announcement or through the
+// publisher's signed head record. A segment that is definitively missing is
+// a gap: it is reported and skipped.
+func (s *Subscription) deliver(ctx context.Context, a announcement) (int, error) {
+	from := s.next(a.Pub)
+	if a.To < from {
+		return 0, nil
+	}
+	segs, err := s.collect(ctx, a, from)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, sg := range segs {
+		if sg.seg == nil {
+			s.gap(a.Pub, sg.from, sg.to, sg.reason)
+			continue
+		}
+		msgs := verifySegment(s.tk.name, sg.seg)
+		for i, m := range msgs {
+			seq := sg.seg.First + uint64(i)
+			if seq < s.next(a.Pub) {
+				s.c.stats.duplicates.Add(1)
+				continue
+			}
+			if seq > a.To || seq > s.next(a.Pub) {
+				break
+			}
+			if m == nil {
+				s.invalidOnce(digest(sg.seg.Msgs[i].Sig), fmt.Errorf("%w: message %d of %s on %q", ErrBadSignature, seq, a.Pub, s.tk.name))
+				return n, nil
+			}
+			if m.Expired(s.c.now()) {
+				s.c.stats.expired.Add(1)
+				s.expected[a.Pub] = seq + 1
+				continue
+			}
+			select {
+			case s.msgs <- m:
+			case <-ctx.Done():
+				return n, ctx.Err()
+			}
+			s.expected[a.Pub] = seq + 1
+			n++
+			s.c.stats.received.Add(1)
+			s.c.emit(Event{Kind: EventMessage, Topic: s.tk.name, Seq: seq, Message: m})
+		}
+	}
+	return n, nil
+}
+
+func (s *Subscription) gap(p PublisherID, from, to uint64, reason string) {
+	if to < s.next(p) {
+		return
+	}
+	from = max(from, s.next(p))
+	g := Gap{Topic: s.tk.name, Publisher: p, From: from, To: to, Reason: reason}
+	s.expected[p] = to + 1
+	s.c.stats.gaps.Add(1)
+	s.c.emit(Event{Kind: EventGap, Topic: s.tk.name, Gap: &g})
+	select {
+	case s.gaps <- g:
+	default:
+	}
+}
+
+// segPart is a segment to deliver, or a hole [from, to] when seg is nil.
+type segPart struct {
+	seg      *segment
+	from, to uint64
+	reason   string
+}
+
+// collect loads the segments covering [from, a.To], oldest first. A segment
+// that fails verification ends the walk: what it would cover is not
+// delivered now.
+func (s *Subscription) collect(ctx context.Context, a announcement, from uint64) ([]segPart, error) {
+	var parts []segPart
+	ref, upTo := a.Seg, a.To
+	for {
+		sg, err := s.loadSegment(ctx, ref, a.Pub)
+		if errors.Is(err, errRetryLater) {
+			return nil, err
+		}
+		if errors.Is(err, backend.ErrNotFound) {
+			parts = append(parts, segPart{from: from, to: upTo, reason: "segment missing from the store"})
+			break
+		}
+		if err != nil {
+			s.invalidOnce(ref, err)
+			parts = nil // nothing older can be delivered without this one
+			break
+		}
+		if sg.last() < upTo {
+			s.invalidOnce(ref, malformed("announcement of %s to %d names a segment ending at %d", a.Pub, upTo, sg.last()))
+		}
+		parts = append(parts, segPart{seg: sg})
+		if sg.First <= from {
+			break
+		}
+		if sg.Prev.IsZero() {
+			parts = append(parts, segPart{from: from, to: sg.First - 1, reason: "log starts later"})
+			break
+		}
+		ref, upTo = sg.Prev, sg.First-1
+	}
+	for i, j := 0, len(parts)-1; i < j; i, j = i+1, j-1 {
+		parts[i], parts[j] = parts[j], parts[i]
+	}
+	return parts, nil
+}
+
+// invalidOnce counts a bad record once per subscription, however often it
+// is met again.
+func (s *Subscription) invalidOnce(ref Ref, err error) {
+	if s.seenBad[ref] {
+		return
+	}
+	s.seenBad[ref] = true
+	s.invalid(err)
+}
+
+// errRetryLater marks a segment that is missing for now on a backend where
+// writes may still be propagating.
+var errRetryLater = errors.New("core: segment not visible yet")
+
+func (s *Subscription) loadSegment(ctx context.Context, ref Ref, p PublisherID) (*segment, error) {
+	c := s.c
+	data, err := c.blobs.get(ctx, ref)
+	if errors.Is(err, backend.ErrNotFound) && c.caps.Consistency < backend.Linearizable {
+		s.missing[ref]++
+		if s.missing[ref] < missingLimitWeak {
+			return nil, fmt.Errorf("%w: %s: %w", errRetryLater, ref, err)
+		}
+	}
+	if err != nil {
+		if !errors.Is(err, backend.ErrNotFound) && !errors.Is(err, ErrMalformed) {
+			return nil, fmt.Errorf("%w: %w", errRetryLater, err) // transient engine error
+		}
+		return nil, err
+	}
+	delete(s.missing, ref)
+	sg, err := decodeSegment(data)
+	if err != nil {
+		return nil, err
+	}
+	if PublisherIDOf(sg.Publisher) != p {
+		return nil, malformed("segment %s is not by publisher %s", ref, p)
+	}
+	return sg, nil
+}

@@ -1,0 +1,94 @@
+package core
+
+import (
+	"context"
+	"crypto/ed25519"
+
+	"github.com/stickypub/stickypub/backend"
+)
+
+// Forger writes deliberately invalid records into a store the way an
+// attacker with write access to it could. The conformance suite uses it to
+// check that subscribers never deliver such records and count them; the
+// client never uses it.
+type Forger struct {
+	c *Client
+}
+
+// NewForger returns a forger that writes to store as identity id.
+func NewForger(store backend.Store, id *Identity) (*Forger, error) {
+	c, err := New(store, id)
+	if err != nil {
+		return nil, err
+	}
+	return &Forger{c: c}, nil
+}
+
+// BadSignature publishes, as the forger, a message whose signature does
+// not verify (its payload was changed after signing). It returns the
+// forger's publisher ID.
+func (f *Forger) BadSignature(ctx context.Context, topic string, seq uint64, payload []byte) (PublisherID, error) {
+	id := f.c.id
+	now := f.c.now().UnixNano()
+	sig := id.sign(signedBytes(topic, seq, now, 0, payload))
+	tampered := append([]byte("forged:"), payload...)
+	ref, err := f.c.blobs.put(ctx, (&segment{Publisher: id.PublicKey(), First: seq,
+		Msgs: []segMsg{{Time: now, Payload: tampered, Sig: sig}}}).encode())
+	if err != nil {
+		return PublisherID{}, err
+	}
+	return f.c.pid, f.publishHead(ctx, topic, f.c.pid, newHeadRecord(id, topic, 1, seq, ref).encode(), ref, seq)
+}
+
+// Impersonate announces a message that claims to come from victim but is
+// signed with the forger's key, and writes a head record under the
+// forger's key that claims to be the victim's.
+func (f *Forger) Impersonate(ctx context.Context, topic string, victim ed25519.PublicKey, seq uint64, payload []byte) error {
+	now := f.c.now().UnixNano()
+	sig := f.c.id.sign(signedBytes(topic, seq, now, 0, payload))
+	ref, err := f.c.blobs.put(ctx, (&segment{Publisher: victim, First: seq,
+		Msgs: []segMsg{{Time: now, Payload: payload, Sig: sig}}}).encode())
+	if err != nil {
+		return err
+	}
+	ann := announcement{Pub: PublisherIDOf(victim), Seg: ref, To: seq, Time: now}
+	if _, err := f.c.announce(ctx, newTopicKeys(topic), coordOp{anns: []announcement{ann}}); err != nil {
+		return err
+	}
+	head := newHeadRecord(f.c.id, topic, 1, seq, ref)
+	head.Publisher = victim
+	return f.publishHead(ctx, topic, f.c.pid, head.encode(), ref, seq)
+}
+
+// Garbage publishes, as the forger, a "segment" that is not one.
+func (f *Forger) Garbage(ctx context.Context, topic string, seq uint64, junk []byte) error {
+	ref, err := f.c.blobs.put(ctx, junk)
+	if err != nil {
+		return err
+	}
+	return f.publishHead(ctx, topic, f.c.pid, newHeadRecord(f.c.id, topic, 1, seq, ref).encode(), ref, seq)
+}
+
+// GarbageHead writes junk as the forger's head record and announces it.
+func (f *Forger) GarbageHead(ctx context.Context, topic string, seq uint64, junk []byte) error {
+	return f.publishHead(ctx, topic, f.c.pid, junk, Ref{}, seq)
+}
+
+// publishHead writes head bytes under pid's head key and announces (pid,
+// seg, seq) in the coordinator.
+func (f *Forger) publishHead(ctx context.Context, topic string, pid PublisherID, head []byte, seg Ref, seq uint64) error {
+	tk := newTopicKeys(topic)
+	key := tk.head(pid)
+	var expect backend.Version
+	if e, err := f.c.store.Get(ctx, key); err == nil {
+		expect = e.Version
+	}
+	if _, err := f.c.store.CompareAndPut(ctx, key, expect, head); err != nil {
+		return err
+	}
+	_, err := f.c.announce(ctx, tk, coordOp{anns: []announcement{{Pub: pid, Seg: seg, To: seq, Time: f.c.now().UnixNano()}}})
+	return err
+}
+
+// Close releases the forger.
+func (f *Forger) Close(ctx context.Context) error { return f.c.Close(ctx) }

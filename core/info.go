@@ -1,0 +1,90 @@
+package core
+
+import (
+	"context"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/stickypub/stickypub/backend"
+)
+
+// TopicInfo describes a topic as its coordinator records it.
+type TopicInfo struct {
+	Topic string
+	// Version of the coordinator (0: the topic has no coordinator yet).
+	Version backend.Version
+	// Announcements ever made; RetainedFrom is the first one retained.
+	Announcements uint64
+	RetainedFrom  uint64
+	// Publishers with their highest announced sequence number.
+	Publishers []PublisherInfo
+	// Subscribers whose records have not expired.
+	Subscribers []SubscriberInfo
+	// RetainedMessages is how many messages a FromStart subscriber would
+	// receive (before TTL expiry of individual messages).
+	RetainedMessages uint64
+	// Messages ever announced.
+	Messages uint64
+}
+
+// PublisherInfo is one publisher of a topic.
+type PublisherInfo struct {
+	ID      PublisherID
+	LastSeq uint64
+}
+
+// SubscriberInfo is one live subscription of a topic.
+type SubscriberInfo struct {
+	ID      PublisherID
+	Expires time.Time
+}
+
+// Info reads the topic's coordinator.
+func (c *Client) Info(ctx context.Context, topic string) (TopicInfo, error) {
+	if err := checkTopic(topic); err != nil {
+		return TopicInfo{}, err
+	}
+	tk := newTopicKeys(topic)
+	var (
+		st   *coordState
+		v    backend.Version
+		base map[PublisherID]uint64
+	)
+	err := retryIO(ctx, func() (err error) {
+		if st, v, err = c.readCoord(ctx, tk); err == nil {
+			base, err = c.retainedBase(ctx, st)
+		}
+		return err
+	})
+	if err != nil {
+		return TopicInfo{}, err
+	}
+	base = maps.Clone(base)
+	if !c.ordered {
+		// The coordinator only registers publishers: their head records
+		// say how far each log reaches and what it retains.
+		pids := slices.SortedFunc(maps.Keys(st.Heads), comparePID)
+		heads, _ := c.readHeads(ctx, tk, pids)
+		for i, h := range heads {
+			if h != nil {
+				st.Heads[pids[i]] = max(st.Heads[pids[i]], h.Last)
+				base[pids[i]] = h.Base - 1
+			}
+		}
+	}
+	info := TopicInfo{Topic: topic, Version: v, Announcements: st.Count, RetainedFrom: st.RetainFrom}
+	for _, p := range slices.SortedFunc(maps.Keys(st.Heads), comparePID) {
+		h := st.Heads[p]
+		info.Publishers = append(info.Publishers, PublisherInfo{ID: p, LastSeq: h})
+		info.Messages += h
+		info.RetainedMessages += h - min(h, base[p])
+	}
+	now := c.now().UnixNano()
+	for _, p := range slices.SortedFunc(maps.Keys(st.Subs), comparePID) {
+		if exp := st.Subs[p]; exp >= now {
+			info.Subscribers = append(info.Subscribers, SubscriberInfo{ID: p, Expires: time.Unix(0, exp)})
+		}
+	}
+	return info, nil
+}

@@ -1,0 +1,60 @@
+package core
+
+import (
+	"container/list"
+	"sync"
+)
+
+// lru is a byte-bounded cache of immutable blob contents keyed by digest.
+type lru struct {
+	mu    sync.Mutex
+	limit int
+	size  int
+	ll    *list.List
+	items map[Ref]*list.Element
+}
+
+type lruItem struct {
+	ref  Ref
+	data []byte
+}
+
+func newLRU(limit int) *lru {
+	return &lru{limit: limit, ll: list.New(), items: make(map[Ref]*list.Element)}
+}
+
+func (c *lru) get(ref Ref) ([]byte, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.items[ref]; ok {
+		c.ll.MoveToFront(el)
+		return el.Value.(*lruItem).data, true
+	}
+	return nil, false
+}
+
+func (c *lru) has(ref Ref) bool {
+	_, ok := c.get(ref)
+	return ok
+}
+
+func (c *lru) add(ref Ref, data []byte) {
+	if len(data) > c.limit/4 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.items[ref]; ok {
+		c.ll.MoveToFront(el)
+		return
+	}
+	c.items[ref] = c.ll.PushFront(&lruItem{ref: ref, data: data})
+	c.size += len(data) + 64
+	for c.size > c.limit && c.ll.Len() > 0 {
+		el := c.ll.Back()
+		it := el.Value.(*lruItem)
+		c.ll.Remove(el)
+		delete(c.items, it.ref)
+		c.size -= len(it.data) + 64
+	}
+}

@@ -1,0 +1,209 @@
+package core
+
+import (
+	"crypto/ed25519"
+	"fmt"
+	"runtime"
+	"sync"
+	"time"
+)
+
+// Message is one published message as a subscriber receives it. Every
+// delivered message had its signature verified.
+type Message struct {
+	// Topic the message was published to.
+	Topic string
+	// Publisher is the publisher's public key; PublisherID its short form.
+	Publisher   ed25519.PublicKey
+	PublisherID PublisherID
+	// Seq is the publisher's sequence number on this topic, from 1.
+	Seq uint64
+	// Time is the publisher's clock when the message was published.
+	Time time.Time
+	// TTL is how long the message is retained (0: no limit).
+	TTL time.Duration
+	// Payload is the application data.
+	Payload []byte
+	// Signature is the publisher's Ed25519 signature.
+	Signature []byte
+}
+
+// Expired reports whether the message's TTL has passed at now.
+func (m *Message) Expired(now time.Time) bool {
+	return m.TTL > 0 && now.After(m.Time.Add(m.TTL))
+}
+
+// signedBytes is the exact byte string a message signature covers. The
+// topic name is included, so a segment replayed under another topic does
+// not verify.
+func signedBytes(topic string, seq uint64, t int64, ttl int64, payload []byte) []byte {
+	var e encoder
+	e.raw([]byte("stickypub/msg/v1\x00"))
+	e.str(topic)
+	e.uvarint(seq)
+	e.varint(t)
+	e.varint(ttl)
+	e.bytes(payload)
+	return e.b
+}
+
+// segment is one immutable batch of consecutive messages of one publisher,
+// stored as a blob. Prev links to the publisher's previous segment on the
+// same topic, so a subscriber can walk back from any segment it learns of.
+type segment struct {
+	Publisher ed25519.PublicKey
+	Prev      Ref
+	First     uint64
+	Msgs      []segMsg
+}
+
+type segMsg struct {
+	Time    int64 // unix nanoseconds
+	TTL     int64 // nanoseconds
+	Payload []byte
+	Sig     []byte
+}
+
+const segmentTag = 0x53 // 'S', format version 1
+
+func (s *segment) last() uint64 { return s.First + uint64(len(s.Msgs)) - 1 }
+
+func (s *segment) encode() []byte {
+	var e encoder
+	e.byte(segmentTag)
+	e.raw(s.Publisher)
+	e.raw(s.Prev[:])
+	e.uvarint(s.First)
+	e.uvarint(uint64(len(s.Msgs)))
+	for _, m := range s.Msgs {
+		e.varint(m.Time)
+		e.varint(m.TTL)
+		e.bytes(m.Payload)
+		e.raw(m.Sig)
+	}
+	return e.b
+}
+
+func decodeSegment(b []byte) (*segment, error) {
+	d := decoder{b: b}
+	if tag := d.byte(); tag != segmentTag {
+		return nil, malformed("segment tag %#x", tag)
+	}
+	s := &segment{Publisher: ed25519.PublicKey(d.raw(ed25519.PublicKeySize))}
+	copy(s.Prev[:], d.raw(32))
+	s.First = d.uvarint()
+	n := d.count(3 + ed25519.SignatureSize)
+	if d.err == nil && (n == 0 || s.First == 0) {
+		return nil, malformed("segment with %d messages from seq %d", n, s.First)
+	}
+	s.Msgs = make([]segMsg, 0, n)
+	for i := 0; i < n && d.err == nil; i++ {
+		var m segMsg
+		m.Time = d.varint()
+		m.TTL = d.varint()
+		m.Payload = d.bytes()
+		m.Sig = d.raw(ed25519.SignatureSize)
+		s.Msgs = append(s.Msgs, m)
+	}
+	if err := d.done(); err != nil {
+		return nil, malformed("segment: %v", err)
+	}
+	return s, nil
+}
+
+// verifySegment checks every message signature of s for topic, in parallel
+// for large segments. It returns the messages in order with nil for each
+// message whose signature is bad.
+func verifySegment(topic string, s *segment) []*Message {
+	out := make([]*Message, len(s.Msgs))
+	pid := PublisherIDOf(s.Publisher)
+	check := func(i int) {
+		m := s.Msgs[i]
+		seq := s.First + uint64(i)
+		if !ed25519.Verify(s.Publisher, signedBytes(topic, seq, m.Time, m.TTL, m.Payload), m.Sig) {
+			return
+		}
+		out[i] = &Message{
+			Topic: topic, Publisher: s.Publisher, PublisherID: pid, Seq: seq,
+			Time: time.Unix(0, m.Time), TTL: time.Duration(m.TTL),
+			Payload: m.Payload, Signature: m.Sig,
+		}
+	}
+	workers := runtime.GOMAXPROCS(0)
+	if len(s.Msgs) < 32 || workers == 1 {
+		for i := range s.Msgs {
+			check(i)
+		}
+		return out
+	}
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < len(s.Msgs); i += workers {
+				check(i)
+			}
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// headRecord is a publisher's signed statement of how far its log on a
+// topic reaches. It lives under a key only that publisher writes.
+type headRecord struct {
+	Publisher ed25519.PublicKey
+	// Base is the first seq the publisher still retains (1: everything).
+	Base uint64
+	Last uint64
+	Seg  Ref // the segment that holds Last
+	Sig  []byte
+}
+
+const headTag = 0x48 // 'H', format version 1
+
+func headSigned(topic string, base, last uint64, seg Ref) []byte {
+	var e encoder
+	e.raw([]byte("stickypub/head/v1\x00"))
+	e.str(topic)
+	e.uvarint(base)
+	e.uvarint(last)
+	e.raw(seg[:])
+	return e.b
+}
+
+func newHeadRecord(id *Identity, topic string, base, last uint64, seg Ref) *headRecord {
+	return &headRecord{Publisher: id.PublicKey(), Base: base, Last: last, Seg: seg, Sig: id.sign(headSigned(topic, base, last, seg))}
+}
+
+func (h *headRecord) encode() []byte {
+	var e encoder
+	e.byte(headTag)
+	e.raw(h.Publisher)
+	e.uvarint(h.Base)
+	e.uvarint(h.Last)
+	e.raw(h.Seg[:])
+	e.raw(h.Sig)
+	return e.b
+}
+
+func decodeHead(topic string, b []byte) (*headRecord, error) {
+	d := decoder{b: b}
+	if tag := d.byte(); tag != headTag {
+		return nil, malformed("head tag %#x", tag)
+	}
+	h := &headRecord{Publisher: ed25519.PublicKey(d.raw(ed25519.PublicKeySize))}
+	h.Base = d.uvarint()
+	h.Last = d.uvarint()
+	copy(h.Seg[:], d.raw(32))
+	h.Sig = d.raw(ed25519.SignatureSize)
+	if err := d.done(); err != nil {
+		return nil, malformed("head: %v", err)
+	}
+	if h.Base == 0 || h.Base > h.Last+1 {
+		return nil, malformed("head base %d beyond last %d", h.Base, h.Last)
+	}
+	if !ed25519.Verify(h.Publisher, headSigned(topic, h.Base, h.Last, h.Seg), h.Sig) {
+		return nil, fmt.Errorf("%w: head record of %s", ErrBadSignature, PublisherIDOf(h.Publisher))
+	}
+	return h, nil
+}

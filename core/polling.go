@@ -1,0 +1,119 @@
+package core
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/stickypub/stickypub/backend"
+)
+
+// pushSafetyInterval is how often a push-driven subscription polls anyway,
+// because change notifications are hints that can be lost.
+const pushSafetyInterval = 2 * time.Second
+
+// startPush follows the coordinator key's change notifications: each one
+// (and a periodic safety poll) triggers a poll. The first poll delivers the
+// history of a FromStart subscription.
+func (s *Subscription) startPush(w backend.Watcher) error {
+	ch, err := w.Watch(s.ctx, s.tk.coord)
+	if err != nil {
+		return err
+	}
+	s.wg.Go(func() {
+		t := time.NewTicker(pushSafetyInterval)
+		defer t.Stop()
+		for {
+			if _, err := s.pollEmit(s.ctx); err != nil && s.ctx.Err() != nil {
+				return
+			}
+			select {
+			case <-s.ctx.Done():
+				return
+			case _, ok := <-ch:
+				if !ok {
+					return
+				}
+			case <-t.C:
+			}
+		}
+	})
+	return nil
+}
+
+// poller is the background polling loop started by StartPolling.
+type poller struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// StartPolling polls every subscription every interval in the background
+// and renews subscription records that are within a third of their TTL of
+// expiring.
+func (c *Client) StartPolling(interval time.Duration) error {
+	if interval <= 0 {
+		return fmt.Errorf("core: polling interval must be positive, got %v", interval)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return ErrClientClosed
+	}
+	if c.poller != nil {
+		return ErrPollingActive
+	}
+	ctx, cancel := context.WithCancel(c.ctx)
+	p := &poller{cancel: cancel, done: make(chan struct{})}
+	c.poller = p
+	c.wg.Go(func() {
+		defer close(p.done)
+		c.emit(Event{Kind: EventPollingStarted})
+		defer c.emit(Event{Kind: EventPollingStopped})
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			_, _ = c.PollAll(ctx)
+			c.renewDue(ctx)
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	})
+	return nil
+}
+
+// StopPolling stops background polling and waits for it to end. It is a
+// no-op when polling is not running.
+func (c *Client) StopPolling() {
+	c.mu.Lock()
+	p := c.poller
+	c.poller = nil
+	c.mu.Unlock()
+	if p != nil {
+		p.cancel()
+		<-p.done
+	}
+}
+
+// Polling reports whether background polling runs.
+func (c *Client) Polling() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.poller != nil
+}
+
+func (c *Client) renewDue(ctx context.Context) {
+	c.mu.Lock()
+	var due []string
+	for topic, s := range c.subs {
+		if time.Until(s.Expires()) < s.opts.ttl/3 {
+			due = append(due, topic)
+		}
+	}
+	c.mu.Unlock()
+	for _, topic := range due {
+		_ = c.Renew(ctx, topic)
+	}
+}

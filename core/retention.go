@@ -1,0 +1,145 @@
+package core
+
+import (
+	"context"
+	"maps"
+	"time"
+)
+
+// Retention bounds how much history a late joiner receives. Zero fields
+// mean "no limit". Retention is applied when the coordinator window is
+// folded into a snapshot, at snapshot granularity: at least MaxMessages of
+// the newest messages stay retained, and snapshots whose newest message is
+// older than MaxAge are dropped. The current window is always retained.
+// Every client that publishes to a topic should use the same policy.
+type Retention struct {
+	MaxMessages uint64
+	MaxAge      time.Duration
+}
+
+func (c *Client) loadSnapshot(ctx context.Context, ref Ref) (*snapshot, error) {
+	data, err := c.blobs.get(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	return decodeSnapshot(data)
+}
+
+// fold moves the coordinator window into a new immutable snapshot and
+// applies the retention policy. It only writes a content-addressed blob, so
+// concurrent folds of the same state are harmless.
+func (c *Client) fold(ctx context.Context, st *coordState) (*coordState, error) {
+	base := map[PublisherID]uint64{}
+	var prev *snapshot
+	if !st.Snap.IsZero() {
+		var err error
+		if prev, err = c.loadSnapshot(ctx, st.Snap); err != nil {
+			return nil, err
+		}
+		base = prev.EndHeads
+	}
+	snap := &snapshot{Prev: st.Snap, From: st.SnapCount, Anns: st.Window, BaseHeads: base, EndHeads: maps.Clone(st.Heads)}
+	running := maps.Clone(base)
+	for _, a := range snap.Anns {
+		if a.To > running[a.Pub] {
+			snap.Msgs += a.To - running[a.Pub]
+			running[a.Pub] = a.To
+		}
+		snap.MaxTime = max(snap.MaxTime, a.Time)
+	}
+	ref, err := c.blobs.put(ctx, snap.encode())
+	if err != nil {
+		return nil, err
+	}
+	next := st.clone()
+	next.Snap, next.SnapCount, next.Window = ref, st.Count, nil
+	next.RetainFrom = c.retainFrom(ctx, snap, st.RetainFrom)
+	return next, nil
+}
+
+// retainFrom walks the snapshot chain from newest and returns the first
+// announcement index the retention policy keeps. Read errors keep more, not
+// less.
+func (c *Client) retainFrom(ctx context.Context, newest *snapshot, old uint64) uint64 {
+	r := c.opts.retention
+	if r.MaxMessages == 0 && r.MaxAge == 0 {
+		return old
+	}
+	cutoff := int64(0)
+	if r.MaxAge > 0 {
+		cutoff = c.now().Add(-r.MaxAge).UnixNano()
+	}
+	keep := newest.From + uint64(len(newest.Anns))
+	var total uint64
+	for s := newest; s != nil; {
+		if s.MaxTime < cutoff {
+			break
+		}
+		keep = s.From
+		total += s.Msgs
+		if (r.MaxMessages > 0 && total >= r.MaxMessages) || s.Prev.IsZero() || s.From <= old {
+			break
+		}
+		next, err := c.loadSnapshot(ctx, s.Prev)
+		if err != nil {
+			return old
+		}
+		s = next
+	}
+	return max(keep, old)
+}
+
+// annsFrom returns the announcements with index >= from, in order, reading
+// snapshots as needed, and the retained base heads when from is at the
+// retention boundary.
+func (c *Client) annsFrom(ctx context.Context, st *coordState, from uint64) ([]announcement, error) {
+	if from >= st.Count {
+		return nil, nil
+	}
+	if from >= st.SnapCount {
+		return st.Window[from-st.SnapCount:], nil
+	}
+	var chain [][]announcement
+	for ref := st.Snap; !ref.IsZero(); {
+		s, err := c.loadSnapshot(ctx, ref)
+		if err != nil {
+			return nil, err
+		}
+		if from > s.From {
+			chain = append(chain, s.Anns[from-s.From:])
+			break
+		}
+		chain = append(chain, s.Anns)
+		if s.From <= from {
+			break
+		}
+		ref = s.Prev
+	}
+	var out []announcement
+	for i := len(chain) - 1; i >= 0; i-- {
+		out = append(out, chain[i]...)
+	}
+	return append(out, st.Window...), nil
+}
+
+// retainedBase returns the publishers' heads just before announcement
+// st.RetainFrom: messages up to these seqs are outside retention.
+func (c *Client) retainedBase(ctx context.Context, st *coordState) (map[PublisherID]uint64, error) {
+	if st.RetainFrom == 0 || st.Snap.IsZero() {
+		return map[PublisherID]uint64{}, nil
+	}
+	for ref := st.Snap; !ref.IsZero(); {
+		s, err := c.loadSnapshot(ctx, ref)
+		if err != nil {
+			return nil, err
+		}
+		if st.RetainFrom >= s.From+uint64(len(s.Anns)) {
+			return s.EndHeads, nil
+		}
+		if st.RetainFrom >= s.From {
+			return s.BaseHeads, nil
+		}
+		ref = s.Prev
+	}
+	return map[PublisherID]uint64{}, nil
+}

@@ -1,0 +1,35 @@
+package core
+
+import "sync/atomic"
+
+// Stats is a snapshot of a client's counters.
+type Stats struct {
+	Published           uint64 // messages acknowledged to Publish callers
+	Received            uint64 // messages delivered to subscriptions
+	Failures            uint64 // failed publish, subscribe and poll attempts
+	Retries             uint64 // retried writes (coordinator races, transient errors)
+	Invalid             uint64 // messages or records dropped by verification
+	Duplicates          uint64 // messages suppressed as already delivered
+	Expired             uint64 // messages skipped because their TTL passed
+	Gaps                uint64 // gaps reported
+	ActiveSubscriptions int
+	Polling             bool
+}
+
+type counters struct {
+	published, received, failures, retries atomic.Uint64
+	invalid, duplicates, expired, gaps     atomic.Uint64
+}
+
+// Stats returns the client's statistics.
+func (c *Client) Stats() Stats {
+	c.mu.Lock()
+	active, polling := len(c.subs), c.poller != nil
+	c.mu.Unlock()
+	s := &c.stats
+	return Stats{
+		Published: s.published.Load(), Received: s.received.Load(), Failures: s.failures.Load(),
+		Retries: s.retries.Load(), Invalid: s.invalid.Load(), Duplicates: s.duplicates.Load(),
+		Expired: s.expired.Load(), Gaps: s.gaps.Load(), ActiveSubscriptions: active, Polling: polling,
+	}
+}

@@ -1,0 +1,349 @@
+package core
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/stickypub/stickypub/backend"
+)
+
+// DefaultSubscriptionTTL is how long a subscription record lives unless
+// renewed.
+const DefaultSubscriptionTTL = 10 * time.Minute
+
+// SubscribeOption configures Subscribe.
+type SubscribeOption func(*subscribeOptions)
+
+type subscribeOptions struct {
+	fromStart bool
+	ttl       time.Duration
+	buffer    int
+	push      bool
+}
+
+// FromStart delivers the topic's whole retained history, then new
+// messages (a late joiner).
+func FromStart() SubscribeOption { return func(o *subscribeOptions) { o.fromStart = true } }
+
+// FromNow delivers only messages announced after Subscribe returns (the
+// default).
+func FromNow() SubscribeOption { return func(o *subscribeOptions) { o.fromStart = false } }
+
+// WithSubscriptionTTL sets the subscription record's TTL (default
+// DefaultSubscriptionTTL).
+func WithSubscriptionTTL(d time.Duration) SubscribeOption {
+	return func(o *subscribeOptions) { o.ttl = d }
+}
+
+// WithBuffer sets the capacity of the Messages channel (default 1024).
+// Delivery blocks, never drops, when the channel is full.
+func WithBuffer(n int) SubscribeOption { return func(o *subscribeOptions) { o.buffer = max(n, 0) } }
+
+// WithoutPush disables push delivery even when the backend can notify;
+// the subscription then only advances on Poll, PollAll or background
+// polling.
+func WithoutPush() SubscribeOption { return func(o *subscribeOptions) { o.push = false } }
+
+// Subscription is one topic followed by a client. Messages arrive on
+// Messages in the topic order, each exactly once; gaps are reported on
+// Gaps (and as EventGap). Both channels are closed by Unsubscribe and Close.
+type Subscription struct {
+	c    *Client
+	tk   topicKeys
+	opts subscribeOptions
+	msgs chan *Message
+	gaps chan Gap
+
+	ctx    context.Context // cancelled by unsubscribe
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	recMu   sync.Mutex
+	recVer  backend.Version
+	expires time.Time
+
+	// Delivery state, guarded by pollMu.
+	pollMu   sync.Mutex
+	closed   bool
+	cursor   uint64
+	coordVer backend.Version
+	base     map[PublisherID]uint64
+	expected map[PublisherID]uint64
+	missing  map[Ref]int
+	seenBad  map[Ref]bool
+	known    map[PublisherID]bool // registered publishers (unordered mode)
+}
+
+// Topic returns the subscribed topic.
+func (s *Subscription) Topic() string { return s.tk.name }
+
+// Messages returns the channel of delivered messages.
+func (s *Subscription) Messages() <-chan *Message { return s.msgs }
+
+// Gaps returns the channel of reported gaps. It is buffered; when full,
+// further gaps are still counted in Stats and sent as events.
+func (s *Subscription) Gaps() <-chan Gap { return s.gaps }
+
+// Expires returns when the subscription record expires unless renewed.
+func (s *Subscription) Expires() time.Time {
+	s.recMu.Lock()
+	defer s.recMu.Unlock()
+	return s.expires
+}
+
+// Subscribe follows topic. The position (FromStart or FromNow) is fixed
+// before Subscribe returns; history is delivered by the first poll (at once
+// when the backend offers push).
+func (c *Client) Subscribe(ctx context.Context, topic string, opts ...SubscribeOption) (*Subscription, error) {
+	s, err := c.subscribe(ctx, topic, opts)
+	if err != nil {
+		c.stats.failures.Add(1)
+		c.emit(Event{Kind: EventSubscribeError, Topic: topic, Err: err})
+		return nil, err
+	}
+	c.emit(Event{Kind: EventSubscribed, Topic: topic})
+	return s, nil
+}
+
+func (c *Client) subscribe(ctx context.Context, topic string, opts []SubscribeOption) (*Subscription, error) {
+	if err := checkTopic(topic); err != nil {
+		return nil, err
+	}
+	o := subscribeOptions{ttl: DefaultSubscriptionTTL, buffer: 1024, push: true}
+	for _, fn := range opts {
+		fn(&o)
+	}
+	tk := newTopicKeys(topic)
+	c.mu.Lock()
+	_, dup := c.subs[topic]
+	closed := c.closed
+	c.mu.Unlock()
+	if closed {
+		return nil, ErrClientClosed
+	}
+	if dup {
+		return nil, fmt.Errorf("%w: %q", ErrAlreadySubscribed, topic)
+	}
+	var (
+		st *coordState
+		v  backend.Version
+	)
+	err := retryIO(ctx, func() (err error) {
+		st, v, err = c.readCoord(ctx, tk)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	s := &Subscription{c: c, tk: tk, opts: o, msgs: make(chan *Message, o.buffer), gaps: make(chan Gap, 256),
+		expected: map[PublisherID]uint64{}, missing: map[Ref]int{}, seenBad: map[Ref]bool{}, known: map[PublisherID]bool{}}
+	if o.fromStart {
+		err = retryIO(ctx, func() (err error) {
+			s.base, err = c.retainedBase(ctx, st)
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		s.cursor = st.RetainFrom
+	} else {
+		s.base, s.cursor, s.coordVer = maps.Clone(st.Heads), st.Count, v
+		if !c.ordered {
+			if err := s.baseFromHeads(ctx, st); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := s.writeRecord(ctx, c.now().Add(o.ttl)); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if _, dup := c.subs[topic]; dup || c.closed {
+		c.mu.Unlock()
+		return nil, fmt.Errorf("%w: %q", ErrAlreadySubscribed, topic)
+	}
+	s.ctx, s.cancel = context.WithCancel(c.ctx)
+	c.subs[topic] = s
+	c.mu.Unlock()
+	if w, ok := c.store.(backend.Watcher); ok && o.push {
+		if err := s.startPush(w); err != nil {
+			c.opts.logger.Warn("stickypub: push unavailable, poll instead", "topic", topic, "err", err)
+		}
+	}
+	return s, nil
+}
+
+// baseFromHeads starts a FromNow subscription in unordered mode after
+// what every registered publisher's head record shows now.
+func (s *Subscription) baseFromHeads(ctx context.Context, st *coordState) error {
+	s.base = map[PublisherID]uint64{}
+	pids := slices.SortedFunc(maps.Keys(st.Heads), comparePID)
+	for attempt := 0; len(pids) > 0; attempt++ {
+		heads, errs := s.c.readHeads(ctx, s.tk, pids)
+		var again []PublisherID
+		for i, p := range pids {
+			s.known[p] = true
+			switch {
+			case heads[i] != nil:
+				s.base[p] = heads[i].Last
+			case retryable(errs[i]):
+				again = append(again, p)
+			}
+		}
+		if pids = again; len(pids) > 0 {
+			if err := sleepJitter(ctx, attempt+4); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Unsubscribe removes the subscription record, stops delivery and closes
+// the subscription's channels.
+func (c *Client) Unsubscribe(ctx context.Context, topic string) error {
+	c.mu.Lock()
+	s, ok := c.subs[topic]
+	c.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("%w: %q", ErrNotSubscribed, topic)
+	}
+	return c.unsubscribe(ctx, s)
+}
+
+func (c *Client) unsubscribe(ctx context.Context, s *Subscription) error {
+	c.mu.Lock()
+	if c.subs[s.tk.name] == s {
+		delete(c.subs, s.tk.name)
+	}
+	c.mu.Unlock()
+	s.cancel()
+	s.wg.Wait()
+	s.pollMu.Lock()
+	if !s.closed {
+		s.closed = true
+		close(s.msgs)
+		close(s.gaps)
+	}
+	s.pollMu.Unlock()
+	err := s.writeRecord(ctx, time.Time{})
+	if err != nil {
+		c.stats.failures.Add(1)
+		c.emit(Event{Kind: EventSubscribeError, Topic: s.tk.name, Err: err})
+		return err
+	}
+	c.emit(Event{Kind: EventUnsubscribed, Topic: s.tk.name})
+	return nil
+}
+
+// Renew extends the subscription record's TTL from now.
+func (c *Client) Renew(ctx context.Context, topic string) error {
+	c.mu.Lock()
+	s, ok := c.subs[topic]
+	c.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("%w: %q", ErrNotSubscribed, topic)
+	}
+	if err := s.writeRecord(ctx, c.now().Add(s.opts.ttl)); err != nil {
+		c.stats.failures.Add(1)
+		c.emit(Event{Kind: EventSubscribeError, Topic: topic, Err: err})
+		return err
+	}
+	c.emit(Event{Kind: EventRenewed, Topic: topic})
+	return nil
+}
+
+// subRecord is a subscriber's signed statement that it follows a topic
+// until Expires (0: unsubscribed).
+type subRecord struct {
+	Subscriber ed25519.PublicKey
+	Expires    int64
+	Sig        []byte
+}
+
+const subTag = 'U'
+
+func subSigned(topic string, expires int64) []byte {
+	var e encoder
+	e.raw([]byte("stickypub/sub/v1\x00"))
+	e.str(topic)
+	e.varint(expires)
+	return e.b
+}
+
+func (r *subRecord) encode() []byte {
+	var e encoder
+	e.byte(subTag)
+	e.raw(r.Subscriber)
+	e.varint(r.Expires)
+	e.raw(r.Sig)
+	return e.b
+}
+
+func decodeSubRecord(topic string, b []byte) (*subRecord, error) {
+	d := decoder{b: b}
+	if tag := d.byte(); tag != subTag {
+		return nil, malformed("subscription tag %#x", tag)
+	}
+	r := &subRecord{Subscriber: ed25519.PublicKey(d.raw(ed25519.PublicKeySize))}
+	r.Expires = d.varint()
+	r.Sig = d.raw(ed25519.SignatureSize)
+	if err := d.done(); err != nil {
+		return nil, malformed("subscription: %v", err)
+	}
+	if !ed25519.Verify(r.Subscriber, subSigned(topic, r.Expires), r.Sig) {
+		return nil, fmt.Errorf("%w: subscription record", ErrBadSignature)
+	}
+	return r, nil
+}
+
+// writeRecord stores the signed subscription record (zero expires:
+// unsubscribed) and merges the subscriber set in the coordinator.
+func (s *Subscription) writeRecord(ctx context.Context, expires time.Time) error {
+	c := s.c
+	s.recMu.Lock()
+	defer s.recMu.Unlock()
+	exp := int64(0)
+	if !expires.IsZero() {
+		exp = expires.UnixNano()
+	}
+	rec := (&subRecord{Subscriber: c.id.PublicKey(), Expires: exp, Sig: c.id.sign(subSigned(s.tk.name, exp))}).encode()
+	key := s.tk.sub(c.pid)
+	for attempt := 0; ; attempt++ {
+		v, err := c.store.CompareAndPut(ctx, key, s.recVer, rec)
+		if err == nil {
+			s.recVer = v
+			break
+		}
+		if retryable(err) && !errors.Is(err, backend.ErrConflict) {
+			if err := sleepJitter(ctx, attempt+4); err != nil {
+				return err
+			}
+			continue
+		}
+		if !errors.Is(err, backend.ErrConflict) {
+			return fmt.Errorf("core: write subscription record for %q: %w", s.tk.name, err)
+		}
+		cur, ok := backend.CurrentEntry(err)
+		if !ok {
+			if cur, err = c.store.Get(ctx, key); err != nil && !errors.Is(err, backend.ErrNotFound) {
+				return fmt.Errorf("core: read subscription record for %q: %w", s.tk.name, err)
+			}
+		}
+		s.recVer = cur.Version
+		if err := sleepJitter(ctx, attempt); err != nil {
+			return err
+		}
+	}
+	if _, err := c.announce(ctx, s.tk, coordOp{subs: map[PublisherID]int64{c.pid: exp}}); err != nil {
+		return err
+	}
+	s.expires = expires
+	return nil
+}
