@@ -17,7 +17,7 @@ var errNeedCAS = errors.New("coordinator update needs the compare-and-put path")
 
 // readCoord returns the topic coordinator and its version (0 and an empty
 // state when the topic has none yet).
-func (c *Client) readCoord(ctx context.Context, tk topicKeys) (*coordState, backend.Version, error) {
+func (c *engine) readCoord(ctx context.Context, tk topicKeys) (*coordState, backend.Version, error) {
 	e, err := c.store.Get(ctx, tk.coord)
 	if errors.Is(err, backend.ErrNotFound) {
 		return newCoordState(), 0, nil
@@ -32,7 +32,7 @@ func (c *Client) readCoord(ctx context.Context, tk topicKeys) (*coordState, back
 	return st, e.Version, nil
 }
 
-func (c *Client) decodeCoordValue(ctx context.Context, v []byte) (*coordState, error) {
+func (c *engine) decodeCoordValue(ctx context.Context, v []byte) (*coordState, error) {
 	if len(v) == 0 {
 		return nil, malformed("empty coordinator")
 	}
@@ -49,7 +49,7 @@ func (c *Client) decodeCoordValue(ctx context.Context, v []byte) (*coordState, e
 	return decodeCoordState(v)
 }
 
-func (c *Client) encodeCoordValue(ctx context.Context, st *coordState) ([]byte, error) {
+func (c *engine) encodeCoordValue(ctx context.Context, st *coordState) ([]byte, error) {
 	enc := st.encode()
 	if len(enc) <= c.maxValue {
 		return enc, nil
@@ -61,12 +61,12 @@ func (c *Client) encodeCoordValue(ctx context.Context, st *coordState) ([]byte, 
 	return append([]byte{coordBlob}, ref[:]...), nil
 }
 
-func (c *Client) needsFold(st *coordState) bool { return len(st.Window) >= c.foldWindow }
+func (c *engine) needsFold(st *coordState) bool { return len(st.Window) >= c.foldWindow }
 
-// announce merges op into the topic coordinator and returns once the merged
-// state is visible. On backends that are not linearizable it reads the
+// announceDirect merges op into the topic coordinator and returns once the
+// merged state is visible. On backends that are not linearizable it reads the
 // coordinator back and merges again until the read shows op.
-func (c *Client) announce(ctx context.Context, tk topicKeys, op coordOp) (*coordState, error) {
+func (c *engine) announceDirect(ctx context.Context, tk topicKeys, op coordOp) (*coordState, error) {
 	for attempt := 0; ; attempt++ {
 		st, err := c.mergeCoord(ctx, tk, op)
 		if err != nil {
@@ -79,14 +79,14 @@ func (c *Client) announce(ctx context.Context, tk topicKeys, op coordOp) (*coord
 		if err == nil && rb.covers(op) {
 			return rb, nil
 		}
-		c.stats.retries.Add(1)
+		c.retries.Add(1)
 		if err := sleepJitter(ctx, attempt); err != nil {
 			return nil, err
 		}
 	}
 }
 
-func (c *Client) mergeCoord(ctx context.Context, tk topicKeys, op coordOp) (*coordState, error) {
+func (c *engine) mergeCoord(ctx context.Context, tk topicKeys, op coordOp) (*coordState, error) {
 	up, ok := c.store.(backend.Updater)
 	if !ok {
 		return c.casCoord(ctx, tk, op, 0)
@@ -111,7 +111,7 @@ func (c *Client) mergeCoord(ctx context.Context, tk topicKeys, op coordOp) (*coo
 
 // updateCoord merges op with the engine-side Update (one transaction, which
 // bolt coalesces with concurrent writers into one commit).
-func (c *Client) updateCoord(ctx context.Context, up backend.Updater, tk topicKeys, op coordOp) (*coordState, error) {
+func (c *engine) updateCoord(ctx context.Context, up backend.Updater, tk topicKeys, op coordOp) (*coordState, error) {
 	var out *coordState
 	_, err := up.Update(ctx, tk.coord, func(cur backend.Entry) ([]byte, error) {
 		st := newCoordState()
@@ -150,7 +150,7 @@ var errLostRace = errors.New("core: coordinator write lost the race")
 // state already covers op.
 //
 // maxRaces > 0 bounds the number of lost races before errLostRace.
-func (c *Client) casCoord(ctx context.Context, tk topicKeys, op coordOp, maxRaces int) (*coordState, error) {
+func (c *engine) casCoord(ctx context.Context, tk topicKeys, op coordOp, maxRaces int) (*coordState, error) {
 	st, v, err := c.readCoord(ctx, tk)
 	races := 0
 	for attempt := 0; ; attempt++ {
@@ -158,7 +158,7 @@ func (c *Client) casCoord(ctx context.Context, tk topicKeys, op coordOp, maxRace
 			if !retryable(err) {
 				return nil, err
 			}
-			c.stats.retries.Add(1)
+			c.retries.Add(1)
 			if err := sleepJitter(ctx, attempt); err != nil {
 				return nil, err
 			}
@@ -186,7 +186,7 @@ func (c *Client) casCoord(ctx context.Context, tk topicKeys, op coordOp, maxRace
 			err = fmt.Errorf("core: write coordinator of %q: %w", tk.name, err)
 			continue
 		}
-		c.stats.retries.Add(1)
+		c.retries.Add(1)
 		if races++; maxRaces > 0 && races >= maxRaces {
 			return nil, errLostRace
 		}

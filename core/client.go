@@ -27,18 +27,11 @@ const MaxTopicLen = 1024
 // Client is a sticky pub/sub client bound to one store and one identity.
 // It is safe for concurrent use.
 type Client struct {
-	store      backend.Store
-	caps       backend.Capabilities
-	id         *Identity
-	pid        PublisherID
-	opts       options
-	blobs      *blobStore
-	maxValue   int
-	foldWindow int
-	// ordered: every batch is announced in the coordinator, which fixes one
-	// topic order (linearizable backends). Otherwise the coordinator is
-	// only the publisher registry and subscribers read head records.
-	ordered bool
+	*engine
+	ownEngine bool
+	id        *Identity
+	pid       PublisherID
+	opts      options
 
 	ctx    context.Context // cancelled by Close; parent of background work
 	cancel context.CancelFunc
@@ -61,6 +54,7 @@ type options struct {
 	cacheBytes     int
 	foldWindow     int
 	now            func() time.Time
+	hub            *Hub
 }
 
 // Option configures a Client.
@@ -97,43 +91,45 @@ func WithCacheBytes(n int) Option { return func(o *options) { o.cacheBytes = n }
 // WithClock replaces time.Now (tests).
 func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
 
+func buildOptions(opts []Option) options {
+	o := options{maxBatch: 1024, verifyInterval: 500 * time.Millisecond, cacheBytes: 64 << 20, now: time.Now,
+		logger: slog.New(slog.DiscardHandler)}
+	for _, fn := range opts {
+		fn(&o)
+	}
+	return o
+}
+
 // New returns a client that uses store with identity id. The client does
 // not own the store: Close leaves it open.
 func New(store backend.Store, id *Identity, opts ...Option) (*Client, error) {
 	if store == nil || id == nil {
 		return nil, errors.New("core: New needs a store and an identity")
 	}
-	o := options{maxBatch: 1024, verifyInterval: 500 * time.Millisecond, cacheBytes: 64 << 20, now: time.Now,
-		logger: slog.New(slog.DiscardHandler)}
-	for _, fn := range opts {
-		fn(&o)
-	}
-	caps := store.Capabilities()
-	maxValue := caps.MaxValueSize
-	if maxValue <= 0 || maxValue > 4<<20 {
-		maxValue = 4 << 20
-	}
-	if maxValue < 256 {
-		return nil, fmt.Errorf("core: backend value limit %d is below the protocol's minimum of 256 bytes", maxValue)
-	}
-	fw := o.foldWindow
-	if fw == 0 {
-		fw = min(256, max(4, maxValue/2/60))
+	o := buildOptions(opts)
+	e, own := (*engine)(nil), false
+	if o.hub != nil {
+		if o.hub.e.store != store {
+			return nil, errors.New("core: WithHub: the hub uses another store")
+		}
+		e = o.hub.e
+	} else {
+		var err error
+		if e, err = newEngine(store, o); err != nil {
+			return nil, err
+		}
+		own = true
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Client{
-		store: store, caps: caps, id: id, pid: id.ID(), opts: o,
-		blobs: newBlobStore(store, maxValue, o.cacheBytes), maxValue: maxValue, foldWindow: fw,
-		ordered: caps.Consistency >= backend.Linearizable,
-		ctx:     ctx, cancel: cancel,
+		engine: e, ownEngine: own, id: id, pid: id.ID(), opts: o,
+		ctx: ctx, cancel: cancel,
 		pubs: map[string]*topicPublisher{}, subs: map[string]*Subscription{},
 	}, nil
 }
 
 // Identity returns the client's identity.
 func (c *Client) Identity() *Identity { return c.id }
-
-func (c *Client) now() time.Time { return c.opts.now() }
 
 func checkTopic(topic string) error {
 	if topic == "" || len(topic) > MaxTopicLen || !utf8.ValidString(topic) {
@@ -172,6 +168,9 @@ func (c *Client) Close(ctx context.Context) error {
 	}
 	c.cancel()
 	c.wg.Wait()
+	if c.ownEngine {
+		c.engine.close()
+	}
 	return errors.Join(errs...)
 }
 

@@ -184,7 +184,7 @@ func (s *Subscription) pollHeads(ctx context.Context) (int, error) {
 
 // readHeads reads the head records of pids in parallel. heads[i] is nil
 // when errs[i] says why (backend.ErrNotFound when there is none yet).
-func (c *Client) readHeads(ctx context.Context, tk topicKeys, pids []PublisherID) ([]*headRecord, []error) {
+func (c *engine) readHeads(ctx context.Context, tk topicKeys, pids []PublisherID) ([]*headRecord, []error) {
 	heads := make([]*headRecord, len(pids))
 	errs := make([]error, len(pids))
 	_ = c.blobs.parallel(ctx, len(pids), func(ctx context.Context, i int) error {

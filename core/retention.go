@@ -17,7 +17,7 @@ type Retention struct {
 	MaxAge      time.Duration
 }
 
-func (c *Client) loadSnapshot(ctx context.Context, ref Ref) (*snapshot, error) {
+func (c *engine) loadSnapshot(ctx context.Context, ref Ref) (*snapshot, error) {
 	data, err := c.blobs.get(ctx, ref)
 	if err != nil {
 		return nil, err
@@ -28,7 +28,7 @@ func (c *Client) loadSnapshot(ctx context.Context, ref Ref) (*snapshot, error) {
 // fold moves the coordinator window into a new immutable snapshot and
 // applies the retention policy. It only writes a content-addressed blob, so
 // concurrent folds of the same state are harmless.
-func (c *Client) fold(ctx context.Context, st *coordState) (*coordState, error) {
+func (c *engine) fold(ctx context.Context, st *coordState) (*coordState, error) {
 	base := map[PublisherID]uint64{}
 	var prev *snapshot
 	if !st.Snap.IsZero() {
@@ -60,8 +60,8 @@ func (c *Client) fold(ctx context.Context, st *coordState) (*coordState, error) 
 // retainFrom walks the snapshot chain from newest and returns the first
 // announcement index the retention policy keeps. Read errors keep more, not
 // less.
-func (c *Client) retainFrom(ctx context.Context, newest *snapshot, old uint64) uint64 {
-	r := c.opts.retention
+func (c *engine) retainFrom(ctx context.Context, newest *snapshot, old uint64) uint64 {
+	r := c.cfg.retention
 	if r.MaxMessages == 0 && r.MaxAge == 0 {
 		return old
 	}
@@ -92,7 +92,7 @@ func (c *Client) retainFrom(ctx context.Context, newest *snapshot, old uint64) u
 // annsFrom returns the announcements with index >= from, in order, reading
 // snapshots as needed, and the retained base heads when from is at the
 // retention boundary.
-func (c *Client) annsFrom(ctx context.Context, st *coordState, from uint64) ([]announcement, error) {
+func (c *engine) annsFrom(ctx context.Context, st *coordState, from uint64) ([]announcement, error) {
 	if from >= st.Count {
 		return nil, nil
 	}
@@ -124,7 +124,7 @@ func (c *Client) annsFrom(ctx context.Context, st *coordState, from uint64) ([]a
 
 // retainedBase returns the publishers' heads just before announcement
 // st.RetainFrom: messages up to these seqs are outside retention.
-func (c *Client) retainedBase(ctx context.Context, st *coordState) (map[PublisherID]uint64, error) {
+func (c *engine) retainedBase(ctx context.Context, st *coordState) (map[PublisherID]uint64, error) {
 	if st.RetainFrom == 0 || st.Snap.IsZero() {
 		return map[PublisherID]uint64{}, nil
 	}

@@ -7,7 +7,7 @@ type Stats struct {
 	Published           uint64 // messages acknowledged to Publish callers
 	Received            uint64 // messages delivered to subscriptions
 	Failures            uint64 // failed publish, subscribe and poll attempts
-	Retries             uint64 // retried writes (coordinator races, transient errors)
+	Retries             uint64 // retried writes (coordinator races, transient errors; shared by a Hub's clients)
 	Invalid             uint64 // messages or records dropped by verification
 	Duplicates          uint64 // messages suppressed as already delivered
 	Expired             uint64 // messages skipped because their TTL passed
@@ -29,7 +29,7 @@ func (c *Client) Stats() Stats {
 	s := &c.stats
 	return Stats{
 		Published: s.published.Load(), Received: s.received.Load(), Failures: s.failures.Load(),
-		Retries: s.retries.Load(), Invalid: s.invalid.Load(), Duplicates: s.duplicates.Load(),
+		Retries: s.retries.Load() + c.engine.retries.Load(), Invalid: s.invalid.Load(), Duplicates: s.duplicates.Load(),
 		Expired: s.expired.Load(), Gaps: s.gaps.Load(), ActiveSubscriptions: active, Polling: polling,
 	}
 }

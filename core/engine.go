@@ -1,0 +1,172 @@
+package core
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/stickypub/stickypub/backend"
+)
+
+// engine is the part of a client that works on a topic's shared objects
+// (coordinator, snapshots, blobs). Clients of one Hub share an engine, so
+// their coordinator updates are group-committed together.
+type engine struct {
+	store      backend.Store
+	caps       backend.Capabilities
+	cfg        options
+	blobs      *blobStore
+	maxValue   int
+	foldWindow int
+	// ordered: every batch is announced in the coordinator, which fixes one
+	// topic order (linearizable backends). Otherwise the coordinator is
+	// only the publisher registry and subscribers read head records.
+	ordered bool
+	retries atomic.Uint64
+
+	ctx    context.Context // cancelled by close; bounds announcer work
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu         sync.Mutex
+	announcers map[string]*announcer
+}
+
+func newEngine(store backend.Store, o options) (*engine, error) {
+	if store == nil {
+		return nil, fmt.Errorf("core: nil store")
+	}
+	caps := store.Capabilities()
+	maxValue := caps.MaxValueSize
+	if maxValue <= 0 || maxValue > 4<<20 {
+		maxValue = 4 << 20
+	}
+	if maxValue < 256 {
+		return nil, fmt.Errorf("core: backend value limit %d is below the protocol's minimum of 256 bytes", maxValue)
+	}
+	fw := o.foldWindow
+	if fw == 0 {
+		fw = min(256, max(4, maxValue/2/60))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &engine{
+		store: store, caps: caps, cfg: o, blobs: newBlobStore(store, maxValue, o.cacheBytes),
+		maxValue: maxValue, foldWindow: fw, ordered: caps.Consistency >= backend.Linearizable,
+		ctx: ctx, cancel: cancel, announcers: map[string]*announcer{},
+	}, nil
+}
+
+func (c *engine) now() time.Time { return c.cfg.now() }
+
+// close cancels pending announcer work and waits for it.
+func (c *engine) close() {
+	c.cancel()
+	c.wg.Wait()
+}
+
+// announcer group-commits the coordinator updates of one topic: while one
+// update is in flight, every request that arrives is queued, and the next
+// update merges them all (the merge is commutative and idempotent, so one
+// compare-and-put can carry any number of announcements).
+type announcer struct {
+	e       *engine
+	tk      topicKeys
+	mu      sync.Mutex
+	pending []*annRequest
+	running bool
+}
+
+type annRequest struct {
+	op   coordOp
+	done chan annResult
+}
+
+type annResult struct {
+	st  *coordState
+	err error
+}
+
+// announce merges op into the topic coordinator through the topic's
+// announcer and returns once it is visible. If ctx ends first, the update
+// may still land; callers retry idempotently.
+func (c *engine) announce(ctx context.Context, tk topicKeys, op coordOp) (*coordState, error) {
+	c.mu.Lock()
+	a, ok := c.announcers[tk.name]
+	if !ok {
+		a = &announcer{e: c, tk: tk}
+		c.announcers[tk.name] = a
+	}
+	c.mu.Unlock()
+	req := &annRequest{op: op, done: make(chan annResult, 1)}
+	a.mu.Lock()
+	a.pending = append(a.pending, req)
+	start := !a.running
+	a.running = true
+	a.mu.Unlock()
+	if start {
+		c.wg.Go(a.run)
+	}
+	select {
+	case r := <-req.done:
+		return r.st, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (a *announcer) run() {
+	for {
+		a.mu.Lock()
+		batch := a.pending
+		a.pending = nil
+		if len(batch) == 0 || a.e.ctx.Err() != nil {
+			a.running = false
+			a.mu.Unlock()
+			for _, r := range batch {
+				r.done <- annResult{err: fmt.Errorf("core: announce on %q: %w", a.tk.name, a.e.ctx.Err())}
+			}
+			return
+		}
+		a.mu.Unlock()
+		var merged coordOp
+		for _, r := range batch {
+			merged.anns = append(merged.anns, r.op.anns...)
+			for p, exp := range r.op.subs {
+				if merged.subs == nil {
+					merged.subs = map[PublisherID]int64{}
+				}
+				merged.subs[p] = exp
+			}
+		}
+		st, err := a.e.announceDirect(a.e.ctx, a.tk, merged)
+		for _, r := range batch {
+			r.done <- annResult{st: st, err: err}
+		}
+	}
+}
+
+// Hub lets several clients in one process (one per identity) share a store's
+// coordinator traffic and blob cache: their announcements on a topic are
+// group-committed into one coordinator update, which is what makes many
+// publishers in one process cheap on a compare-and-put backend. Clients
+// made with WithHub must use the hub's store. Close the hub after its
+// clients.
+type Hub struct{ e *engine }
+
+// NewHub returns a hub on store. Of opts, the ones about shared state apply
+// (WithRetention, WithFoldWindow, WithCacheBytes, WithClock, WithLogger).
+func NewHub(store backend.Store, opts ...Option) (*Hub, error) {
+	e, err := newEngine(store, buildOptions(opts))
+	if err != nil {
+		return nil, err
+	}
+	return &Hub{e: e}, nil
+}
+
+// Close stops the hub's background work. Close the hub's clients first.
+func (h *Hub) Close() { h.e.close() }
+
+// WithHub makes the client share h's engine (see Hub).
+func WithHub(h *Hub) Option { return func(o *options) { o.hub = h } }
