@@ -190,6 +190,17 @@ func (c *engine) casCoord(ctx context.Context, tk topicKeys, op coordOp, maxRace
 		if races++; maxRaces > 0 && races >= maxRaces {
 			return nil, errLostRace
 		}
+		if attempt > 0 {
+			// Back off, then read afresh: a state taken before the sleep
+			// would be stale after it, and a writer that keeps losing must
+			// not keep writing stale states (that starved publishers).
+			if err := sleepJitter(ctx, attempt); err != nil {
+				return nil, err
+			}
+			st, v, err = c.readCoord(ctx, tk)
+			continue
+		}
+		// First loss: retry at once from the state the conflict carries.
 		if cur, ok := backend.CurrentEntry(err); ok {
 			if cur.Version == 0 {
 				st, v, err = newCoordState(), 0, nil
@@ -198,11 +209,6 @@ func (c *engine) casCoord(ctx context.Context, tk topicKeys, op coordOp, maxRace
 			}
 		} else {
 			st, v, err = c.readCoord(ctx, tk)
-		}
-		if err == nil && attempt > 0 {
-			if err = sleepJitter(ctx, attempt); err != nil {
-				return nil, err
-			}
 		}
 	}
 }

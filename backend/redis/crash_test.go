@@ -295,8 +295,11 @@ func TestCrashMidPublishAckedDeliveredOnce(t *testing.T) {
 		}
 		return true
 	})
+	allRecovered := time.Since(restartedAt)
 	waitFor("acks after the restart", 20*time.Second, func() bool { return acks.Load() >= acksAtKill+acksWhileDown+crashAcksAfter })
 	stopPublishers()
+	t.Logf("every publisher acknowledged again %s after the restart; publishing stopped %s after it",
+		allRecovered.Round(time.Millisecond), time.Since(restartedAt).Round(time.Millisecond))
 
 	// Close the publishers: they flush whatever is still queued.
 	for _, p := range pubs {
@@ -311,7 +314,22 @@ func TestCrashMidPublishAckedDeliveredOnce(t *testing.T) {
 	const margin = 300 * time.Millisecond
 	totalAcked, assigned := 0, 0
 	for _, p := range pubs {
+		after := ackedSince(p, restartedAt)
 		p.mu.Lock()
+		var times []time.Time
+		for _, at := range p.ackedAt {
+			times = append(times, at)
+		}
+		slices.SortFunc(times, func(a, b time.Time) int { return a.Compare(b) })
+		firstAfter, longest := time.Duration(-1), time.Duration(0)
+		for i, at := range times {
+			if firstAfter < 0 && at.After(restartedAt) {
+				firstAfter = at.Sub(restartedAt)
+			}
+			if i > 0 && !(times[i-1].Before(killedAt) && at.After(killedAt)) {
+				longest = max(longest, at.Sub(times[i-1])) // pauses not spanning the outage
+			}
+		}
 		totalAcked += len(p.ackedAt)
 		assigned += len(p.payload)
 		for seq, at := range p.ackedAt {
@@ -329,8 +347,8 @@ func TestCrashMidPublishAckedDeliveredOnce(t *testing.T) {
 		if len(p.hardErrs) > 0 {
 			t.Errorf("publisher %d had errors other than \"still queued\": %q", p.idx, p.hardErrs)
 		}
-		t.Logf("publisher %d: %d assigned, %d acked (%d after restart), errors %v",
-			p.idx, len(p.payload), len(p.ackedAt), ackedSince(p, restartedAt), p.errs)
+		t.Logf("publisher %d: %d assigned, %d acked (%d after restart, first %s after it; longest pause between acks apart from the outage %s), errors %v",
+			p.idx, len(p.payload), len(p.ackedAt), after, firstAfter.Round(time.Millisecond), longest.Round(time.Millisecond), p.errs)
 		p.mu.Unlock()
 	}
 	t.Logf("total: %d acked of %d assigned in %s", totalAcked, assigned, time.Since(start).Round(time.Millisecond))
