@@ -21,10 +21,12 @@ import (
 func TestIdentitySaveLoad(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "sub", "id.pem")
-	id, err := LoadOrCreateIdentity(path)
+	id, created, err := LoadOrCreateIdentity(path)
 	require.NoError(t, err)
-	again, err := LoadOrCreateIdentity(path)
+	require.True(t, created)
+	again, created, err := LoadOrCreateIdentity(path)
 	require.NoError(t, err)
+	require.False(t, created)
 	require.Equal(t, id.PublicKey(), again.PublicKey())
 	fi, err := os.Stat(path)
 	require.NoError(t, err)
@@ -38,6 +40,34 @@ func TestIdentitySaveLoad(t *testing.T) {
 	require.ErrorIs(t, err, os.ErrNotExist)
 	_, err = IdentityFromSeed([]byte("short"))
 	require.ErrorIs(t, err, ErrBadIdentity)
+}
+
+func TestLoadOrCreateIdentityConcurrent(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "id.pem")
+	const n = 16
+	ids := make([]*Identity, n)
+	var created atomic.Int32
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			id, c, err := LoadOrCreateIdentity(path)
+			assert.NoError(t, err)
+			ids[i] = id
+			if c {
+				created.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	require.EqualValues(t, 1, created.Load(), "exactly one caller creates the identity")
+	onDisk, err := LoadIdentity(path)
+	require.NoError(t, err)
+	for _, id := range ids {
+		require.Equal(t, onDisk.PublicKey(), id.PublicKey(), "every caller uses the identity on disk")
+	}
+	left, err := filepath.Glob(path + ".*")
+	require.NoError(t, err)
+	require.Empty(t, left, "temporary files left behind")
 }
 
 func TestPublishBadInput(t *testing.T) {

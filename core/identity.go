@@ -48,20 +48,38 @@ func (id *Identity) sign(msg []byte) []byte { return ed25519.Sign(id.priv, msg) 
 const pemType = "STICKYPUB ED25519 SEED"
 
 // SaveIdentity writes id to path (mode 0600, directories created 0700) as a
-// PEM block holding the 32-byte seed.
+// PEM block holding the 32-byte seed. It writes a file of its own and
+// renames it into place, so a reader never sees a partial file.
 func SaveIdentity(path string, id *Identity) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return fmt.Errorf("core: save identity: %w", err)
-	}
-	data := pem.EncodeToMemory(&pem.Block{Type: pemType, Bytes: id.priv.Seed()})
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return fmt.Errorf("core: save identity: %w", err)
+	tmp, err := writeTemp(path, id)
+	if err != nil {
+		return err
 	}
 	if err := os.Rename(tmp, path); err != nil {
+		_ = os.Remove(tmp)
 		return fmt.Errorf("core: save identity: %w", err)
 	}
 	return nil
+}
+
+// writeTemp writes id to a new, uniquely named file beside path.
+func writeTemp(path string, id *Identity) (string, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return "", fmt.Errorf("core: save identity: %w", err)
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*.new")
+	if err != nil {
+		return "", fmt.Errorf("core: save identity: %w", err)
+	}
+	data := pem.EncodeToMemory(&pem.Block{Type: pemType, Bytes: id.priv.Seed()})
+	_, werr := f.Write(data)
+	serr := f.Sync()
+	cerr := f.Close()
+	if err := errors.Join(werr, serr, cerr, os.Chmod(f.Name(), 0o600)); err != nil {
+		_ = os.Remove(f.Name())
+		return "", fmt.Errorf("core: save identity: %w", err)
+	}
+	return f.Name(), nil
 }
 
 // LoadIdentity reads an identity written by SaveIdentity.
@@ -78,16 +96,36 @@ func LoadIdentity(path string) (*Identity, error) {
 }
 
 // LoadOrCreateIdentity loads the identity at path, creating and saving a new
-// one when the file does not exist.
-func LoadOrCreateIdentity(path string) (*Identity, error) {
-	id, err := LoadIdentity(path)
+// one when the file does not exist. It is safe for processes that start at
+// the same time: each writes its candidate under a name of its own and
+// hard-links it into place, which fails if the file exists, so exactly one
+// identity wins and every process uses it. created reports whether this
+// call created it.
+func LoadOrCreateIdentity(path string) (id *Identity, created bool, err error) {
+	id, err = LoadIdentity(path)
 	if err == nil || !errors.Is(err, os.ErrNotExist) {
-		return id, err
+		return id, false, err
 	}
 	if id, err = GenerateIdentity(); err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	return id, SaveIdentity(path, id)
+	tmp, err := writeTemp(path, id)
+	if err != nil {
+		return nil, false, err
+	}
+	defer os.Remove(tmp)
+	switch err := os.Link(tmp, path); {
+	case err == nil:
+		return id, true, nil
+	case errors.Is(err, os.ErrExist):
+		id, err := LoadIdentity(path) // another process won
+		return id, false, err
+	default: // no hard links on this file system: last writer wins
+		if err := os.Rename(tmp, path); err != nil {
+			return nil, false, fmt.Errorf("core: save identity: %w", err)
+		}
+		return id, true, nil
+	}
 }
 
 // PublisherID is a 16-byte digest of a publisher's public key, used in keys

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"text/tabwriter"
 	"time"
@@ -53,7 +52,7 @@ A topic nobody published or subscribed to shows version 0.`,
 			if err != nil {
 				return a.explain(cmd, err)
 			}
-			defer func() { err = errors.Join(err, s.close()) }()
+			defer func() { err = alsoErr(err, s.close()) }()
 			info, err := s.client.Info(ctx, args[0])
 			if err != nil {
 				return a.explain(cmd, err)

@@ -28,6 +28,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -48,6 +49,9 @@ func main() {
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// After the first signal, a second one kills the process at once (as if
+	// the shutdown, bounded anyway, hangs).
+	context.AfterFunc(ctx, stop)
 	a := &app{stdin: stdin, stdout: stdout, stderr: stderr}
 	root := newRootCmd(a)
 	root.SetArgs(args)
@@ -55,7 +59,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintf(stderr, "stickypub: %v\n", err)
+	fmt.Fprintf(stderr, "stickypub: %s\n", strings.ReplaceAll(err.Error(), "\n", "; "))
 	var ue *usageError
 	switch {
 	case errors.As(err, &ue):

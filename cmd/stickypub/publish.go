@@ -66,7 +66,15 @@ or, when reading standard input, each batch.`,
 					}
 				}
 			}
-			return a.explain(cmd, a.publish(cmd, topic, msgs, fromStdin, f))
+			err := a.publish(cmd, topic, msgs, fromStdin, f)
+			var pe *core.PublishError
+			if errors.As(err, &pe) && pe.StillQueued && cmd.Context().Err() == nil {
+				// The client kept trying while it closed, but this process
+				// is gone now: say so rather than "will be published".
+				return fmt.Errorf("%q seq %d-%d not acknowledged within %v (--timeout); they may or may not have been published: %w",
+					pe.Topic, pe.FirstSeq, pe.LastSeq, a.timeout, pe.Err)
+			}
+			return a.explain(cmd, err)
 		},
 	}
 	cmd.Flags().DurationVar(&f.ttl, "ttl", 0, "retain the messages only this long (e.g. 30m, 24h; 0: no limit)")
@@ -81,7 +89,7 @@ func (a *app) publish(cmd *cobra.Command, topic string, msgs []string, fromStdin
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, s.close()) }()
+	defer func() { err = alsoErr(err, s.close()) }()
 	var opts []core.PublishOption
 	if f.ttl > 0 {
 		opts = append(opts, core.WithTTL(f.ttl))

@@ -192,12 +192,11 @@ func (a *app) loadIdentity() (*core.Identity, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	_, statErr := os.Stat(path)
-	id, err := core.LoadOrCreateIdentity(path)
+	id, created, err := core.LoadOrCreateIdentity(path)
 	if err != nil {
 		return nil, "", err
 	}
-	if statErr != nil {
+	if created {
 		a.logger.Info("created a new identity", "path", path, "publisher", id.ID().String())
 	}
 	return id, path, nil
@@ -230,7 +229,7 @@ func (a *app) openSession(ctx context.Context, opts ...core.Option) (*session, e
 	s.close = func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
 		defer cancel()
-		return errors.Join(client.Close(ctx), st.Close())
+		return alsoErr(client.Close(ctx), st.Close())
 	}
 	return s, nil
 }
@@ -253,4 +252,16 @@ func (a *app) explain(cmd *cobra.Command, err error) error {
 		return fmt.Errorf("timed out after %v (--timeout): %w", a.timeout, err)
 	}
 	return err
+}
+
+// alsoErr adds a second failure (typically from closing) to err on the
+// same line, so that the command still reports one line.
+func alsoErr(err, more error) error {
+	switch {
+	case more == nil:
+		return err
+	case err == nil:
+		return more
+	}
+	return fmt.Errorf("%w (also: %v)", err, more)
 }

@@ -150,8 +150,10 @@ func parseBoltURI(u *url.URL) (string, backend.Capabilities, time.Duration, erro
 	}
 	// Name the file the same way in every process, whatever symbolic links
 	// lead to it.
-	if dir, err := filepath.EvalSymlinks(filepath.Dir(abs)); err == nil {
-		abs = filepath.Join(dir, filepath.Base(abs))
+	if real, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = real
+	} else if dir, err := filepath.EvalSymlinks(filepath.Dir(abs)); err == nil {
+		abs = filepath.Join(dir, filepath.Base(abs)) // the file does not exist yet
 	}
 	return abs, caps, budget, nil
 }
@@ -229,15 +231,23 @@ func (s *sharedBolt) attach(ctx context.Context) (attachment, error) {
 	actx, cancel := context.WithTimeout(ctx, s.budget)
 	defer cancel()
 	var lastErr error
+	locked := func() error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		s.logger.Debug("bolt file still locked", "path", s.path, "last_err", lastErr)
+		return fmt.Errorf("bolt %s: still locked after %v by a process that does not share it (nothing answers on %s): %w",
+			s.path, s.budget, s.sock, backend.ErrUnavailable)
+	}
 	for {
 		o, err := s.tryOwn(actx)
 		if err == nil {
 			return o, nil
 		}
-		if !errors.Is(err, backend.ErrUnavailable) && !(errors.Is(err, context.DeadlineExceeded) && actx.Err() == nil) {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
+		if actx.Err() != nil {
+			return nil, locked()
+		}
+		if !errors.Is(err, backend.ErrUnavailable) && !errors.Is(err, context.DeadlineExceeded) {
 			return nil, err // a bad URI, foreign data, no permission...
 		}
 		lastErr = err
@@ -257,11 +267,7 @@ func (s *sharedBolt) attach(ctx context.Context) (attachment, error) {
 			return nil, s.errClosed
 		case <-actx.Done():
 			t.Stop()
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			return nil, fmt.Errorf("bolt %s is locked by another process that does not share it (no stickypub process answers on %s) (%w) (%w)",
-				s.path, s.sock, backend.ErrUnavailable, lastErr)
+			return nil, locked()
 		}
 	}
 }
@@ -384,9 +390,12 @@ func (s *sharedBolt) resolve(ctx context.Context, key string, expect backend.Ver
 	}
 }
 
-// Update implements backend.Updater. The owner runs it as one engine-side
-// transaction; through the socket it is a Get and CompareAndPut loop (fn
-// may then run several times, which the contract allows).
+// Update implements backend.Updater. fn always runs inside the owner's
+// commit transaction: in the owner's process directly, in the others
+// through the socket (the owner sends the current entry and stores what fn
+// returns), so concurrent updates of a key from every process coalesce into
+// one commit, as with the bolt adapter itself. fn runs once, unless the
+// owner went away in between; then it runs again on the next owner.
 func (s *sharedBolt) Update(ctx context.Context, key string, fn backend.UpdateFunc) (backend.Version, error) {
 	if err := s.check(ctx, key); err != nil {
 		return 0, err
@@ -394,34 +403,32 @@ func (s *sharedBolt) Update(ctx context.Context, key string, fn backend.UpdateFu
 	if fn == nil {
 		return 0, errors.New("stickypub: Update with nil UpdateFunc")
 	}
-	for attempt := 0; ; attempt++ {
+	for {
 		a, _, err := s.current(ctx)
 		if err != nil {
 			return 0, err
 		}
-		if o, ok := a.(*ownerAtt); ok {
-			return o.st.Update(ctx, key, fn)
+		var r *remoteAtt
+		switch a := a.(type) {
+		case *ownerAtt:
+			return a.st.Update(ctx, key, fn)
+		case *remoteAtt:
+			r = a
+		default:
+			return 0, fmt.Errorf("stickypub: unknown attachment %T", a)
 		}
-		cur, err := s.Get(ctx, key)
-		if errors.Is(err, backend.ErrNotFound) {
-			cur, err = backend.Entry{}, nil
-		}
-		if err != nil {
-			return 0, err
-		}
-		val, err := fn(backend.Entry{Value: bytes.Clone(cur.Value), Version: cur.Version})
-		if errors.Is(err, backend.ErrSkipUpdate) {
-			return cur.Version, nil
-		}
-		if err != nil {
-			return 0, fmt.Errorf("bolt: update %q: %w", key, err)
-		}
-		v, err := s.CompareAndPut(ctx, key, cur.Version, val)
-		if !errors.Is(err, backend.ErrConflict) {
+		var out updateOutcome
+		v, err := r.update(ctx, key, fn, &out)
+		if !isGone(err) {
 			return v, err
 		}
-		if err := sleepCtx(ctx, time.Duration(rand.Int64N(int64(min(50*time.Millisecond, 100*time.Microsecond<<min(attempt, 10)))))); err != nil {
-			return 0, err
+		s.drop(a)
+		if errors.Is(err, errOutcomeUnknown) && out.stored {
+			e, gerr := s.Get(ctx, key)
+			if gerr == nil && e.Version > out.base && bytes.Equal(e.Value, out.value) {
+				return e.Version, nil // it was stored
+			}
+			// Otherwise run fn again on what the key holds now.
 		}
 	}
 }

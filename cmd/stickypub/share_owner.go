@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/gob"
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -108,7 +109,7 @@ func (o *ownerAtt) accept() {
 			return
 		}
 		sc := &serverConn{o: o, c: c, enc: gob.NewEncoder(c), inflight: map[uint64]context.CancelFunc{},
-			watches: map[uint64]context.CancelFunc{}, readDone: make(chan struct{})}
+			watches: map[uint64]context.CancelFunc{}, results: map[uint64]chan *request{}, readDone: make(chan struct{})}
 		sc.ctx, sc.cancel = context.WithCancel(context.Background())
 		o.mu.Lock()
 		if o.closing {
@@ -165,6 +166,7 @@ type serverConn struct {
 	stopped  bool // no new work is started
 	inflight map[uint64]context.CancelFunc
 	watches  map[uint64]context.CancelFunc
+	results  map[uint64]chan *request // updates waiting for the client's function
 	wg       sync.WaitGroup
 	readDone chan struct{}
 }
@@ -232,7 +234,7 @@ func (sc *serverConn) serve() {
 			return
 		}
 		switch req.Op {
-		case opGet, opCAS:
+		case opGet, opCAS, opUpdate:
 			if !sc.start() {
 				sc.send(&reply{ID: req.ID, Err: &wireError{Code: codeOwnerClosing, Msg: "bolt owner process is closing"}})
 				continue
@@ -242,6 +244,15 @@ func (sc *serverConn) serve() {
 			sc.inflight[req.ID] = cancel
 			sc.mu.Unlock()
 			go sc.do(ctx, &req)
+		case opUpdateResult:
+			sc.mu.Lock()
+			if ch := sc.results[req.ID]; ch != nil {
+				select {
+				case ch <- &req:
+				default: // one result per call; a second one is ignored
+				}
+			}
+			sc.mu.Unlock()
 		case opCancel:
 			sc.mu.Lock()
 			if cancel := sc.inflight[req.ID]; cancel != nil {
@@ -292,6 +303,11 @@ func (sc *serverConn) do(ctx context.Context, req *request) {
 	case opCAS:
 		v, err := sc.o.st.CompareAndPut(ctx, req.Key, backend.Version(req.Expect), req.Value)
 		r.Version, r.Err = uint64(v), encodeError(err)
+	case opUpdate:
+		v, err := sc.o.st.Update(ctx, req.Key, func(cur backend.Entry) ([]byte, error) {
+			return sc.callUpdate(ctx, req.ID, cur)
+		})
+		r.Version, r.Err = uint64(v), encodeError(err)
 	}
 	sc.mu.Lock()
 	if cancel := sc.inflight[req.ID]; cancel != nil {
@@ -300,6 +316,47 @@ func (sc *serverConn) do(ctx context.Context, req *request) {
 	}
 	sc.mu.Unlock()
 	sc.send(r)
+}
+
+// updateCallTimeout bounds how long the owner's committer waits for a
+// client's update function: every writer of the file waits meanwhile.
+const updateCallTimeout = time.Second
+
+// callUpdate runs a client's update function: it sends the current entry
+// and waits for the value to store. It runs inside the owner's commit, like
+// the function of a local Update, so concurrent updates of a key from every
+// process are coalesced into one commit and never conflict.
+func (sc *serverConn) callUpdate(ctx context.Context, id uint64, cur backend.Entry) ([]byte, error) {
+	ch := make(chan *request, 1)
+	sc.mu.Lock()
+	sc.results[id] = ch
+	sc.mu.Unlock()
+	defer func() {
+		sc.mu.Lock()
+		delete(sc.results, id)
+		sc.mu.Unlock()
+	}()
+	sc.send(&reply{ID: id, Call: true, Version: uint64(cur.Version), Value: cur.Value})
+	t := time.NewTimer(updateCallTimeout)
+	defer t.Stop()
+	select {
+	case res := <-ch:
+		switch res.Result {
+		case resultValue:
+			if res.Value == nil {
+				return []byte{}, nil
+			}
+			return res.Value, nil
+		case resultSkip:
+			return nil, backend.ErrSkipUpdate
+		default:
+			return nil, errFnFailed
+		}
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-t.C:
+		return nil, fmt.Errorf("client did not answer the update call within %v: %w", updateCallTimeout, backend.ErrUnavailable)
+	}
 }
 
 // watch starts forwarding the change notifications of one key.

@@ -86,8 +86,12 @@ func (r *remoteAtt) read() {
 				offer(ch, backend.Version(rep.Version))
 			}
 		} else if ch := r.pending[rep.ID]; ch != nil {
-			delete(r.pending, rep.ID)
-			ch <- rep // buffered, one reply per request
+			if !rep.Call {
+				delete(r.pending, rep.ID)
+			}
+			// The channel has room: a request has one reply, and an update
+			// answers its call before the owner sends anything more.
+			ch <- rep
 		}
 		r.mu.Unlock()
 	}
@@ -201,11 +205,7 @@ func (r *remoteAtt) get(ctx context.Context, key string) (backend.Entry, error) 
 	if rep.Err != nil {
 		return backend.Entry{}, decodeError(ctx, rep.Err)
 	}
-	val := rep.Value
-	if val == nil {
-		val = []byte{} // gob sends an empty value as absent
-	}
-	return backend.Entry{Value: val, Version: backend.Version(rep.Version)}, nil
+	return backend.Entry{Value: orEmpty(rep.Value), Version: backend.Version(rep.Version)}, nil
 }
 
 func (r *remoteAtt) cas(ctx context.Context, key string, expect backend.Version, value []byte) (backend.Version, error) {
@@ -217,6 +217,104 @@ func (r *remoteAtt) cas(ctx context.Context, key string, expect backend.Version,
 		return 0, decodeError(ctx, rep.Err)
 	}
 	return backend.Version(rep.Version), nil
+}
+
+// updateOutcome tells sharedBolt.Update what became of a remote update
+// whose connection broke: if the function had produced a value, it may have
+// been stored.
+type updateOutcome struct {
+	called bool
+	base   backend.Version // the entry's version the function saw
+	value  []byte          // what it returned, when it returned a value
+	stored bool            // value is set
+}
+
+// update runs fn inside the owner's commit: the owner sends the current
+// entry, fn runs here, and its result goes back to be stored.
+func (r *remoteAtt) update(ctx context.Context, key string, fn backend.UpdateFunc, out *updateOutcome) (backend.Version, error) {
+	id, ch, err := r.register()
+	if err != nil {
+		return 0, err
+	}
+	if err := r.send(&request{ID: id, Op: opUpdate, Key: key}); err != nil {
+		r.forget(id)
+		return 0, errOwnerGone
+	}
+	var (
+		fnErr    error
+		panicked any
+		done     = ctx.Done()
+	)
+	for {
+		select {
+		case rep := <-ch:
+			if rep.Call {
+				res := &request{ID: id, Op: opUpdateResult}
+				val, err, p := callFn(fn, backend.Entry{Value: orEmpty(rep.Value), Version: backend.Version(rep.Version)})
+				out.called, out.base = true, backend.Version(rep.Version)
+				switch {
+				case p != nil:
+					panicked, res.Result = p, resultError
+				case errors.Is(err, backend.ErrSkipUpdate):
+					res.Result = resultSkip
+				case err != nil:
+					fnErr, res.Result = err, resultError
+				default:
+					res.Value, out.value, out.stored = val, val, true
+				}
+				if err := r.send(res); err != nil {
+					return 0, errOutcomeUnknown // the owner may have taken the value already
+				}
+				continue
+			}
+			if panicked != nil {
+				panic(panicked)
+			}
+			if rep.Err != nil {
+				if rep.Err.Code == codeFnError && fnErr != nil {
+					return 0, fmt.Errorf("bolt: update %q: %w", key, fnErr)
+				}
+				return 0, decodeError(ctx, rep.Err)
+			}
+			return backend.Version(rep.Version), nil
+		case <-r.dead:
+			select {
+			case rep := <-ch:
+				if !rep.Call && rep.Err == nil {
+					return backend.Version(rep.Version), nil
+				}
+			default:
+			}
+			r.forget(id)
+			if out.stored {
+				return 0, errOutcomeUnknown
+			}
+			return 0, errOwnerGone
+		case <-done:
+			done = nil
+			_ = r.send(&request{ID: id, Op: opCancel})
+		}
+	}
+}
+
+// callFn runs fn, catching a panic so that the owner can be answered before
+// it is raised again in the caller.
+func callFn(fn backend.UpdateFunc, cur backend.Entry) (val []byte, err error, panicked any) {
+	defer func() {
+		if p := recover(); p != nil {
+			panicked = p
+		}
+	}()
+	val, err = fn(cur)
+	return val, err, nil
+}
+
+// orEmpty turns the nil that gob makes of an empty value back into one.
+func orEmpty(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
 }
 
 // watch asks the owner to forward the change notifications of key. The

@@ -23,12 +23,23 @@ const shareProto = "stickypub-bolt-share/1"
 type wireOp uint8
 
 const (
-	opHello   wireOp = iota + 1 // Key: the client's path of the file; Value: shareProto
-	opGet                       // Key
-	opCAS                       // Key, Expect, Value
-	opCancel                    // ID: the request to cancel (no reply)
-	opWatch                     // Key; the reply acknowledges, then Events follow
-	opUnwatch                   // ID: the watch to end (no reply)
+	opHello        wireOp = iota + 1 // Key: the client's path of the file; Value: shareProto
+	opGet                            // Key
+	opCAS                            // Key, Expect, Value
+	opCancel                         // ID: the request to cancel (no reply)
+	opWatch                          // Key; the reply acknowledges, then Events follow
+	opUnwatch                        // ID: the watch to end (no reply)
+	opUpdate                         // Key; the owner calls back (Call), then answers
+	opUpdateResult                   // ID: the update; Result, Value: what its function returned
+)
+
+// updateResult is what the client's update function returned.
+type updateResult uint8
+
+const (
+	resultValue updateResult = iota // store Value
+	resultSkip                      // backend.ErrSkipUpdate
+	resultError                     // any other error (kept by the client)
 )
 
 // request is one client-to-owner frame.
@@ -38,6 +49,7 @@ type request struct {
 	Key    string
 	Expect uint64
 	Value  []byte
+	Result updateResult // opUpdateResult
 }
 
 // reply is one owner-to-client frame.
@@ -48,7 +60,10 @@ type reply struct {
 	// Event marks a change notification of watch ID (Version: the new
 	// version, 0 when unknown or deleted).
 	Event bool
-	Err   *wireError
+	// Call asks the client to run its update function on the entry
+	// (Version, Value) and to answer with opUpdateResult.
+	Call bool
+	Err  *wireError
 	// Caps answers opHello.
 	Caps *backend.Capabilities
 }
@@ -69,6 +84,7 @@ const (
 	codeCanceled
 	codeDeadline
 	codeRefused // the hello was refused (protocol, file or limits differ)
+	codeFnError // the client's update function failed (the client has the error)
 )
 
 // wireError is an error as it crosses the socket.
@@ -92,6 +108,10 @@ var errOwnerGone = errors.New("bolt owner process went away")
 // was sent and before its answer arrived.
 var errOutcomeUnknown = errors.New("connection to the bolt owner process lost during a write")
 
+// errFnFailed is what the owner's side of a remote update function returns
+// when the client's function failed.
+var errFnFailed = errors.New("update function failed in the client")
+
 // errRefused means an owner answered but refused this process (another
 // protocol version, another file, other limits). Retrying does not help.
 var errRefused = errors.New("bolt owner process refused the connection")
@@ -104,6 +124,8 @@ func encodeError(err error) *wireError {
 	w := &wireError{Msg: err.Error()}
 	var ce *backend.ConflictError
 	switch {
+	case errors.Is(err, errFnFailed):
+		w.Code = codeFnError
 	case errors.As(err, &ce):
 		w.Code, w.Key, w.Expected, w.Known = codeConflict, ce.Key, uint64(ce.Expected), ce.Known
 		w.CurVersion, w.CurValue = uint64(ce.Current.Version), ce.Current.Value

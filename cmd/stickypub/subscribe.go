@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -84,7 +83,7 @@ func (a *app) subscribe(cmd *cobra.Command, topic string, f subscribeFlags) (err
 	if err != nil {
 		return a.explain(cmd, err)
 	}
-	defer func() { err = errors.Join(err, s.close()) }()
+	defer func() { err = alsoErr(err, s.close()) }()
 	opts := []core.SubscribeOption{core.WithSubscriptionTTL(f.ttl)}
 	if f.fromStart {
 		opts = append(opts, core.FromStart())

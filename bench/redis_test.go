@@ -1,0 +1,86 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/stickypub/stickypub/backend/redis"
+	"github.com/stickypub/stickypub/internal/redistest"
+)
+
+// openRedis opens a Store on srv under a fresh key prefix; the store is
+// closed and every key under the prefix deleted when the run ends.
+func openRedis(b *testing.B, srv *redistest.Server) *redis.Store {
+	b.Helper()
+	prefix := redistest.Prefix(b)
+	redistest.CleanupPrefix(b, srv, prefix) // runs after the Close below
+	s, err := redis.Open(benchCtx(b), redis.Options{
+		Addrs: srv.Addrs, Cluster: srv.Cluster, Username: srv.Username, Password: srv.Password,
+		DB: srv.DB, TLS: srv.TLS, Prefix: prefix, DialTimeout: 2 * time.Second,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// BenchmarkRedis measures protocol publishes on Redis beside Redis Streams
+// XADD and raw compare-and-put, in the same run on the same server (the one
+// redistest.Require finds: REDIS_ADDR, else a private redis-server started
+// for the run). Every run works under its own key prefix and deletes its
+// keys afterwards.
+//
+//	publish=MODE/P=n  b.N core.Client.Publish calls of 100 bytes to one
+//	                  topic by n goroutines (see publishModes); msgs/s,
+//	                  retries/msg
+//	XADD/P=n          b.N XADDs of a 100-byte field to one stream by n
+//	                  goroutines sharing the store's go-redis client; msgs/s
+//	CAS=distinct/P=n  b.N raw CompareAndPut of 100 bytes by n goroutines,
+//	                  each chaining writes on its own key; writes/s
+func BenchmarkRedis(b *testing.B) {
+	srv := redistest.Require(b)
+	b.Logf("redis: %s", srv)
+	for _, mode := range publishModes {
+		for _, p := range publisherCounts {
+			b.Run(fmt.Sprintf("publish=%s/P=%d", mode, p), func(b *testing.B) {
+				benchPublish(b, openRedis(b, srv), mode, p, nil)
+			})
+		}
+	}
+	for _, p := range publisherCounts {
+		b.Run(fmt.Sprintf("XADD/P=%d", p), func(b *testing.B) {
+			s := openRedis(b, srv)
+			benchXAdd(b, s.Client(), s.RedisKey("xadd-stream"), p)
+		})
+	}
+	for _, p := range publisherCounts {
+		b.Run(fmt.Sprintf("CAS=distinct/P=%d", p), func(b *testing.B) {
+			benchCAS(b, openRedis(b, srv), p, false)
+		})
+	}
+}
+
+// benchXAdd runs b.N XADDs of one payloadSize-byte field to stream from p
+// goroutines on client, and deletes the stream afterwards.
+func benchXAdd(b *testing.B, client goredis.UniversalClient, stream string, p int) {
+	ctx := benchCtx(b)
+	b.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = client.Del(ctx, stream).Err()
+	})
+	runWorkers(b, p, "msgs/s", func(w, n int) error {
+		for i := range n {
+			args := &goredis.XAddArgs{Stream: stream, Values: []any{"v", payload(w, i)}}
+			if err := client.XAdd(ctx, args).Err(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
