@@ -51,7 +51,8 @@ func (c *Client) PollAll(ctx context.Context) (int, error) {
 func (s *Subscription) pollEmit(ctx context.Context) (int, error) {
 	n, err := s.poll(ctx)
 	c := s.c
-	if err != nil && !errors.Is(err, ErrNotSubscribed) {
+	stopping := ctx.Err() != nil && errors.Is(err, ctx.Err()) // the caller is leaving, not a failure
+	if err != nil && !stopping && !errors.Is(err, ErrNotSubscribed) {
 		c.stats.failures.Add(1)
 		c.emit(Event{Kind: EventPollError, Topic: s.tk.name, Err: err, Count: n})
 	}
