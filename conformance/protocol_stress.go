@@ -37,7 +37,11 @@ func (s *suite) testSequential(t *testing.T) {
 // start, afterwards) both get every message exactly once, and on a
 // linearizable store in the same order.
 func (s *suite) testConcurrent(t *testing.T, n, m int) {
-	f := s.setup(t, stressTimeout)
+	timeout := stressTimeout
+	if n*m > 5000 {
+		timeout = heavyTimeout
+	}
+	f := s.setup(t, timeout)
 	topic := testTopic(t)
 	early := f.client(f.store)
 	esub := f.subscribe(early, topic, n*m, core.FromNow(), core.WithoutPush())

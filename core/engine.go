@@ -48,7 +48,7 @@ func newEngine(store backend.Store, o options) (*engine, error) {
 	}
 	fw := o.foldWindow
 	if fw == 0 {
-		fw = min(256, max(4, maxValue/2/60))
+		fw = min(64, max(4, maxValue/2/60))
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &engine{
