@@ -1,9 +1,11 @@
 package bench
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/stickypub/stickypub/backend"
@@ -28,7 +30,10 @@ func openBolt(b *testing.B) *bolt.Store {
 //
 //	publish=MODE/P=n  b.N core.Client.Publish calls of 100 bytes to one
 //	                  topic by n goroutines (see publishModes); msgs/s,
-//	                  msgs/commit (bolt transactions), retries/msg
+//	                  msgs/commit (bolt transactions), retries/msg; then
+//	                  b.N raw CompareAndPut by n goroutines on distinct
+//	                  keys of the same file: cas-ops/s and x-cas (publish
+//	                  rate / CAS rate)
 //	CAS=distinct/P=n  b.N raw CompareAndPut of 100 bytes by n goroutines,
 //	                  each chaining writes on its own key; writes/s
 //	CAS=hot/P=n       the same on one shared key with a Get/CompareAndPut
@@ -38,7 +43,11 @@ func BenchmarkBolt(b *testing.B) {
 		for _, p := range publisherCounts {
 			b.Run(fmt.Sprintf("publish=%s/P=%d", mode, p), func(b *testing.B) {
 				s := openBolt(b)
-				benchPublish(b, s, mode, p, func() uint64 { return s.Stats().Commits })
+				benchPublish(b, s, mode, p, publishExtras{
+					commits:      func() uint64 { return s.Stats().Commits },
+					baseline:     casChain(s, payload(0, 0)),
+					baselineName: "cas",
+				})
 			})
 		}
 	}
@@ -67,16 +76,13 @@ func benchCAS(b *testing.B, s backend.Store, p int, hot bool) {
 	if p > len(conflicts) {
 		b.Fatalf("at most %d writers", len(conflicts))
 	}
+	chain := casChain(s, value)
 	runWorkers(b, p, "writes/s", func(w, n int) error {
 		if !hot {
-			key := fmt.Sprintf("cas/%03d", w)
-			var ver backend.Version
-			for range n {
-				v, err := s.CompareAndPut(ctx, key, ver, value)
-				if err != nil {
+			for i := range n {
+				if err := chain(ctx, w, i); err != nil {
 					return err
 				}
-				ver = v
 			}
 			return nil
 		}
@@ -104,5 +110,29 @@ func benchCAS(b *testing.B, s backend.Store, p int, hot bool) {
 			total += c
 		}
 		b.ReportMetric(float64(total)/float64(b.N), "conflicts/write")
+	}
+}
+
+// casChain returns a baseline operation: worker w's i-th call
+// compare-and-puts value on the worker's own key "cas/<w>", expecting the
+// version its previous call wrote (0 for the first), so it never conflicts.
+// Calls of one worker must not overlap.
+func casChain(s backend.Store, value []byte) func(ctx context.Context, w, i int) error {
+	var (
+		mu   sync.Mutex
+		vers = map[int]backend.Version{}
+	)
+	return func(ctx context.Context, w, i int) error {
+		mu.Lock()
+		ver := vers[w]
+		mu.Unlock()
+		v, err := s.CompareAndPut(ctx, fmt.Sprintf("cas/%03d", w), ver, value)
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		vers[w] = v
+		mu.Unlock()
+		return nil
 	}
 }

@@ -15,8 +15,7 @@ import (
 )
 
 // catchUpN is how many messages a catch-up benchmark's late joiner
-// receives; catchUpPublishers publish them, each in batches of
-// catchUpBatch messages (one log segment per batch).
+// receives; catchUpPublishers publish them (see fillTopic).
 const (
 	catchUpN          = 20000
 	catchUpPublishers = 10

@@ -88,16 +88,30 @@ func share(n, p, w int) int {
 // the benchmark.
 func runWorkers(b *testing.B, p int, unit string, fn func(w, n int) error) time.Duration {
 	b.Helper()
+	b.ResetTimer()
+	elapsed, err := timeWorkers(b.N, p, fn)
+	b.StopTimer()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), unit)
+	return elapsed
+}
+
+// timeWorkers starts exactly p goroutines that together perform n
+// operations (worker w performs share(n, p, w) of them through fn) and
+// returns the time from the first start to the last end, and the first
+// error of any worker.
+func timeWorkers(n, p int, fn func(w, n int) error) (time.Duration, error) {
 	var (
 		wg    sync.WaitGroup
 		mu    sync.Mutex
 		first error
 	)
-	b.ResetTimer()
 	start := time.Now()
 	for w := range p {
 		wg.Go(func() {
-			if err := fn(w, share(b.N, p, w)); err != nil {
+			if err := fn(w, share(n, p, w)); err != nil {
 				mu.Lock()
 				if first == nil {
 					first = fmt.Errorf("worker %d: %w", w, err)
@@ -107,13 +121,7 @@ func runWorkers(b *testing.B, p int, unit string, fn func(w, n int) error) time.
 		})
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
-	b.StopTimer()
-	if first != nil {
-		b.Fatal(first)
-	}
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), unit)
-	return elapsed
+	return time.Since(start), first
 }
 
 // publishers is a set of P publishing goroutines' clients in one mode.
@@ -192,20 +200,35 @@ func (ps *publishers) close(ctx context.Context) error {
 	return first
 }
 
+// publishExtras are the backend-specific parts of a publish benchmark.
+type publishExtras struct {
+	// commits, when not nil, counts the store's committed transactions;
+	// it adds the msgs/commit metric.
+	commits func() uint64
+	// baseline, when not nil, is one operation of the paired baseline
+	// (worker w's i-th): right after the timed publishes, b.N of them run
+	// on the same store from the same number of goroutines, and the
+	// benchmark reports their rate as "<name>-ops/s" and the ratio
+	// publish rate / baseline rate as "x-<name>". Measured seconds apart,
+	// that ratio holds up on a noisy machine better than the ratio of two
+	// separate benchmarks does.
+	baseline     func(ctx context.Context, w, i int) error
+	baselineName string
+}
+
 // benchPublish is one run of a publish benchmark: p goroutines publish b.N
 // messages in total to benchTopic on store, each with core.Client.Publish,
-// one after the other. It reports msgs/s and retries/msg, then checks (outside
-// the timed region) that the coordinator announces exactly b.N messages:
-// a lost message fails the benchmark. commits, when not nil, counts the
-// store's committed transactions; it adds the msgs/commit metric.
-func benchPublish(b *testing.B, store backend.Store, mode string, p int, commits func() uint64) {
+// one after the other. It reports msgs/s and retries/msg (plus the extras'
+// metrics), then checks (outside the timed region) that the coordinator
+// announces exactly b.N messages: a lost message fails the benchmark.
+func benchPublish(b *testing.B, store backend.Store, mode string, p int, x publishExtras) {
 	ctx := benchCtx(b)
 	ps := newPublishers(b, store, mode, p)
 	var before uint64
-	if commits != nil {
-		before = commits()
+	if x.commits != nil {
+		before = x.commits()
 	}
-	runWorkers(b, p, "msgs/s", func(w, n int) error {
+	elapsed := runWorkers(b, p, "msgs/s", func(w, n int) error {
 		c := ps.client(w)
 		for i := range n {
 			if _, err := c.Publish(ctx, benchTopic, payload(w, i)); err != nil {
@@ -214,12 +237,27 @@ func benchPublish(b *testing.B, store backend.Store, mode string, p int, commits
 		}
 		return nil
 	})
-	if commits != nil {
-		if n := commits() - before; n > 0 {
+	if x.commits != nil {
+		if n := x.commits() - before; n > 0 {
 			b.ReportMetric(float64(b.N)/float64(n), "msgs/commit")
 		}
 	}
 	b.ReportMetric(float64(ps.retries())/float64(b.N), "retries/msg")
+	if x.baseline != nil {
+		d, err := timeWorkers(b.N, p, func(w, n int) error {
+			for i := range n {
+				if err := x.baseline(ctx, w, i); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(b.N)/d.Seconds(), x.baselineName+"-ops/s")
+		b.ReportMetric(d.Seconds()/elapsed.Seconds(), "x-"+x.baselineName)
+	}
 	info, err := ps.clients[0].Info(ctx, benchTopic)
 	if err != nil {
 		b.Fatal(err)

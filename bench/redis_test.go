@@ -37,7 +37,9 @@ func openRedis(b *testing.B, srv *redistest.Server) *redis.Store {
 //
 //	publish=MODE/P=n  b.N core.Client.Publish calls of 100 bytes to one
 //	                  topic by n goroutines (see publishModes); msgs/s,
-//	                  retries/msg
+//	                  retries/msg; then b.N XADDs by n goroutines as in
+//	                  XADD/P=n: xadd-ops/s and x-xadd (publish rate / XADD
+//	                  rate)
 //	XADD/P=n          b.N XADDs of a 100-byte field to one stream by n
 //	                  goroutines sharing the store's go-redis client; msgs/s
 //	CAS=distinct/P=n  b.N raw CompareAndPut of 100 bytes by n goroutines,
@@ -48,7 +50,11 @@ func BenchmarkRedis(b *testing.B) {
 	for _, mode := range publishModes {
 		for _, p := range publisherCounts {
 			b.Run(fmt.Sprintf("publish=%s/P=%d", mode, p), func(b *testing.B) {
-				benchPublish(b, openRedis(b, srv), mode, p, nil)
+				s := openRedis(b, srv)
+				benchPublish(b, s, mode, p, publishExtras{
+					baseline:     xaddOp(b, s.Client(), s.RedisKey("paired-stream")),
+					baselineName: "xadd",
+				})
 			})
 		}
 	}
@@ -69,18 +75,26 @@ func BenchmarkRedis(b *testing.B) {
 // goroutines on client, and deletes the stream afterwards.
 func benchXAdd(b *testing.B, client goredis.UniversalClient, stream string, p int) {
 	ctx := benchCtx(b)
-	b.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		_ = client.Del(ctx, stream).Err()
-	})
+	add := xaddOp(b, client, stream)
 	runWorkers(b, p, "msgs/s", func(w, n int) error {
 		for i := range n {
-			args := &goredis.XAddArgs{Stream: stream, Values: []any{"v", payload(w, i)}}
-			if err := client.XAdd(ctx, args).Err(); err != nil {
+			if err := add(ctx, w, i); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
+}
+
+// xaddOp returns a baseline operation: XADD of payload(w, i) as one field
+// to stream (no MAXLEN) on client. The stream is deleted when the run ends.
+func xaddOp(b *testing.B, client goredis.UniversalClient, stream string) func(ctx context.Context, w, i int) error {
+	b.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = client.Del(ctx, stream).Err()
+	})
+	return func(ctx context.Context, w, i int) error {
+		return client.XAdd(ctx, &goredis.XAddArgs{Stream: stream, Values: []any{"v", payload(w, i)}}).Err()
+	}
 }

@@ -103,7 +103,11 @@ func (s *Subscription) poll(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	n := 0
-	for _, a := range anns {
+	defer func() { s.pre = nil }()
+	for i, a := range anns {
+		if i%prefetchWindow == 0 {
+			s.prefetch(ctx, anns[i:min(i+prefetchWindow, len(anns))])
+		}
 		k, err := s.deliver(ctx, a)
 		n += k
 		if err != nil {
@@ -265,7 +269,10 @@ func (s *Subscription) deliver(ctx context.Context, a announcement) (int, error)
 			s.gap(a.Pub, sg.from, sg.to, sg.reason)
 			continue
 		}
-		msgs := verifySegment(s.tk.name, sg.seg)
+		msgs := sg.msgs
+		if msgs == nil {
+			msgs = verifySegment(s.tk.name, sg.seg)
+		}
 		for i, m := range msgs {
 			seq := sg.seg.First + uint64(i)
 			if seq < s.next(a.Pub) {
@@ -316,6 +323,7 @@ func (s *Subscription) gap(p PublisherID, from, to uint64, reason string) {
 // segPart is a segment to deliver, or a hole [from, to] when seg is nil.
 type segPart struct {
 	seg      *segment
+	msgs     []*Message // verified already (prefetched), or nil
 	from, to uint64
 	reason   string
 }
@@ -327,7 +335,16 @@ func (s *Subscription) collect(ctx context.Context, a announcement, from uint64)
 	var parts []segPart
 	ref, upTo := a.Seg, a.To
 	for {
-		sg, err := s.loadSegment(ctx, ref, a.Pub)
+		var (
+			sg   *segment
+			msgs []*Message
+			err  error
+		)
+		if v, ok := s.pre[ref]; ok && PublisherIDOf(v.seg.Publisher) == a.Pub {
+			sg, msgs = v.seg, v.msgs
+		} else {
+			sg, err = s.loadSegment(ctx, ref, a.Pub)
+		}
 		if errors.Is(err, errRetryLater) {
 			return nil, err
 		}
@@ -343,7 +360,7 @@ func (s *Subscription) collect(ctx context.Context, a announcement, from uint64)
 		if sg.last() < upTo {
 			s.invalidOnce(ref, malformed("announcement of %s to %d names a segment ending at %d", a.Pub, upTo, sg.last()))
 		}
-		parts = append(parts, segPart{seg: sg})
+		parts = append(parts, segPart{seg: sg, msgs: msgs})
 		if sg.First <= from {
 			break
 		}
@@ -367,6 +384,56 @@ func (s *Subscription) invalidOnce(ref Ref, err error) {
 	}
 	s.seenBad[ref] = true
 	s.invalid(err)
+}
+
+// prefetchWindow is how many announcements a poll prefetches at a time.
+const prefetchWindow = 256
+
+// prefetched is a segment read and verified ahead of delivery.
+type prefetched struct {
+	seg  *segment
+	msgs []*Message
+}
+
+// prefetch reads and verifies the segments of anns in parallel, so that a
+// catch-up over many small segments is not one round trip and one
+// single-threaded verification at a time. Whatever fails here is simply
+// not prefetched: delivery reads it again and handles the error.
+func (s *Subscription) prefetch(ctx context.Context, anns []announcement) {
+	type want struct {
+		ref Ref
+		pub PublisherID
+	}
+	var wants []want
+	seen := map[Ref]bool{}
+	for _, a := range anns {
+		if !seen[a.Seg] && a.To >= s.next(a.Pub) {
+			seen[a.Seg] = true
+			wants = append(wants, want{a.Seg, a.Pub})
+		}
+	}
+	if len(wants) < 2 {
+		return
+	}
+	got := make([]*prefetched, len(wants))
+	_ = s.c.blobs.parallel(ctx, len(wants), func(ctx context.Context, i int) error {
+		data, err := s.c.blobs.get(ctx, wants[i].ref)
+		if err != nil {
+			return nil
+		}
+		sg, err := decodeSegment(data)
+		if err != nil || PublisherIDOf(sg.Publisher) != wants[i].pub {
+			return nil
+		}
+		got[i] = &prefetched{seg: sg, msgs: verifySegment(s.tk.name, sg)}
+		return nil
+	})
+	s.pre = make(map[Ref]*prefetched, len(wants))
+	for i, p := range got {
+		if p != nil {
+			s.pre[wants[i].ref] = p
+		}
+	}
 }
 
 // errRetryLater marks a segment that is missing for now on a backend where

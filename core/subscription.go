@@ -78,6 +78,7 @@ type Subscription struct {
 	missing  map[Ref]int
 	seenBad  map[Ref]bool
 	known    map[PublisherID]bool // registered publishers (unordered mode)
+	pre      map[Ref]*prefetched  // segments prefetched for this poll
 }
 
 // Topic returns the subscribed topic.

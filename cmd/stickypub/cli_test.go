@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stickypub/stickypub/internal/redistest"
 )
 
 // decode parses one JSON line into v.
@@ -423,5 +426,39 @@ func TestOwnerKilled(t *testing.T) {
 	t.Logf("after the owner was killed: publish process start → printed in %v", l.at.Sub(began).Round(time.Microsecond))
 	if code := sub.stop(); code != 0 {
 		t.Fatalf("subscriber exit %d: %s", code, sub.stderr)
+	}
+}
+
+// TestSubscribeRedisPush: on Redis, a subscriber process prints a message
+// published by another process well under 100 ms after Publish (pushed by
+// the compare-and-put script's PUBLISH, not polled: the polling interval
+// is set to a minute).
+func TestSubscribeRedisPush(t *testing.T) {
+	srv := redistest.Require(t)
+	prefix := redistest.Prefix(t)
+	redistest.CleanupPrefix(t, srv, prefix)
+	e := newEnv(t)
+	e.env = append(e.env, envStore+"=redis://"+srv.Addrs[0]+"/0?prefix="+url.QueryEscape(prefix))
+	sub := e.start(false, "subscribe", "--json", "--interval", "1m", "demo")
+	e.waitSubscribers("demo", 1, sub)
+	const rounds = 10
+	var lat []time.Duration
+	for i := range rounds {
+		payload := fmt.Sprintf("hello %d", i)
+		e.ok("publish", "demo", payload)
+		l := sub.next(5 * time.Second)
+		m := decode[jsonMessage](t, l.text)
+		if m.Payload != payload {
+			t.Fatalf("subscriber printed %+v, want %q", m, payload)
+		}
+		lat = append(lat, l.at.Sub(m.Time))
+	}
+	slices.Sort(lat)
+	t.Logf("Redis push, Publish→printed over %d publishes: median %v, max %v", rounds, lat[rounds/2], lat[rounds-1])
+	if lat[rounds/2] > 100*time.Millisecond {
+		t.Errorf("median latency %v, want well under 100ms (push)", lat[rounds/2])
+	}
+	if code := sub.stop(); code != 0 {
+		t.Fatalf("subscriber exit %d after SIGINT: %s", code, sub.stderr)
 	}
 }
