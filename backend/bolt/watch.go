@@ -89,24 +89,7 @@ func (s *Store) notify(batch []*op) {
 			continue
 		}
 		for w := range s.watchers[o.key] {
-			offer(w.ch, o.ver)
+			backend.Offer(w.ch, o.ver)
 		}
-	}
-}
-
-// offer puts v into ch without blocking, replacing an unread older value.
-func offer(ch chan backend.Version, v backend.Version) {
-	select {
-	case ch <- v:
-		return
-	default:
-	}
-	select {
-	case <-ch:
-	default:
-	}
-	select {
-	case ch <- v:
-	default:
 	}
 }

@@ -197,7 +197,7 @@ func (h *watchHub) dispatch(msgs <-chan any, done chan struct{}) {
 			default:
 				// Resubscribed after a reconnect: messages may be lost.
 				for w := range sub.watchers {
-					send(w.ch, 0)
+					backend.Offer(w.ch, 0)
 				}
 			}
 			h.mu.Unlock()
@@ -211,30 +211,8 @@ func (h *watchHub) notify(channel string, v backend.Version) {
 	defer h.mu.Unlock()
 	if sub := h.subs[channel]; sub != nil {
 		for w := range sub.watchers {
-			send(w.ch, v)
+			backend.Offer(w.ch, v)
 		}
-	}
-}
-
-// send puts v into a watcher's one-slot channel without blocking, replacing
-// a notification the receiver has not taken yet: notifications of one key
-// arrive in commit order (one channel, one connection), so the latest is
-// the most current, and a 0 means "re-read" either way. Callers hold h.mu
-// and the dispatcher is the only sender, so the slot cannot be refilled
-// between the steps.
-func send(ch chan backend.Version, v backend.Version) {
-	select {
-	case ch <- v:
-		return
-	default:
-	}
-	select {
-	case <-ch:
-	default:
-	}
-	select {
-	case ch <- v:
-	default:
 	}
 }
 

@@ -469,7 +469,7 @@ func (s *sharedBolt) follow(ctx context.Context, key string, a attachment, gen u
 	for {
 		if in != nil {
 			for v := range in {
-				offer(out, v)
+				backend.Offer(out, v)
 			}
 		}
 		if ctx.Err() != nil || s.isClosed() {
@@ -482,7 +482,7 @@ func (s *sharedBolt) follow(ctx context.Context, key string, a attachment, gen u
 			if a, g, err = s.current(ctx); err == nil {
 				if in, err = a.watch(ctx, key); err == nil {
 					if g != gen {
-						offer(out, 0)
+						backend.Offer(out, 0)
 						gen = g
 					}
 					break
@@ -539,24 +539,6 @@ func (s *sharedBolt) Close() error {
 	}
 	s.wg.Wait()
 	return err
-}
-
-// offer puts v into ch without blocking, replacing an unread older value.
-// Only one goroutine sends on ch.
-func offer(ch chan backend.Version, v backend.Version) {
-	select {
-	case ch <- v:
-		return
-	default:
-	}
-	select {
-	case <-ch:
-	default:
-	}
-	select {
-	case ch <- v:
-	default:
-	}
 }
 
 // sleepCtx waits d or until ctx ends.

@@ -83,7 +83,7 @@ func (r *remoteAtt) read() {
 		r.mu.Lock()
 		if rep.Event {
 			if ch := r.watches[rep.ID]; ch != nil {
-				offer(ch, backend.Version(rep.Version))
+				backend.Offer(ch, backend.Version(rep.Version))
 			}
 		} else if ch := r.pending[rep.ID]; ch != nil {
 			if !rep.Call {
