@@ -43,7 +43,9 @@ type Capabilities struct {
 	MaxKeySize int
 	// MaxValueSize is the largest value in bytes.
 	MaxValueSize int
-	// Persistent reports whether data survives closing and reopening.
+	// Persistent reports whether data survives a restart of the engine
+	// (for Redis: as the server is configured). Every store must keep data
+	// across closing one handle and opening another while the engine runs.
 	Persistent bool
 }
 

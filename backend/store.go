@@ -43,8 +43,9 @@ type Store interface {
 // Notifications are hints: they may be coalesced or, on some engines, lost.
 // The receiver must Get the key to learn its state; the version is the truth.
 type Watcher interface {
-	// Watch returns a channel that receives the new version of key (or 0 when
-	// the version is not known) after key changes. The channel is closed when
+	// Watch returns a channel that receives the new version of key after key
+	// changes, or 0 when the version is not known (a delete, or a
+	// reconnect after which the receiver must re-read). The channel is closed when
 	// ctx is done or the store is closed. Sends never block the writer: a
 	// slow receiver sees coalesced notifications.
 	Watch(ctx context.Context, key string) (<-chan Version, error)
@@ -59,9 +60,9 @@ type Deleter interface {
 }
 
 // UpdateFunc computes the next value of a key from its current entry
-// (Version 0 when the key does not exist). It may be called several times
-// and must have no side effects. Returning ErrSkipUpdate leaves the key as
-// it is.
+// (Version 0 when the key does not exist). It is called at least once and
+// possibly several times, and must have no side effects. Returning
+// ErrSkipUpdate leaves the key as it is.
 type UpdateFunc func(current Entry) ([]byte, error)
 
 // Updater is implemented by stores that can run a read-modify-write
@@ -71,6 +72,7 @@ type UpdateFunc func(current Entry) ([]byte, error)
 type Updater interface {
 	// Update applies fn to the current entry of key and stores the result
 	// atomically, returning the resulting version. If fn returns
-	// ErrSkipUpdate, Update returns the current version without writing.
+	// ErrSkipUpdate, Update returns the current version (0 if the key does
+	// not exist) and a nil error without writing.
 	Update(ctx context.Context, key string, fn UpdateFunc) (Version, error)
 }
