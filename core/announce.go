@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/stickypub/stickypub/backend"
@@ -91,27 +92,80 @@ func (c *engine) mergeCoord(ctx context.Context, tk topicKeys, op coordOp) (*coo
 	if !ok {
 		return c.casCoord(ctx, tk, op, 0)
 	}
+	var plan *foldPlan
 	for attempt := 0; ; attempt++ {
-		st, err := c.updateCoord(ctx, up, tk, op)
-		if !errors.Is(err, errNeedCAS) {
+		st, err := c.updateCoord(ctx, up, tk, op, plan)
+		switch {
+		case errors.Is(err, errNeedFold):
+			// Write the snapshot blob outside the transaction, then fold
+			// inside it: concurrent writers keep coalescing, nobody races.
+			if plan, err = c.prepareFold(ctx, tk); err != nil {
+				if !retryable(err) {
+					return nil, err
+				}
+				if err := sleepJitter(ctx, attempt); err != nil {
+					return nil, err
+				}
+			}
+		case errors.Is(err, errNeedCAS):
+			// The state no longer fits a value and must become a blob: one
+			// compare-and-put attempt, then back to the engine-side update.
+			st, err = c.casCoord(ctx, tk, op, 1)
+			if !errors.Is(err, errLostRace) {
+				return st, err
+			}
+			if err := sleepJitter(ctx, attempt); err != nil {
+				return nil, err
+			}
+		default:
 			return st, err
-		}
-		// The update needs blob writes (a fold, or a state larger than a
-		// value): one compare-and-put attempt, then back to the engine-side
-		// update, which coalesces the other writers far better.
-		st, err = c.casCoord(ctx, tk, op, 1)
-		if !errors.Is(err, errLostRace) {
-			return st, err
-		}
-		if err := sleepJitter(ctx, attempt); err != nil {
-			return nil, err
 		}
 	}
 }
 
+// errNeedFold asks the caller of an engine-side update to prepare a fold.
+var errNeedFold = errors.New("coordinator window needs folding")
+
+// foldPlan is a fold prepared outside the engine's transaction: the
+// snapshot of announcements [from, to) is already stored as a blob.
+type foldPlan struct {
+	from, to   uint64
+	snap       Ref
+	retainFrom uint64
+}
+
+// applyTo folds st if st still starts its window at p.from and holds all
+// of [p.from, p.to): the window is append-only between folds, so the
+// announcements are the very ones in the snapshot.
+func (p *foldPlan) applyTo(st *coordState) bool {
+	if p == nil || st.SnapCount != p.from || st.Count < p.to {
+		return false
+	}
+	st.Window = slices.Clone(st.Window[p.to-p.from:])
+	st.Snap, st.SnapCount = p.snap, p.to
+	st.RetainFrom = max(st.RetainFrom, p.retainFrom)
+	return true
+}
+
+// prepareFold reads the coordinator and stores the snapshot of its whole
+// window (the update that asked for it would have filled the window). It
+// returns nil when the window is empty: someone else just folded.
+func (c *engine) prepareFold(ctx context.Context, tk topicKeys) (*foldPlan, error) {
+	st, _, err := c.readCoord(ctx, tk)
+	if err != nil || len(st.Window) == 0 {
+		return nil, err
+	}
+	next, err := c.fold(ctx, st)
+	if err != nil {
+		return nil, err
+	}
+	return &foldPlan{from: st.SnapCount, to: st.Count, snap: next.Snap, retainFrom: next.RetainFrom}, nil
+}
+
 // updateCoord merges op with the engine-side Update (one transaction, which
-// bolt coalesces with concurrent writers into one commit).
-func (c *engine) updateCoord(ctx context.Context, up backend.Updater, tk topicKeys, op coordOp) (*coordState, error) {
+// bolt coalesces with concurrent writers into one commit), folding by plan
+// when it still applies.
+func (c *engine) updateCoord(ctx context.Context, up backend.Updater, tk topicKeys, op coordOp, plan *foldPlan) (*coordState, error) {
 	var out *coordState
 	_, err := up.Update(ctx, tk.coord, func(cur backend.Entry) ([]byte, error) {
 		st := newCoordState()
@@ -124,18 +178,22 @@ func (c *engine) updateCoord(ctx context.Context, up backend.Updater, tk topicKe
 				return nil, err
 			}
 		}
-		if !st.apply(op, c.now().UnixNano()) {
+		folded := plan.applyTo(st)
+		if !st.apply(op, c.now().UnixNano()) && !folded {
 			out = st
 			return nil, backend.ErrSkipUpdate
 		}
+		if !folded && c.needsFold(st) {
+			return nil, errNeedFold
+		}
 		enc := st.encode()
-		if c.needsFold(st) || len(enc) > c.maxValue {
+		if len(enc) > c.maxValue {
 			return nil, errNeedCAS
 		}
 		out = st
 		return enc, nil
 	})
-	if err != nil && !errors.Is(err, errNeedCAS) {
+	if err != nil && !errors.Is(err, errNeedCAS) && !errors.Is(err, errNeedFold) {
 		return nil, fmt.Errorf("core: update coordinator of %q: %w", tk.name, err)
 	}
 	return out, err
