@@ -209,7 +209,16 @@ var errLostRace = errors.New("core: coordinator write lost the race")
 //
 // maxRaces > 0 bounds the number of lost races before errLostRace.
 func (c *engine) casCoord(ctx context.Context, tk topicKeys, op coordOp, maxRaces int) (*coordState, error) {
-	st, v, err := c.readCoord(ctx, tk)
+	// On a linearizable store without an engine-side update, start from the
+	// state this engine last wrote (saves the read before every write). A
+	// stale one only costs a conflict, which carries the current state; and
+	// a cached state is never trusted to say "already covered".
+	st, v, cached := c.lastWritten(tk)
+	cached = cached && maxRaces == 0 && c.ordered
+	var err error
+	if !cached {
+		st, v, err = c.readCoord(ctx, tk)
+	}
 	races := 0
 	for attempt := 0; ; attempt++ {
 		if err != nil {
@@ -225,6 +234,12 @@ func (c *engine) casCoord(ctx context.Context, tk topicKeys, op coordOp, maxRace
 		}
 		next := st.clone()
 		if !next.apply(op, c.now().UnixNano()) {
+			if cached {
+				cached = false
+				st, v, err = c.readCoord(ctx, tk)
+				attempt--
+				continue
+			}
 			return st, nil
 		}
 		if c.needsFold(next) {
@@ -236,17 +251,25 @@ func (c *engine) casCoord(ctx context.Context, tk topicKeys, op coordOp, maxRace
 		if val, err = c.encodeCoordValue(ctx, next); err != nil {
 			continue
 		}
-		_, err = c.store.CompareAndPut(ctx, tk.coord, v, val)
+		var nv backend.Version
+		nv, err = c.store.CompareAndPut(ctx, tk.coord, v, val)
 		if err == nil {
+			c.rememberWritten(tk, next, nv)
 			return next, nil
 		}
 		if !errors.Is(err, backend.ErrConflict) {
 			err = fmt.Errorf("core: write coordinator of %q: %w", tk.name, err)
 			continue
 		}
-		c.retries.Add(1)
-		if races++; maxRaces > 0 && races >= maxRaces {
-			return nil, errLostRace
+		staleCache := cached
+		cached = false
+		if staleCache {
+			attempt-- // the cache was behind: not a lost race
+		} else {
+			c.retries.Add(1)
+			if races++; maxRaces > 0 && races >= maxRaces {
+				return nil, errLostRace
+			}
 		}
 		if attempt > 0 {
 			// Back off, then read afresh: a state taken before the sleep
@@ -269,6 +292,24 @@ func (c *engine) casCoord(ctx context.Context, tk topicKeys, op coordOp, maxRace
 			st, v, err = c.readCoord(ctx, tk)
 		}
 	}
+}
+
+// lastWritten returns the coordinator state and version this engine last
+// wrote for tk, if any. The state must not be modified.
+func (c *engine) lastWritten(tk topicKeys) (*coordState, backend.Version, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	w, ok := c.written[tk.name]
+	return w.st, w.v, ok
+}
+
+func (c *engine) rememberWritten(tk topicKeys, st *coordState, v backend.Version) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.written) > 1024 {
+		clear(c.written) // bounded; it is only a hint
+	}
+	c.written[tk.name] = writtenCoord{st: st, v: v}
 }
 
 // retryable reports whether an error is a transient engine failure worth

@@ -32,6 +32,13 @@ type engine struct {
 
 	mu         sync.Mutex
 	announcers map[string]*announcer
+	written    map[string]writtenCoord // last coordinator written per topic
+}
+
+// writtenCoord is a coordinator state this engine wrote, and its version.
+type writtenCoord struct {
+	st *coordState
+	v  backend.Version
 }
 
 func newEngine(store backend.Store, o options) (*engine, error) {
@@ -54,7 +61,7 @@ func newEngine(store backend.Store, o options) (*engine, error) {
 	return &engine{
 		store: store, caps: caps, cfg: o, blobs: newBlobStore(store, maxValue, o.cacheBytes),
 		maxValue: maxValue, foldWindow: fw, ordered: caps.Consistency >= backend.Linearizable,
-		ctx: ctx, cancel: cancel, announcers: map[string]*announcer{},
+		ctx: ctx, cancel: cancel, announcers: map[string]*announcer{}, written: map[string]writtenCoord{},
 	}, nil
 }
 
