@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/stickypub/stickypub/backend"
@@ -88,10 +89,16 @@ func (c *Client) publish(ctx context.Context, topic string, payloads [][]byte, o
 		c.stats.failures.Add(1)
 		return nil, err
 	}
-	req, rs, err := p.enqueue(payloads, po.ttl)
+	req, rs, msgs, err := p.enqueue(payloads, po.ttl)
 	if err != nil {
 		return nil, err
 	}
+	// Sign here, in the caller's goroutine, so that signing overlaps the
+	// flusher's round trips for the previous batch. (If the flusher takes
+	// the messages first it signs them itself; Ed25519 is deterministic, so
+	// both produce the same bytes.)
+	p.sign(msgs)
+	p.signal()
 	select {
 	case err := <-req.done:
 		if err != nil {
@@ -160,7 +167,7 @@ type pendingMsg struct {
 	time    int64
 	ttl     int64
 	payload []byte
-	sig     []byte
+	sig     atomic.Pointer[[]byte] // set once by the caller or the flusher
 	req     *pubRequest
 }
 
@@ -255,25 +262,31 @@ func (p *topicPublisher) readOwnHead(ctx context.Context) (backend.Entry, error)
 	return best, bestErr
 }
 
-func (p *topicPublisher) enqueue(payloads [][]byte, ttl time.Duration) (*pubRequest, []Receipt, error) {
+func (p *topicPublisher) enqueue(payloads [][]byte, ttl time.Duration) (*pubRequest, []Receipt, []*pendingMsg, error) {
 	now := p.c.now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closing {
-		return nil, nil, ErrClientClosed
+		return nil, nil, nil, ErrClientClosed
 	}
 	req := &pubRequest{first: p.next, last: p.next + uint64(len(payloads)) - 1, done: make(chan error, 1)}
 	rs := make([]Receipt, len(payloads))
+	msgs := make([]*pendingMsg, len(payloads))
 	for i, pl := range payloads {
-		p.queue = append(p.queue, &pendingMsg{seq: p.next, time: now.UnixNano(), ttl: int64(ttl), payload: pl, req: req})
+		msgs[i] = &pendingMsg{seq: p.next, time: now.UnixNano(), ttl: int64(ttl), payload: pl, req: req}
 		rs[i] = Receipt{Topic: p.tk.name, Seq: p.next, Time: now}
 		p.next++
 	}
+	p.queue = append(p.queue, msgs...)
+	return req, rs, msgs, nil
+}
+
+// signal wakes the flusher.
+func (p *topicPublisher) signal() {
 	select {
 	case p.wake <- struct{}{}:
 	default:
 	}
-	return req, rs, nil
 }
 
 // close stops accepting messages and waits until the queue is flushed or
@@ -414,7 +427,7 @@ func (p *topicPublisher) flush(ctx context.Context, b *inflightBatch) error {
 		p.sign(b.msgs)
 		seg := segment{Publisher: c.id.PublicKey(), Prev: p.prevSeg, First: first, Msgs: make([]segMsg, len(b.msgs))}
 		for i, m := range b.msgs {
-			seg.Msgs[i] = segMsg{Time: m.time, TTL: m.ttl, Payload: m.payload, Sig: m.sig}
+			seg.Msgs[i] = segMsg{Time: m.time, TTL: m.ttl, Payload: m.payload, Sig: *m.sig.Load()}
 		}
 		ref, err := c.blobs.put(ctx, seg.encode())
 		if err != nil {
@@ -520,8 +533,9 @@ func (p *topicPublisher) writeHead(ctx context.Context, last uint64, ref Ref) er
 func (p *topicPublisher) sign(msgs []*pendingMsg) {
 	id, topic := p.c.id, p.tk.name
 	one := func(m *pendingMsg) {
-		if m.sig == nil {
-			m.sig = id.sign(signedBytes(topic, m.seq, m.time, m.ttl, m.payload))
+		if m.sig.Load() == nil {
+			sig := id.sign(signedBytes(topic, m.seq, m.time, m.ttl, m.payload))
+			m.sig.CompareAndSwap(nil, &sig)
 		}
 	}
 	workers := runtime.GOMAXPROCS(0)
