@@ -314,16 +314,14 @@ func (c *engine) rememberWritten(tk topicKeys, st *coordState, v backend.Version
 
 // retryable reports whether an error is a transient engine failure worth
 // retrying (as opposed to bad input, a closed store or corrupt data).
-func retryable(err error) bool {
-	return errors.Is(err, backend.ErrUnavailable) || errors.Is(err, backend.ErrConflict)
-}
+func retryable(err error) bool { return errors.Is(err, backend.ErrUnavailable) }
 
 // retryIO runs fn until it succeeds, fails with an error that is not
 // transient (see retryable), or ctx ends.
 func retryIO(ctx context.Context, fn func() error) error {
 	for attempt := 0; ; attempt++ {
 		err := fn()
-		if err == nil || !errors.Is(err, backend.ErrUnavailable) {
+		if err == nil || !retryable(err) {
 			return err
 		}
 		if err := sleepJitter(ctx, attempt+4); err != nil {

@@ -95,8 +95,6 @@ func (d *decoder) bytes() []byte {
 	return d.raw(int(n))
 }
 
-func (d *decoder) str() string { return string(d.bytes()) }
-
 // count reads a collection length and rejects one that cannot fit in the
 // remaining bytes (each element needs at least min bytes), so a malformed
 // record cannot make the decoder allocate without bound.

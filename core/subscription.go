@@ -322,7 +322,7 @@ func (s *Subscription) writeRecord(ctx context.Context, expires time.Time) error
 			s.recVer = v
 			break
 		}
-		if retryable(err) && !errors.Is(err, backend.ErrConflict) {
+		if retryable(err) {
 			if err := sleepJitter(ctx, attempt+4); err != nil {
 				return err
 			}
