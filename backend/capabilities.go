@@ -1,6 +1,9 @@
 package backend
 
-import "fmt"
+import (
+	"fmt"
+	"time"
+)
 
 // Consistency is the strongest guarantee a store makes about concurrent
 // compare-and-puts. Levels are ordered: a greater value is stronger.
@@ -47,6 +50,14 @@ type Capabilities struct {
 	// (for Redis: as the server is configured). Every store must keep data
 	// across closing one handle and opening another while the engine runs.
 	Persistent bool
+	// RecordLifetime is how long a stored record survives after its last
+	// write on an engine that expires records by itself (DHTs: BEP44 items
+	// live about two hours on storing nodes, libp2p records MaxRecordAge).
+	// Zero means records never expire on their own. A client that must keep
+	// a record (its head, its segments within retention) re-writes the same
+	// bytes well before this lifetime passes; a record that nobody refreshes
+	// may vanish, and readers then see ErrNotFound.
+	RecordLifetime time.Duration
 }
 
 // CheckKey validates key against caps and returns an error matching
