@@ -103,18 +103,25 @@ func Require(tb testing.TB) *Server {
 }
 
 // External returns the machine's existing Redis server: the one named by
-// REDIS_ADDR, or else DefaultAddr when something answers PING there. It
-// skips the test when neither is reachable (and fails it when REDIS_ADDR is
-// set but does not answer). The server is shared: use a key prefix and never
+// REDIS_ADDR, or else DefaultAddr when something answers PING there. When
+// neither is reachable it skips the test, or fails it when
+// STICKYPUB_REQUIRE_REDIS=1 (and always when REDIS_ADDR is set but does not
+// answer). The server is shared: use a key prefix and never
 // flush it.
 func External(tb testing.TB) *Server {
+	tb.Helper()
+	return externalAt(tb, DefaultAddr)
+}
+
+// externalAt is External with the default address as a parameter.
+func externalAt(tb testing.TB, defaultAddr string) *Server {
 	tb.Helper()
 	if s := fromEnv(tb); s != nil {
 		return s
 	}
-	s := &Server{Addrs: []string{DefaultAddr}, Source: "default"}
+	s := &Server{Addrs: []string{defaultAddr}, Source: "default"}
 	if err := ping(s, time.Second); err != nil {
-		tb.Skipf("no Redis at %s (%v) and %s is not set", DefaultAddr, err, EnvAddr)
+		unavailable(tb, "no Redis at %s (%v) and %s is not set", defaultAddr, err, EnvAddr)
 	}
 	return s
 }

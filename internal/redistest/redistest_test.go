@@ -3,6 +3,7 @@ package redistest
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"strings"
@@ -114,6 +115,37 @@ func TestRequireWithoutRedis(t *testing.T) {
 			require.Contains(t, string(out), "--- SKIP: TestRequireInner")
 		}
 	}
+}
+
+// TestExternalWithoutRedis runs TestExternalInner in a subprocess where
+// nothing answers at the default address: External must skip, or fail under
+// STICKYPUB_REQUIRE_REDIS=1 (it used to skip even then).
+func TestExternalWithoutRedis(t *testing.T) {
+	for _, strict := range []bool{false, true} {
+		cmd := exec.CommandContext(ctx(t), os.Args[0], "-test.run=^TestExternalInner$", "-test.v")
+		cmd.Env = append(os.Environ(), "STICKYPUB_REDISTEST_INNER=1", EnvAddr+"=", fmt.Sprintf("%s=%v", EnvRequire, strict))
+		out, err := cmd.CombinedOutput()
+		require.Contains(t, string(out), EnvAddr, "the message names REDIS_ADDR")
+		if strict {
+			require.Error(t, err, string(out))
+			require.Contains(t, string(out), "--- FAIL: TestExternalInner")
+		} else {
+			require.NoError(t, err, string(out))
+			require.Contains(t, string(out), "--- SKIP: TestExternalInner")
+		}
+	}
+}
+
+func TestExternalInner(t *testing.T) {
+	if os.Getenv("STICKYPUB_REDISTEST_INNER") == "" {
+		t.Skip("runs only as TestExternalWithoutRedis's subprocess")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	dead := ln.Addr().String()
+	require.NoError(t, ln.Close()) // nothing answers there now
+	externalAt(t, dead)
+	t.Fatal("External returned without a server")
 }
 
 func TestRequireInner(t *testing.T) {
