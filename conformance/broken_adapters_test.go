@@ -23,7 +23,7 @@ import (
 // bug. "mapper-ok" is the control: the version-mapping wrapper of the
 // reuse and backwards bugs with a correct counter, which must pass.
 var brokenAdapters = map[string]conformance.MakeHarness{
-	"lost-update": wrapHarness(func(inner backend.Store, _ *wrapShared) backend.Store { return &lostUpdateStore{inner} }),
+	"lost-update": wrapHarness(func(inner backend.Store, _ *wrapShared) backend.Store { return &lostUpdateStore{inner: inner} }),
 	"stale-read": wrapHarness(func(inner backend.Store, sh *wrapShared) backend.Store {
 		return &staleReadStore{inner: inner, shared: sh}
 	}),
@@ -86,8 +86,12 @@ func capsOf(inner backend.Store) backend.Capabilities {
 }
 
 // lostUpdateStore checks the expected version and writes in two steps, so
-// two writers that both read version v can both succeed.
-type lostUpdateStore struct{ inner backend.Store }
+// two writers that both read version v can both succeed. lost, when set,
+// counts the writes that replaced a version the writer never expected.
+type lostUpdateStore struct {
+	inner backend.Store
+	lost  *atomic.Int64
+}
 
 func (s *lostUpdateStore) Get(ctx context.Context, key string) (backend.Entry, error) {
 	return s.inner.Get(ctx, key)
@@ -110,7 +114,11 @@ func (s *lostUpdateStore) CompareAndPut(ctx context.Context, key string, expect 
 	if err != nil && !errors.Is(err, backend.ErrNotFound) {
 		return 0, err
 	}
-	return s.inner.CompareAndPut(ctx, key, now.Version, value)
+	v, err := s.inner.CompareAndPut(ctx, key, now.Version, value)
+	if err == nil && now.Version != expect && s.lost != nil {
+		s.lost.Add(1)
+	}
+	return v, err
 }
 
 func (s *lostUpdateStore) Capabilities() backend.Capabilities { return capsOf(s.inner) }
