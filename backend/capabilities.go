@@ -38,13 +38,29 @@ func (c Consistency) String() string {
 	}
 }
 
+// The smallest limits an adapter may declare and still carry the protocol.
+const (
+	// MinKeySize is the longest key core writes (47 bytes; see
+	// docs/protocol.md), rounded up: an adapter must accept keys this long.
+	MinKeySize = 64
+	// MinValueSize is the smallest MaxValueSize core accepts. Values larger
+	// than an adapter's limit are split into chunks by core, so a small
+	// limit costs round trips, not correctness (BEP44 allows about 1000).
+	MinValueSize = 256
+)
+
 // Capabilities is what a store declares about itself.
 type Capabilities struct {
 	// Consistency of CompareAndPut and Get.
 	Consistency Consistency
-	// MaxKeySize is the longest key in bytes.
+	// MaxKeySize is the longest key in bytes, 0 for no limit. The protocol
+	// in core needs keys of up to MinKeySize bytes; an adapter must accept
+	// at least that many.
 	MaxKeySize int
-	// MaxValueSize is the largest value in bytes.
+	// MaxValueSize is the largest value in bytes, 0 for no limit (core then
+	// caps its own values at 4 MiB). It must be at least MinValueSize: core
+	// refuses a store with a smaller limit and chunks anything larger than
+	// the limit.
 	MaxValueSize int
 	// Persistent reports whether data survives a restart of the engine
 	// (for Redis: as the server is configured). Every store must keep data

@@ -16,8 +16,15 @@ type Entry struct {
 // Store is the compare-and-put key/value contract.
 //
 // Implementations must be safe for concurrent use. A call that returns an
-// error changes nothing, except where the adapter's declared Consistency says
-// otherwise (see Capabilities).
+// error changes nothing, with two exceptions: below Linearizable, what the
+// declared Consistency allows (see Capabilities); and on any level, a write
+// whose outcome the adapter could not learn (the engine went away after the
+// request was sent, or the caller's context ended while it was in flight).
+// Such an error must not match ErrConflict, ErrInvalidKey, ErrTooLarge or
+// ErrClosed (those promise that nothing changed); the write may or may not
+// have landed, and a caller that must know reads the key again. Adapters
+// that can tell (a write token, as the Redis adapter keeps) should resolve
+// the ambiguity themselves and report the real outcome.
 type Store interface {
 	// Get returns the current value and version of key, or an error matching
 	// ErrNotFound when the key does not exist.

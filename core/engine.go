@@ -50,8 +50,8 @@ func newEngine(store backend.Store, o options) (*engine, error) {
 	if maxValue <= 0 || maxValue > 4<<20 {
 		maxValue = 4 << 20
 	}
-	if maxValue < 256 {
-		return nil, fmt.Errorf("core: backend value limit %d is below the protocol's minimum of 256 bytes", maxValue)
+	if maxValue < backend.MinValueSize {
+		return nil, fmt.Errorf("core: backend value limit %d is below the protocol's minimum of %d bytes", maxValue, backend.MinValueSize)
 	}
 	fw := o.foldWindow
 	if fw == 0 {
