@@ -3,6 +3,7 @@ package conformance
 import (
 	"math"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -15,8 +16,11 @@ func (s *suite) testCapabilities(t *testing.T) {
 	t.Logf("capabilities: consistency=%v max key=%d B max value=%d B persistent=%v", c.Consistency, c.MaxKeySize, c.MaxValueSize, c.Persistent)
 	require.Contains(t, []backend.Consistency{backend.Eventual, backend.PerNodeCAS, backend.Linearizable}, c.Consistency,
 		"Capabilities().Consistency must be a declared level")
-	require.Positive(t, c.MaxKeySize, "Capabilities().MaxKeySize")
-	require.Positive(t, c.MaxValueSize, "Capabilities().MaxValueSize")
+	require.GreaterOrEqual(t, c.MaxKeySize, backend.MinKeySize,
+		"Capabilities().MaxKeySize must be at least backend.MinKeySize, the longest key the protocol writes")
+	require.GreaterOrEqual(t, c.MaxValueSize, backend.MinValueSize,
+		"Capabilities().MaxValueSize must be at least backend.MinValueSize, the smallest value limit the protocol can chunk into")
+	require.GreaterOrEqual(t, c.RecordLifetime, time.Duration(0), "Capabilities().RecordLifetime must not be negative")
 	require.Equal(t, c, f.open().Capabilities(), "a second handle onto the same namespace declares other capabilities")
 	for _, iface := range []struct {
 		name string
