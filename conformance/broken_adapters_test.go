@@ -44,6 +44,7 @@ var brokenAdapters = map[string]conformance.MakeHarness{
 		}}
 	}),
 	"ignores-context": wrapHarness(func(inner backend.Store, _ *wrapShared) backend.Store { return &ctxIgnoringStore{inner} }),
+	"pooled-buffer":   wrapHarness(func(inner backend.Store, _ *wrapShared) backend.Store { return &pooledBufferStore{Store: inner} }),
 	"mapper-ok": wrapHarness(func(inner backend.Store, sh *wrapShared) backend.Store {
 		return &versionMapper{inner: inner, next: func() backend.Version { return backend.Version(sh.counter.Add(1)) }}
 	}),
@@ -234,3 +235,26 @@ func (s *ctxIgnoringStore) CompareAndPut(_ context.Context, key string, expect b
 
 func (s *ctxIgnoringStore) Capabilities() backend.Capabilities { return capsOf(s.inner) }
 func (s *ctxIgnoringStore) Close() error                       { return s.inner.Close() }
+
+// pooledBufferStore returns every Get's value in one reused buffer, so a
+// value the caller kept changes under it at the next Get.
+type pooledBufferStore struct {
+	backend.Store
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (s *pooledBufferStore) Get(ctx context.Context, key string) (backend.Entry, error) {
+	e, err := s.Store.Get(ctx, key)
+	if err != nil {
+		return e, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cap(s.buf) < len(e.Value) {
+		s.buf = make([]byte, 0, max(len(e.Value), 64<<10))
+	}
+	s.buf = append(s.buf[:0], e.Value...)
+	e.Value = s.buf[:len(e.Value):len(e.Value)]
+	return e, nil
+}

@@ -50,6 +50,7 @@ func TestBroken(t *testing.T) {
 		{"reuse-after-reopen", []string{"Versions/TwoHandles", "Versions/Reopen"}},
 		{"backwards", []string{"Versions/Increasing"}},
 		{"ignores-context", []string{"Context/Get", "Context/CompareAndPut", "Context/Deadline"}},
+		{"pooled-buffer", []string{"Values/Aliasing"}},
 		{"mapper-ok", nil},
 	}
 	for _, tc := range cases {

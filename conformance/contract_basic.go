@@ -1,6 +1,7 @@
 package conformance
 
 import (
+	"fmt"
 	"math"
 	"testing"
 	"time"
@@ -187,6 +188,20 @@ func (s *suite) testValuesAliasing(t *testing.T) {
 		e.Value[i] = 'Y' // the caller scribbles on what it read
 	}
 	f.mustGet(f.store, "k", want)
+
+	// A value returned by Get belongs to the caller: later reads and writes,
+	// of this key and others, must not change it (an adapter that returns a
+	// pooled or reused buffer breaks this).
+	kept := f.readAtLeast(f.store, "k", v)
+	for i := range 20 {
+		other := fmt.Sprintf("other-%d", i)
+		ov := f.put(f.store, other, 0, []byte(fmt.Sprintf("value %d of another key", i)))
+		f.readAtLeast(f.store, other, ov)
+		f.readAtLeast(f.store, "k", v)
+	}
+	v2 := f.put(f.store, "k", v, []byte("replaced"))
+	f.readAtLeast(f.store, "k", v2)
+	requireBytes(t, []byte("original"), kept.Value, "a value returned by Get changed after later calls: the adapter reuses the buffer it returned")
 }
 
 // pattern returns n deterministic, non-repeating-looking bytes.
