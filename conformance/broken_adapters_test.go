@@ -45,6 +45,7 @@ var brokenAdapters = map[string]conformance.MakeHarness{
 	}),
 	"ignores-context": wrapHarness(func(inner backend.Store, _ *wrapShared) backend.Store { return &ctxIgnoringStore{inner} }),
 	"pooled-buffer":   wrapHarness(func(inner backend.Store, _ *wrapShared) backend.Store { return &pooledBufferStore{Store: inner} }),
+	"silent-watch":    wrapHarness(func(inner backend.Store, _ *wrapShared) backend.Store { return &silentWatchStore{Store: inner} }),
 	"mapper-ok": wrapHarness(func(inner backend.Store, sh *wrapShared) backend.Store {
 		return &versionMapper{inner: inner, next: func() backend.Version { return backend.Version(sh.counter.Add(1)) }}
 	}),
@@ -257,4 +258,27 @@ func (s *pooledBufferStore) Get(ctx context.Context, key string) (backend.Entry,
 	s.buf = append(s.buf[:0], e.Value...)
 	e.Value = s.buf[:len(e.Value):len(e.Value)]
 	return e, nil
+}
+
+// silentWatchStore's watches forward three notifications, then go silent
+// (the channel stays open).
+type silentWatchStore struct{ backend.Store }
+
+func (s *silentWatchStore) Watch(ctx context.Context, key string) (<-chan backend.Version, error) {
+	in, err := s.Store.(backend.Watcher).Watch(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	out := make(chan backend.Version, 1)
+	go func() {
+		defer close(out)
+		sent := 0
+		for v := range in {
+			if sent < 3 {
+				sent++
+				out <- v
+			}
+		}
+	}()
+	return out, nil
 }

@@ -51,6 +51,7 @@ func TestBroken(t *testing.T) {
 		{"backwards", []string{"Versions/Increasing"}},
 		{"ignores-context", []string{"Context/Get", "Context/CompareAndPut", "Context/Deadline"}},
 		{"pooled-buffer", []string{"Values/Aliasing"}},
+		{"silent-watch", []string{"Watch/Many"}},
 		{"mapper-ok", nil},
 	}
 	for _, tc := range cases {

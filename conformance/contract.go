@@ -70,6 +70,7 @@ func RunContract(t *testing.T, mk MakeHarness) {
 		t.Run("Watch", func(t *testing.T) {
 			t.Run("Notify", s.testWatchNotify)
 			t.Run("OtherHandle", s.testWatchOtherHandle)
+			t.Run("Many", s.testWatchMany)
 			t.Run("Coalesce", s.testWatchCoalesce)
 			t.Run("Cancel", s.testWatchCancel)
 			t.Run("Close", s.testWatchClose)

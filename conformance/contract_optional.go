@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -70,6 +71,38 @@ func (s *suite) testWatchNotify(t *testing.T) {
 	f.expectNotification(ch, v1)
 	v2 := f.put(f.store, "k", v1, []byte("two"))
 	f.expectNotification(ch, v2)
+}
+
+// pushLatencyBound is the median delay from a completed write to its
+// notification that testWatchMany accepts: a quarter of core's 2 s safety
+// poll, so that push delivery is worth having. The median, not the maximum,
+// so a busy machine's outliers do not fail a correct adapter.
+const pushLatencyBound = 500 * time.Millisecond
+
+// testWatchMany checks that one watch keeps notifying: many writes, each
+// followed by waiting for its notification (a watch that goes silent after
+// a few notifications fails here), with the median latency bounded.
+func (s *suite) testWatchMany(t *testing.T) {
+	f := s.setup(t, stressTimeout)
+	w := watcher(t, f.store)
+	wctx, cancel := context.WithCancel(f.ctx)
+	defer cancel()
+	ch, err := w.Watch(wctx, "k")
+	require.NoError(t, err, "Watch")
+	n := scale(50, 200)
+	lat := make([]time.Duration, 0, n)
+	var v backend.Version
+	for i := range n {
+		start := time.Now()
+		v = f.put(f.store, "k", v, []byte(strconv.Itoa(i)))
+		f.expectNotification(ch, v)
+		lat = append(lat, time.Since(start))
+	}
+	slices.Sort(lat)
+	med, worst := lat[len(lat)/2], lat[len(lat)-1]
+	t.Logf("%d notifications on one watch: write+notify median %v, max %v", n, med, worst)
+	require.LessOrEqualf(t, med, pushLatencyBound,
+		"median write-to-notification time %v over %d writes is above %v: push is no faster than core's safety poll", med, n, pushLatencyBound)
 }
 
 func (s *suite) testWatchOtherHandle(t *testing.T) {
