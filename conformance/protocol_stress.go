@@ -16,6 +16,7 @@ func (s *suite) testSequential(t *testing.T) {
 	f := s.setup(t, stressTimeout)
 	topic := testTopic(t)
 	n := 1000
+	live := f.startLive(topic, n)
 	pub := f.client(f.store)
 	for i := 1; i <= n; i++ {
 		r, err := pub.Publish(f.ctx, topic, []byte(strconv.Itoa(i)))
@@ -30,12 +31,14 @@ func (s *suite) testSequential(t *testing.T) {
 		require.EqualValues(t, i+1, m.Seq)
 	}
 	f.checkExact(sc, msgs, []*core.Client{pub}, n, nil)
+	require.Equal(t, order(msgs), order(f.finish(live, []*core.Client{pub}, n, nil)), "live and late subscribers saw different orders")
 }
 
 // testConcurrent: n publishers × m messages at once on one topic; an early
-// subscriber (from now, before the first publish) and a late one (from the
-// start, afterwards) both get every message exactly once, and on a
-// linearizable store in the same order.
+// subscriber (from now, before the first publish, polled only after the
+// publishers finish), a live one (following the topic while they run) and a
+// late one (from the start, afterwards) all get every message exactly once,
+// and on a linearizable store in the same order.
 func (s *suite) testConcurrent(t *testing.T, n, m int) {
 	timeout := stressTimeout
 	if n*m > 5000 {
@@ -45,8 +48,10 @@ func (s *suite) testConcurrent(t *testing.T, n, m int) {
 	topic := testTopic(t)
 	early := f.client(f.store)
 	esub := f.subscribe(early, topic, n*m, core.FromNow(), core.WithoutPush())
+	live := f.startLive(topic, n*m)
 	pubs := f.clients(f.store, n)
 	f.publishAll(topic, pubs, m, payloadOf)
+	lvmsgs := f.finish(live, pubs, m, payloadOf)
 
 	late := f.client(f.store)
 	lsub := f.subscribe(late, topic, n*m, core.FromStart(), core.WithoutPush())
@@ -56,12 +61,13 @@ func (s *suite) testConcurrent(t *testing.T, n, m int) {
 	f.checkExact(early, emsgs, pubs, m, payloadOf)
 	if f.linearizable() {
 		require.Equal(t, order(emsgs), order(lmsgs), "early and late subscribers saw different topic orders")
+		require.Equal(t, order(emsgs), order(lvmsgs), "early and live subscribers saw different topic orders")
 	}
 	var retries uint64
 	for _, p := range pubs {
 		retries += p.Stats().Retries
 	}
-	t.Logf("%d publishers x %d messages: all %d delivered to both subscribers; %d coordinator retries", n, m, n*m, retries)
+	t.Logf("%d publishers x %d messages: all %d delivered to the early, live and late subscribers; %d coordinator retries", n, m, n*m, retries)
 }
 
 // testLateJoiner: 500 messages published, then a subscriber from the start
