@@ -43,9 +43,14 @@ var brokenAdapters = map[string]conformance.MakeHarness{
 			return backend.Version(n)
 		}}
 	}),
-	"ignores-context": wrapHarness(func(inner backend.Store, _ *wrapShared) backend.Store { return &ctxIgnoringStore{inner} }),
-	"pooled-buffer":   wrapHarness(func(inner backend.Store, _ *wrapShared) backend.Store { return &pooledBufferStore{Store: inner} }),
-	"silent-watch":    wrapHarness(func(inner backend.Store, _ *wrapShared) backend.Store { return &silentWatchStore{Store: inner} }),
+	"ignores-context":    wrapHarness(func(inner backend.Store, _ *wrapShared) backend.Store { return &ctxIgnoringStore{inner} }),
+	"pooled-buffer":      wrapHarness(func(inner backend.Store, _ *wrapShared) backend.Store { return &pooledBufferStore{Store: inner} }),
+	"silent-watch":       wrapHarness(func(inner backend.Store, _ *wrapShared) backend.Store { return &silentWatchStore{Store: inner} }),
+	"update-not-atomic":  wrapHarness(func(inner backend.Store, _ *wrapShared) backend.Store { return &nonAtomicUpdateStore{inner} }),
+	"watch-never-closes": wrapHarness(func(inner backend.Store, _ *wrapShared) backend.Store { return &openWatchStore{inner} }),
+	"delete-reuses-versions": wrapHarness(func(inner backend.Store, _ *wrapShared) backend.Store {
+		return newRestartingDeleteStore(inner)
+	}),
 	"mapper-ok": wrapHarness(func(inner backend.Store, sh *wrapShared) backend.Store {
 		return &versionMapper{inner: inner, next: func() backend.Version { return backend.Version(sh.counter.Add(1)) }}
 	}),
@@ -281,4 +286,79 @@ func (s *silentWatchStore) Watch(ctx context.Context, key string) (<-chan backen
 		}
 	}()
 	return out, nil
+}
+
+// nonAtomicUpdateStore runs Update as a read, the function, and a write
+// over whatever is stored by then, so concurrent Updates lose each other's
+// work.
+type nonAtomicUpdateStore struct{ backend.Store }
+
+func (s *nonAtomicUpdateStore) Update(ctx context.Context, key string, fn backend.UpdateFunc) (backend.Version, error) {
+	cur, err := s.Store.Get(ctx, key)
+	if err != nil && !errors.Is(err, backend.ErrNotFound) {
+		return 0, err
+	}
+	next, err := fn(cur)
+	if errors.Is(err, backend.ErrSkipUpdate) {
+		return cur.Version, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	runtime.Gosched() // the window between read and write
+	// BUG: writes over the version found now, not the one fn saw.
+	now, err := s.Store.Get(ctx, key)
+	if err != nil && !errors.Is(err, backend.ErrNotFound) {
+		return 0, err
+	}
+	return s.Store.CompareAndPut(ctx, key, now.Version, next)
+}
+
+// openWatchStore's watch channels are never closed, neither when their
+// context ends nor when the store closes.
+type openWatchStore struct{ backend.Store }
+
+func (s *openWatchStore) Watch(ctx context.Context, key string) (<-chan backend.Version, error) {
+	in, err := s.Store.(backend.Watcher).Watch(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	out := make(chan backend.Version, 1)
+	go func() {
+		for v := range in {
+			select {
+			case out <- v:
+			default:
+			}
+		}
+		// BUG: out is never closed.
+	}()
+	return out, nil
+}
+
+// restartingDeleteStore keeps a per-key version counter in the value's
+// header (versionMapper's) that a Delete throws away, so a key recreated
+// after a delete hands out its old versions again.
+type restartingDeleteStore struct{ versionMapper }
+
+func newRestartingDeleteStore(inner backend.Store) *restartingDeleteStore {
+	return &restartingDeleteStore{versionMapper{inner: inner}}
+}
+
+func (s *restartingDeleteStore) CompareAndPut(ctx context.Context, key string, expect backend.Version, value []byte) (backend.Version, error) {
+	// BUG: the next version is derived from the key's own history, which
+	// a delete erases.
+	m := versionMapper{inner: s.inner, next: func() backend.Version { return expect + 1 }}
+	return m.CompareAndPut(ctx, key, expect, value)
+}
+
+func (s *restartingDeleteStore) Delete(ctx context.Context, key string, expect backend.Version) error {
+	cur, innerV, err := s.read(ctx, key)
+	if err != nil {
+		return err
+	}
+	if cur.Version != expect {
+		return &backend.ConflictError{Key: key, Expected: expect, Current: cur, Known: true}
+	}
+	return s.inner.(backend.Deleter).Delete(ctx, key, innerV)
 }

@@ -52,6 +52,9 @@ func TestBroken(t *testing.T) {
 		{"ignores-context", []string{"Context/Get", "Context/CompareAndPut", "Context/Deadline"}},
 		{"pooled-buffer", []string{"Values/Aliasing"}},
 		{"silent-watch", []string{"Watch/Many"}},
+		{"update-not-atomic", []string{"Update/Concurrent"}},
+		{"watch-never-closes", []string{"Watch/Cancel", "Watch/Close"}},
+		{"delete-reuses-versions", []string{"Versions/AfterDelete", "Delete/Recreate"}},
 		{"mapper-ok", nil},
 	}
 	for _, tc := range cases {
