@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"regexp"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -32,7 +33,34 @@ func TestBrokenInner(t *testing.T) {
 	}
 	mk, ok := brokenAdapters[name]
 	require.True(t, ok, "unknown adapter %q", name)
+	if os.Getenv(brokenProtocolEnv) != "" {
+		conformance.RunProtocol(t, mk)
+		return
+	}
 	conformance.RunContract(t, mk)
+}
+
+// brokenProtocolEnv makes TestBrokenInner run the protocol suite instead of
+// the contract suite.
+const brokenProtocolEnv = "STICKYPUB_CONFORMANCE_BROKEN_PROTOCOL"
+
+// TestBrokenProtocol runs the protocol suite, in a subprocess, against an
+// adapter that claims to be linearizable but loses updates: it must fail
+// fast, in Protocol/Preflight with the broken rule named, not by running
+// into a stress test's deadline.
+func TestBrokenProtocol(t *testing.T) {
+	start := time.Now()
+	out, err := runInner(t, "lost-update", brokenProtocolEnv+"=1")
+	failed := failedSubtests(out)
+	t.Logf("lost-update fails: %v in %v", failed, time.Since(start).Round(time.Millisecond))
+	var exit *exec.ExitError
+	require.ErrorAs(t, err, &exit, "the protocol suite passed an adapter that loses updates:\n%s", out)
+	require.Contains(t, failed, "Protocol/Preflight/Stress/Counters", out)
+	require.Contains(t, out, "the protocol tests did not run", out)
+	for _, name := range failed {
+		require.True(t, strings.HasPrefix(name, "Protocol/Preflight") || name == "Protocol",
+			"the protocol tests ran after a failed preflight (%s failed):\n%s", name, out)
+	}
 }
 
 // TestBroken checks that the suite has teeth: run against each deliberately
@@ -83,7 +111,7 @@ func TestBroken(t *testing.T) {
 
 // runInner runs TestBrokenInner against adapter in a subprocess of this
 // test binary, bounded by a deadline, and returns its combined output.
-func runInner(t *testing.T, adapter string) (string, error) {
+func runInner(t *testing.T, adapter string, env ...string) (string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -94,7 +122,7 @@ func runInner(t *testing.T, adapter string) (string, error) {
 	cmd := exec.CommandContext(ctx, os.Args[0], args...)
 	// TMPDIR: failed linearizability checks write their visualisation
 	// there; keep those files with this test's temporary directory.
-	cmd.Env = append(os.Environ(), brokenEnv+"="+adapter, "TMPDIR="+t.TempDir())
+	cmd.Env = append(append(os.Environ(), brokenEnv+"="+adapter, "TMPDIR="+t.TempDir()), env...)
 	out, err := cmd.CombinedOutput()
 	if ctx.Err() != nil {
 		require.FailNowf(t, "subprocess timed out", "%v\n%s", errors.Join(err, ctx.Err()), out)

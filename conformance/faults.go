@@ -185,6 +185,9 @@ func (f *faulty) CompareAndPut(ctx context.Context, key string, expect backend.V
 // Close closes inner.
 func (f *faulty) Close() error { return f.inner.Close() }
 
+// Unwrap returns the store beneath the injected faults (see Unwrapper).
+func (f *faulty) Unwrap() backend.Store { return f.inner }
+
 // FaultCounts reports how many faults a store made by Faulty injected.
 func FaultCounts(s backend.Store) (stale, lost, errs, ambiguous int) {
 	f, ok := s.(*faulty)

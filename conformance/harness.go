@@ -53,6 +53,16 @@ const (
 // suite carries the adapter under test through the subtests.
 type suite struct {
 	mk MakeHarness
+	// unwrap makes fixtures open the store beneath a test-only wrapper
+	// that injects faults on purpose (see Unwrapper): Protocol/Preflight
+	// checks the adapter's contract rules, not the wrapper's faults.
+	unwrap bool
+}
+
+// Unwrapper is implemented by test-only store wrappers, such as Faulty,
+// that inject faults on purpose. Unwrap returns the store beneath.
+type Unwrapper interface {
+	Unwrap() backend.Store
 }
 
 // fixture is what one subtest works with: a fresh namespace, a first handle
@@ -63,6 +73,8 @@ type fixture struct {
 	h     Harness
 	store backend.Store
 	caps  backend.Capabilities
+	// unwrap: open the store beneath fault-injecting wrappers.
+	unwrap bool
 }
 
 // setup makes a harness and opens a first handle, all bounded by timeout.
@@ -83,7 +95,7 @@ func (s *suite) setup(t *testing.T, timeout time.Duration) *fixture {
 	require.NoError(t, err, "MakeHarness")
 	require.NotNil(t, h, "MakeHarness returned a nil Harness")
 	t.Cleanup(h.Close)
-	f := &fixture{t: t, ctx: ctx, h: h}
+	f := &fixture{t: t, ctx: ctx, h: h, unwrap: s.unwrap}
 	f.store = f.open()
 	f.caps = f.store.Capabilities()
 	return f
@@ -97,6 +109,13 @@ func (f *fixture) open() backend.Store {
 	require.NoError(f.t, err, "Harness.NewStore")
 	require.NotNil(f.t, st, "Harness.NewStore returned a nil Store")
 	f.t.Cleanup(func() { _ = st.Close() })
+	for f.unwrap {
+		u, ok := st.(Unwrapper)
+		if !ok {
+			break
+		}
+		st = u.Unwrap()
+	}
 	return st
 }
 

@@ -9,10 +9,20 @@ import (
 // no duplicate and no gap at any concurrency, and the behaviour of forged
 // records, subscription TTLs, retention and push. All subtests are grouped
 // under "Protocol".
+//
+// It starts with Protocol/Preflight, a few seconds of the contract rules the
+// protocol stands on (compare-and-put, increasing versions shared by
+// handles, no lost update at the declared consistency), checked beneath any
+// test-only fault wrapper (Unwrapper) such as Faulty. An adapter that
+// breaks one fails there, with the rule named, and the protocol tests are
+// not run: they would only fail slowly, by a stress test's deadline.
 func RunProtocol(t *testing.T, mk MakeHarness) {
 	t.Helper()
 	s := &suite{mk: mk}
 	t.Run("Protocol", func(t *testing.T) {
+		if !t.Run("Preflight", s.testPreflight) {
+			t.Fatal("the adapter broke a contract rule in Protocol/Preflight (named above); the protocol tests did not run")
+		}
 		t.Run("Sequential", s.testSequential)
 		t.Run("Concurrent10x100", func(t *testing.T) { s.testConcurrent(t, 10, 100) })
 		t.Run("Concurrent100x100", func(t *testing.T) { s.testConcurrent(t, 100, scale(20, 100)) })
@@ -24,4 +34,15 @@ func RunProtocol(t *testing.T, mk MakeHarness) {
 		t.Run("LargeValues", s.testLargeValues)
 		t.Run("Push", s.testPush)
 	})
+}
+
+// testPreflight runs the contract tests whose rules the protocol depends on,
+// on the store beneath any fault-injecting test wrapper (Unwrapper).
+func (s *suite) testPreflight(t *testing.T) {
+	s = &suite{mk: s.mk, unwrap: true}
+	t.Run("CompareAndPut/Stale", s.testCASStale)
+	t.Run("CompareAndPut/CreateOnly", s.testCreateOnly)
+	t.Run("Versions/Increasing", s.testVersionsIncreasing)
+	t.Run("Versions/TwoHandles", s.testVersionsTwoHandles)
+	t.Run("Stress/Counters", s.testStressCounters)
 }
