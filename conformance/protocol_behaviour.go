@@ -3,6 +3,7 @@ package conformance
 import (
 	"bytes"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -71,12 +72,15 @@ func (s *suite) testForged(t *testing.T) {
 }
 
 // testSubscriptionTTL: a subscription is listed while its record lives,
-// disappears at expiry, comes back on Renew and goes on Unsubscribe.
+// disappears at expiry, comes back on Renew and goes on Unsubscribe. Time is
+// a manual clock shared by both clients, so expiry is an event the test
+// causes, not a wait.
 func (s *suite) testSubscriptionTTL(t *testing.T) {
 	f := s.setup(t, stressTimeout)
 	topic := testTopic(t)
-	sc := f.client(f.store)
-	observer := f.client(f.store)
+	clock := newManualClock(time.Now())
+	sc := f.client(f.store, core.WithClock(clock.Now))
+	observer := f.client(f.store, core.WithClock(clock.Now))
 	listed := func() (bool, time.Time) {
 		info, err := observer.Info(f.ctx, topic)
 		if err != nil {
@@ -89,11 +93,17 @@ func (s *suite) testSubscriptionTTL(t *testing.T) {
 		}
 		return false, time.Time{}
 	}
-	const ttl = time.Second
+	const ttl = time.Minute
 	sub := f.subscribe(sc, topic, 1, core.WithSubscriptionTTL(ttl))
 	f.eventually("subscriber listed", func() bool { ok, _ := listed(); return ok })
 	require.Equal(t, 1, sc.Stats().ActiveSubscriptions)
-	require.WithinDuration(t, time.Now().Add(ttl), sub.Expires(), ttl)
+	require.Equal(t, clock.Now().Add(ttl), sub.Expires(), "expiry is the subscribe time plus the TTL")
+	_, exp := listed()
+	require.Equal(t, sub.Expires().Unix(), exp.Unix(), "the listed expiry is the record's")
+	clock.Advance(ttl - time.Second)
+	ok, _ := listed()
+	require.True(t, ok, "a subscription is listed until its TTL passes")
+	clock.Advance(2 * time.Second)
 	f.eventually("subscription expired", func() bool { ok, _ := listed(); return !ok })
 	require.NoError(t, sc.Renew(f.ctx, topic))
 	f.eventually("subscriber listed again after renew", func() bool { ok, _ := listed(); return ok })
@@ -248,4 +258,26 @@ func (f *fixture) checkRetainedOrGap(c *core.Client, sub *core.Subscription, pub
 	for id, n := range covered {
 		require.Equal(f.t, 1, n, "message %s/%d delivered or reported %d times", id.pub, id.seq, n)
 	}
+}
+
+// manualClock is a clock that moves only when told to, for core.WithClock.
+type manualClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newManualClock(start time.Time) *manualClock { return &manualClock{now: start} }
+
+// Now returns the clock's current time.
+func (c *manualClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// Advance moves the clock forward by d.
+func (c *manualClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
 }
