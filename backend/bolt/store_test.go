@@ -259,32 +259,28 @@ func TestSecondOpenOfLockedFileFails(t *testing.T) {
 	path := tempPath(t)
 	s := openAt(t, path)
 
+	// The lock timeout is honoured and named (no wall-clock assertion: the
+	// test's own deadline catches a hang).
 	const timeout = 300 * time.Millisecond
-	start := time.Now()
 	s2, err := Open(path, WithLockTimeout(timeout))
-	elapsed := time.Since(start)
 	require.Nil(t, s2)
 	require.ErrorIs(t, err, backend.ErrUnavailable)
 	assert.Contains(t, err.Error(), "locked")
-	assert.GreaterOrEqual(t, elapsed, timeout-100*time.Millisecond)
-	assert.Less(t, elapsed, timeout+2*time.Second)
+	assert.Contains(t, err.Error(), "after "+timeout.String(), "the error names the lock timeout it waited")
 
 	// Default timeout through the registry.
 	ctx := testCtx(t)
-	start = time.Now()
 	_, err = backend.Open(ctx, "bolt://"+path)
-	elapsed = time.Since(start)
 	require.ErrorIs(t, err, backend.ErrUnavailable)
-	assert.GreaterOrEqual(t, elapsed, DefaultLockTimeout-100*time.Millisecond)
-	assert.Less(t, elapsed, DefaultLockTimeout+2*time.Second)
+	assert.Contains(t, err.Error(), "after "+DefaultLockTimeout.String(), "the default lock timeout applies")
 
-	// A context deadline shorter than the lock timeout wins.
+	// A context deadline shorter than the lock timeout wins: the wait is
+	// cut to the time the context has left, not the URI's 10 s.
 	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 	defer cancel()
-	start = time.Now()
 	_, err = backend.Open(short, "bolt://"+path+"?timeout=10s")
-	require.Error(t, err)
-	assert.Less(t, time.Since(start), 3*time.Second)
+	require.ErrorIs(t, err, backend.ErrUnavailable)
+	assert.NotContains(t, err.Error(), "after 10s", "Open waited the URI's lock timeout instead of the context's deadline")
 
 	// Once the first store is closed, the file opens.
 	require.NoError(t, s.Close())
@@ -328,10 +324,9 @@ func TestLockedByAnotherProcess(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "locked\n", line)
 
-	start := time.Now()
 	_, err = Open(path, WithLockTimeout(250*time.Millisecond))
 	require.ErrorIs(t, err, backend.ErrUnavailable)
-	assert.Less(t, time.Since(start), 3*time.Second)
+	assert.Contains(t, err.Error(), "after 250ms", "the error names the lock timeout it waited")
 
 	// After the other process exits the file is ours.
 	require.NoError(t, stdin.Close())
