@@ -3,7 +3,9 @@ package core
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -154,4 +156,15 @@ func TestInfoExcludesExpiredAndUnreadable(t *testing.T) {
 	assert.EqualValues(t, 14, info.RetainedMessages)
 	assert.EqualValues(t, 7, info.Unreadable)
 	assert.Zero(t, info.Expired)
+}
+
+// readOnlyStore refuses and counts every write.
+type readOnlyStore struct {
+	backend.Store
+	writes atomic.Int64
+}
+
+func (r *readOnlyStore) CompareAndPut(context.Context, string, backend.Version, []byte) (backend.Version, error) {
+	r.writes.Add(1)
+	return 0, errors.New("read-only")
 }
