@@ -43,3 +43,21 @@ func TestSubscribeWithoutRecord(t *testing.T) {
 	require.NoError(t, sc.Unsubscribe(ctx, "t"))
 	assert.Zero(t, ro.writes.Load())
 }
+
+func TestCheckStoredRecord(t *testing.T) {
+	ctx := testCtx(t)
+	store := newMem(t)
+	pub := newClient(t, store)
+	segs := publishBatches(t, ctx, store, pub, "t", 1, 3)
+	key := blobKey(segs[0])
+	e, err := store.Get(ctx, key)
+	require.NoError(t, err)
+	require.NoError(t, CheckStoredRecord(key, e.Value))
+	c, err := store.Get(ctx, "c/"+newTopicKeys("t").id)
+	require.NoError(t, err)
+	require.NoError(t, CheckStoredRecord("c/"+newTopicKeys("t").id, c.Value))
+	require.ErrorIs(t, CheckStoredRecord("c/x", []byte{coordInline, 0xff}), ErrMalformed)
+	flipped := []byte(strings.Replace(string(e.Value), "m2", "m3", 1))
+	require.ErrorIs(t, CheckStoredRecord(key, flipped), ErrMalformed)
+	require.ErrorIs(t, CheckStoredRecord("x/short", e.Value), ErrMalformed)
+}

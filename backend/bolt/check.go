@@ -107,7 +107,7 @@ func (r *CheckReport) scan(ctx context.Context, db *bbolt.DB, visit func(string,
 		debug.SetPanicOnFault(true)
 		defer func() {
 			if p := recover(); p != nil {
-				r.Incomplete = fmt.Sprintf("stopped after %d records: %v (pages missing or damaged)", r.Records, p)
+				r.Incomplete = fmt.Sprintf("the scan stopped after %d records: a page is missing (truncated file) or damaged (%v)", r.Records, p)
 			}
 		}()
 		err := db.View(func(tx *bbolt.Tx) error {

@@ -117,8 +117,23 @@ func preflight(path string) error {
 	return nil
 }
 
-// corruptFile is the error of a damaged file: what is wrong and what to do.
+// DamageError is a bolt file that cannot be used as it is: truncated, or
+// with damaged meta pages. It matches backend.ErrCorrupt.
+type DamageError struct {
+	// Problem says what is wrong, without the advice.
+	Problem string
+}
+
+// Error implements error: the problem and what to do.
+func (e *DamageError) Error() string {
+	return fmt.Sprintf("%v: %s; restore the file from a backup, or move it aside to start an empty store (Check, or \"stickypub doctor\", reports what is still readable)",
+		backend.ErrCorrupt, e.Problem)
+}
+
+// Is makes errors.Is(err, backend.ErrCorrupt) true.
+func (e *DamageError) Is(target error) bool { return target == backend.ErrCorrupt }
+
+// corruptFile is the error of a damaged file.
 func corruptFile(format string, args ...any) error {
-	return fmt.Errorf("%w: %s; restore the file from a backup, or move it aside to start an empty store (Check, or \"stickypub doctor\", reports what is still readable)",
-		backend.ErrCorrupt, fmt.Sprintf(format, args...))
+	return &DamageError{Problem: fmt.Sprintf(format, args...)}
 }
