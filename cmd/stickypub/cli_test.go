@@ -99,14 +99,13 @@ func TestPublishStdin(t *testing.T) {
 	for i := range n {
 		fmt.Fprintf(&in, "line %d\n", i)
 	}
-	r := e.run(strings.NewReader(in.String()), "publish", "big", "-")
+	r := e.run(strings.NewReader(in.String()), "publish", "big")
 	if r.code != 0 {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
 	if got := strings.Count(r.stdout, "\n"); got != n || !strings.HasSuffix(r.stdout, fmt.Sprintf("published big seq %d\n", n)) {
 		t.Fatalf("publish printed %d lines, ending %q", got, r.stdout[max(0, len(r.stdout)-40):])
 	}
-	// No MESSAGE argument reads stdin too.
 	if r := e.run(strings.NewReader("a\nb\n"), "publish", "--json", "big"); r.code != 0 || strings.Count(r.stdout, "\n") != 2 {
 		t.Fatalf("publish without MESSAGE: exit %d, %q, %s", r.code, r.stdout, r.stderr)
 	}

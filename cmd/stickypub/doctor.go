@@ -1,10 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net/url"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 	"github.com/stickypub/stickypub/backend/bolt"
@@ -63,37 +63,37 @@ as a gap; a truncated file cannot be used at all. Exit status 0 means healthy,
 }
 
 func (a *app) printCheck(r *bolt.CheckReport) error {
-	w := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+	w := &bytes.Buffer{}
 	verdict := "healthy"
 	if !r.Healthy() {
 		verdict = "DAMAGED"
 	}
-	fmt.Fprintf(w, "file:\t%s (%d bytes)\n", r.Path, r.Size)
-	fmt.Fprintf(w, "verdict:\t%s\n", verdict)
+	fmt.Fprintf(w, "file:       %s (%d bytes)\n", r.Path, r.Size)
+	fmt.Fprintf(w, "verdict:    %s\n", verdict)
 	var de *bolt.DamageError
 	switch {
 	case errors.As(r.Damage, &de):
-		fmt.Fprintf(w, "open:\tfails: %s\n", de.Problem)
+		fmt.Fprintf(w, "open:       fails: %s\n", de.Problem)
 	case r.Damage != nil:
-		fmt.Fprintf(w, "open:\tfails: %v\n", r.Damage)
+		fmt.Fprintf(w, "open:       fails: %v\n", r.Damage)
 	default:
-		fmt.Fprintf(w, "open:\tok\n")
+		fmt.Fprintf(w, "open:       ok\n")
 	}
 	switch {
 	case !r.StructureChecked:
-		fmt.Fprintf(w, "structure:\tnot checked (pages are missing)\n")
+		fmt.Fprintf(w, "structure:  not checked (pages are missing)\n")
 	case len(r.Structure) == 0:
-		fmt.Fprintf(w, "structure:\tok (bbolt consistency check)\n")
+		fmt.Fprintf(w, "structure:  ok (bbolt consistency check)\n")
 	default:
-		fmt.Fprintf(w, "structure:\t%d problem(s) found by bbolt's consistency check:\n", len(r.Structure))
+		fmt.Fprintf(w, "structure:  %d problem(s) found by bbolt's consistency check:\n", len(r.Structure))
 		for _, p := range r.Structure {
 			fmt.Fprintf(w, "  %s\n", p)
 		}
 	}
 	if r.BadCount == 0 {
-		fmt.Fprintf(w, "records:\t%d read, none damaged\n", r.Records)
+		fmt.Fprintf(w, "records:    %d read, none damaged\n", r.Records)
 	} else {
-		fmt.Fprintf(w, "records:\t%d read, %d damaged:\n", r.Records, r.BadCount)
+		fmt.Fprintf(w, "records:    %d read, %d damaged:\n", r.Records, r.BadCount)
 		for _, b := range r.BadRecords {
 			fmt.Fprintf(w, "  %s\n", b)
 		}
@@ -102,15 +102,16 @@ func (a *app) printCheck(r *bolt.CheckReport) error {
 		}
 	}
 	if r.Incomplete == "" {
-		fmt.Fprintf(w, "readable:\tevery record was reached\n")
+		fmt.Fprintf(w, "readable:   every record was reached\n")
 	} else {
-		fmt.Fprintf(w, "readable:\tonly the records counted above: %s\n", r.Incomplete)
+		fmt.Fprintf(w, "readable:   only the records counted above: %s\n", r.Incomplete)
 	}
 	switch {
 	case r.Damage != nil:
-		fmt.Fprintf(w, "advice:\tstickypub cannot use this file: restore it from a backup, or move it aside (mv %s %s.damaged) to start an empty store\n", r.Path, r.Path)
+		fmt.Fprintf(w, "advice:     stickypub cannot use this file: restore it from a backup, or move it aside (mv %s %s.damaged) to start an empty store\n", r.Path, r.Path)
 	case !r.Healthy():
-		fmt.Fprintf(w, "advice:\tthe file still works: subscribers skip what is damaged and report the messages of a damaged segment as a gap\n")
+		fmt.Fprintf(w, "advice:     the file still works: subscribers skip what is damaged and report the messages of a damaged segment as a gap\n")
 	}
-	return w.Flush()
+	_, err := a.stdout.Write(w.Bytes())
+	return err
 }
