@@ -20,7 +20,7 @@ import (
 func TestSameIdentityTwoTerminals(t *testing.T) {
 	e := newEnv(t)
 	e.ok("identity") // create it first, as a user would have
-	const terminals, each = 2, 15
+	const terminals, each = 2, 25
 	var wg sync.WaitGroup
 	fails := make(chan string, terminals*each)
 	for term := range terminals {

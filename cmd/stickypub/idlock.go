@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -22,8 +23,13 @@ import (
 // whole of a publish command: a second terminal publishing as the same
 // identity waits for the first, and says so on stderr.
 
-// lockPoll is how often a waiting publisher tries the lock again.
-const lockPoll = 20 * time.Millisecond
+// lockPoll is how often a waiting publisher tries the lock again;
+// lockNotice how long it waits before saying so (a turn is usually
+// shorter: one publish).
+const (
+	lockPoll   = 20 * time.Millisecond
+	lockNotice = 250 * time.Millisecond
+)
 
 // identityLockPath is the lock file of identity path idPath on the store
 // named by storeURI: idPath.<digest of the store>.lock.
@@ -49,6 +55,9 @@ func storeKey(uri string) string {
 // until ctx ends. unlock releases it. Where file locks are not available
 // it does nothing.
 func (a *app) lockIdentity(ctx context.Context, idPath, storeURI string) (unlock func(), err error) {
+	if real, err := filepath.EvalSymlinks(idPath); err == nil {
+		idPath = real // one lock however the identity file is reached
+	}
 	path := identityLockPath(idPath, storeURI)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
@@ -57,7 +66,7 @@ func (a *app) lockIdentity(ctx context.Context, idPath, storeURI string) (unlock
 		a.logger.Debug("no identity lock", "path", path, "err", pathErr(err))
 		return func() {}, nil
 	}
-	told := false
+	told, began := false, time.Now()
 	for {
 		ok, err := tryLock(f)
 		if err != nil {
@@ -70,7 +79,7 @@ func (a *app) lockIdentity(ctx context.Context, idPath, storeURI string) (unlock
 		if ok {
 			break
 		}
-		if !told {
+		if !told && time.Since(began) >= lockNotice {
 			told = true
 			holder := "another stickypub process"
 			if b, err := os.ReadFile(path); err == nil {
