@@ -179,7 +179,7 @@ func TestSubscribeCrossProcess(t *testing.T) {
 // file over and keeps receiving from new publish processes.
 func TestSubscriberReachesOwner(t *testing.T) {
 	e := newEnv(t)
-	pub := e.start(true, "publish", "--json", "t", "-")
+	pub := e.start(true, "publish", "--json", "t")
 	if _, err := fmt.Fprintln(pub.stdin, "first"); err != nil {
 		t.Fatal(err)
 	}
@@ -310,6 +310,7 @@ func TestIdentity(t *testing.T) {
 
 func TestErrors(t *testing.T) {
 	e := newEnv(t)
+	e.ok("identity") // its creation is announced on stderr
 	oneLine := func(name string, r result, code int) {
 		t.Helper()
 		if r.code != code || !strings.HasPrefix(r.stderr, "stickypub: ") {
@@ -403,7 +404,7 @@ func TestBoltLockedBySomeoneElse(t *testing.T) {
 // over and later publishes still reach it.
 func TestOwnerKilled(t *testing.T) {
 	e := newEnv(t)
-	pub := e.start(true, "publish", "t", "-")
+	pub := e.start(true, "publish", "t")
 	if _, err := fmt.Fprintln(pub.stdin, "before"); err != nil {
 		t.Fatal(err)
 	}
