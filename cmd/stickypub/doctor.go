@@ -32,7 +32,7 @@ func newDoctorCmd(a *app) *cobra.Command {
 Subscribers skip what is damaged and report the messages of a damaged segment
 as a gap; a truncated file cannot be used at all. Exit status 0 means healthy,
 1 damaged (or not checkable). Run it while no stickypub process uses the file
-(it waits --timeout for them).`,
+(it waits for them as long as the URI's timeout parameter says, 1s by default).`,
 		Example: `  stickypub doctor
   stickypub doctor --store bolt:///var/lib/app/topics.db`,
 		Args: usageArgs(cobra.NoArgs),
@@ -43,11 +43,11 @@ as a gap; a truncated file cannot be used at all. Exit status 0 means healthy,
 			if err != nil || u.Scheme != bolt.Scheme {
 				return fmt.Errorf("doctor checks bolt files only; --store is %s", core.QuoteInput(a.store))
 			}
-			path, _, _, err := parseBoltURI(u)
+			path, _, budget, err := parseBoltURI(u)
 			if err != nil {
 				return err
 			}
-			r, err := bolt.Check(ctx, path, a.timeout, core.CheckStoredRecord)
+			r, err := bolt.Check(ctx, path, budget, core.CheckStoredRecord)
 			if err != nil {
 				return a.explain(cmd, err)
 			}
