@@ -133,7 +133,7 @@ func (c *Client) Identity() *Identity { return c.id }
 
 func checkTopic(topic string) error {
 	if topic == "" || len(topic) > MaxTopicLen || !utf8.ValidString(topic) {
-		return fmt.Errorf("%w: %q (want 1-%d bytes of UTF-8)", ErrInvalidTopic, topic, MaxTopicLen)
+		return fmt.Errorf("%w: %s (want 1-%d bytes of UTF-8)", ErrInvalidTopic, QuoteInput(topic), MaxTopicLen)
 	}
 	return nil
 }

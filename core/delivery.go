@@ -354,7 +354,14 @@ func (s *Subscription) collect(ctx context.Context, a announcement, from uint64)
 		}
 		if err != nil {
 			s.invalidOnce(ref, err)
-			parts = nil // nothing older can be delivered without this one
+			if to, ok := s.vouched(ctx, a.Pub, ref, from); ok {
+				// The publisher's own signed log leads to this segment: it
+				// is damaged in the store, not forged, and its messages are
+				// lost. Report them; later segments still arrive.
+				parts = append(parts, segPart{from: from, to: to, reason: "segment damaged in the store"})
+			} else {
+				parts = nil // nothing older can be delivered without this one
+			}
 			break
 		}
 		if sg.last() < upTo {
@@ -374,6 +381,34 @@ func (s *Subscription) collect(ctx context.Context, a announcement, from uint64)
 		parts[i], parts[j] = parts[j], parts[i]
 	}
 	return parts, nil
+}
+
+// vouched reports whether publisher p's signed head record leads, along
+// Prev links, to segment bad before going below seq from, and if so the
+// last seq bad holds. Only then is a segment that fails verification
+// damage rather than a forgery: an unsigned announcement naming garbage
+// must not make a subscriber skip real messages.
+func (s *Subscription) vouched(ctx context.Context, p PublisherID, bad Ref, from uint64) (uint64, bool) {
+	e, err := s.c.store.Get(ctx, s.tk.head(p))
+	if err != nil {
+		return 0, false
+	}
+	h, err := decodeHead(s.tk.name, e.Value)
+	if err != nil || PublisherIDOf(h.Publisher) != p {
+		return 0, false
+	}
+	ref, upTo := h.Seg, h.Last
+	for upTo >= from && !ref.IsZero() {
+		if ref == bad {
+			return upTo, true
+		}
+		sg, err := s.loadSegment(ctx, ref, p)
+		if err != nil || sg.First > upTo {
+			return 0, false
+		}
+		ref, upTo = sg.Prev, sg.First-1
+	}
+	return 0, false
 }
 
 // invalidOnce counts a bad record once per subscription, however often it

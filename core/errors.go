@@ -3,6 +3,8 @@ package core
 import (
 	"errors"
 	"fmt"
+	"strconv"
+	"unicode/utf8"
 )
 
 // Errors returned by the client. Storage errors from the backend are wrapped
@@ -48,7 +50,7 @@ func (e *PublishError) Error() string {
 	if e.StillQueued {
 		state = "still queued and will be published"
 	}
-	return fmt.Sprintf("core: publish %q seq %d-%d: %v (messages %s)", e.Topic, e.FirstSeq, e.LastSeq, e.Err, state)
+	return fmt.Sprintf("core: publish %s seq %d-%d: %v (messages %s)", QuoteInput(e.Topic), e.FirstSeq, e.LastSeq, e.Err, state)
 }
 
 // Unwrap returns the cause.
@@ -56,4 +58,21 @@ func (e *PublishError) Unwrap() error { return e.Err }
 
 func malformed(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrMalformed, fmt.Sprintf(format, args...))
+}
+
+// maxQuoted is how many bytes of user input QuoteInput shows.
+const maxQuoted = 64
+
+// QuoteInput quotes user input (a topic name, say) for an error message:
+// Go-quoted, so that control characters cannot break the line, and cut to
+// its first 64 bytes with the full length noted.
+func QuoteInput(s string) string {
+	if len(s) <= maxQuoted {
+		return strconv.Quote(s)
+	}
+	cut := maxQuoted
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s…(%d bytes)", strconv.Quote(s[:cut]), len(s))
 }

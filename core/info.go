@@ -22,8 +22,12 @@ type TopicInfo struct {
 	// Subscribers whose records have not expired.
 	Subscribers []SubscriberInfo
 	// RetainedMessages is how many messages a FromStart subscriber would
-	// receive (before TTL expiry of individual messages).
+	// receive now: retained, readable and not expired (Info reads the
+	// retained segments to count them; it does not verify signatures).
 	RetainedMessages uint64
+	// Expired counts retained messages whose TTL has passed; Unreadable
+	// those of segments that are missing or damaged in the store.
+	Expired, Unreadable uint64
 	// Messages ever announced.
 	Messages uint64
 }
@@ -61,13 +65,16 @@ func (c *Client) Info(ctx context.Context, topic string) (TopicInfo, error) {
 		return TopicInfo{}, err
 	}
 	base = maps.Clone(base)
+	var heads map[PublisherID]*headRecord
 	if !c.ordered {
 		// The coordinator only registers publishers: their head records
 		// say how far each log reaches and what it retains.
 		pids := slices.SortedFunc(maps.Keys(st.Heads), comparePID)
-		heads, _ := c.readHeads(ctx, tk, pids)
-		for i, h := range heads {
+		read, _ := c.readHeads(ctx, tk, pids)
+		heads = map[PublisherID]*headRecord{}
+		for i, h := range read {
 			if h != nil {
+				heads[pids[i]] = h
 				st.Heads[pids[i]] = max(st.Heads[pids[i]], h.Last)
 				base[pids[i]] = h.Base - 1
 			}
@@ -78,8 +85,12 @@ func (c *Client) Info(ctx context.Context, topic string) (TopicInfo, error) {
 		h := st.Heads[p]
 		info.Publishers = append(info.Publishers, PublisherInfo{ID: p, LastSeq: h})
 		info.Messages += h
-		info.RetainedMessages += h - min(h, base[p])
 	}
+	n, err := c.countRetained(ctx, tk, st, base, heads)
+	if err != nil {
+		return TopicInfo{}, err
+	}
+	info.RetainedMessages, info.Expired, info.Unreadable = n.live, n.expired, n.unreadable
 	now := c.now().UnixNano()
 	for _, p := range slices.SortedFunc(maps.Keys(st.Subs), comparePID) {
 		if exp := st.Subs[p]; exp >= now {

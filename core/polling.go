@@ -108,7 +108,7 @@ func (c *Client) renewDue(ctx context.Context) {
 	c.mu.Lock()
 	var due []string
 	for topic, s := range c.subs {
-		if time.Until(s.Expires()) < s.opts.ttl/3 {
+		if !s.opts.noRecord && time.Until(s.Expires()) < s.opts.ttl/3 {
 			due = append(due, topic)
 		}
 	}

@@ -25,6 +25,7 @@ type subscribeOptions struct {
 	ttl       time.Duration
 	buffer    int
 	push      bool
+	noRecord  bool
 }
 
 // FromStart delivers the topic's whole retained history, then new
@@ -49,6 +50,11 @@ func WithBuffer(n int) SubscribeOption { return func(o *subscribeOptions) { o.bu
 // the subscription then only advances on Poll, PollAll or background
 // polling.
 func WithoutPush() SubscribeOption { return func(o *subscribeOptions) { o.push = false } }
+
+// WithoutRecord subscribes without writing a subscription record (nor
+// renewing or removing one): the subscriber only reads, so it works on a
+// store opened read-only, but Info does not list it.
+func WithoutRecord() SubscribeOption { return func(o *subscribeOptions) { o.noRecord = true } }
 
 // Subscription is one topic followed by a client. Messages arrive on
 // Messages in the topic order, each exactly once; gaps are reported on
@@ -310,6 +316,9 @@ func (s *Subscription) writeRecord(ctx context.Context, expires time.Time) error
 	c := s.c
 	s.recMu.Lock()
 	defer s.recMu.Unlock()
+	if s.opts.noRecord {
+		return nil
+	}
 	exp := int64(0)
 	if !expires.IsZero() {
 		exp = expires.UnixNano()

@@ -22,6 +22,8 @@
 //	maxvalue=65536  largest value in bytes (default 16 MiB)
 //	nosync=true     skip fsync on commit: UNSAFE, a crash may lose or
 //	                corrupt recent commits; for tests and benchmarks only
+//	readonly=true   open the file read-only (WithReadOnly): reads only,
+//	                beside other read-only openers but not a writer
 //
 // Unknown or repeated parameters, user info, fragments and empty paths are
 // rejected with an error matching backend.ErrBadURI. When the context given

@@ -30,6 +30,7 @@ type config struct {
 	maxValueSize int
 	noSync       bool
 	maxFileSize  int
+	readOnly     bool
 }
 
 func defaultConfig() config {
@@ -77,4 +78,12 @@ func WithNoSync(unsafe bool) Option {
 // every operation of that batch gets the error and nothing changes.
 func WithMaxFileSize(n int) Option {
 	return func(c *config) { c.maxFileSize = n }
+}
+
+// WithReadOnly opens the file read-only (bbolt's shared lock, so several
+// read-only stores may share a file, but not with a writer). Get and Watch
+// work; CompareAndPut, Delete and Update fail with an error matching
+// ErrReadOnly. The file must exist and hold a stickypub store.
+func WithReadOnly() Option {
+	return func(c *config) { c.readOnly = true }
 }

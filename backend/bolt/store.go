@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 
@@ -11,6 +12,9 @@ import (
 	bbolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 )
+
+// ErrReadOnly: a write to a store opened WithReadOnly.
+var ErrReadOnly = errors.New("bolt: store opened read-only")
 
 // Compile-time checks of the interfaces Store implements.
 var (
@@ -31,6 +35,9 @@ type Store struct {
 	dataName  []byte
 	metaName  []byte
 	errClosed error
+	// errReadOnly is the error of every write to a read-only store.
+	errReadOnly error
+	readOnly    bool
 
 	// mu guards pending, the taken and withdrawn flags of queued ops, and
 	// the transition of closed to true.
@@ -69,15 +76,25 @@ func Open(path string, opts ...Option) (*Store, error) {
 	if path == "" {
 		return nil, errors.New("bolt: empty path")
 	}
+	if err := preflight(path); err != nil {
+		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
+	}
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{
-		Timeout: cfg.lockTimeout,
-		NoSync:  cfg.noSync,
-		MaxSize: cfg.maxFileSize,
+		Timeout:  cfg.lockTimeout,
+		NoSync:   cfg.noSync,
+		MaxSize:  cfg.maxFileSize,
+		ReadOnly: cfg.readOnly,
 	})
 	if err != nil {
-		if errors.Is(err, berrors.ErrTimeout) {
+		var pe *os.PathError
+		switch {
+		case errors.Is(err, berrors.ErrTimeout):
 			return nil, fmt.Errorf("bolt: open %s: file still locked by another store or process after %v: %w: %w",
 				path, cfg.lockTimeout, backend.ErrUnavailable, err)
+		case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum), errors.Is(err, berrors.ErrVersionMismatch):
+			return nil, fmt.Errorf("bolt: open %s: %w", path, corruptFile("%v", err))
+		case errors.As(err, &pe):
+			err = pe.Err // "open PATH: " once, not twice
 		}
 		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
 	}
@@ -93,6 +110,8 @@ func Open(path string, opts ...Option) (*Store, error) {
 		dataName:      []byte(dataBucketName),
 		metaName:      []byte(metaBucketName),
 		errClosed:     fmt.Errorf("bolt %s: %w", path, backend.ErrClosed),
+		errReadOnly:   fmt.Errorf("bolt %s: %w", path, ErrReadOnly),
+		readOnly:      cfg.readOnly,
 		kick:          make(chan struct{}, 1),
 		quit:          make(chan struct{}),
 		committerDone: make(chan struct{}),
@@ -110,8 +129,14 @@ func Open(path string, opts ...Option) (*Store, error) {
 // initBuckets creates the buckets of a new file and checks the format marker
 // of an existing one.
 func (s *Store) initBuckets() error {
+	if s.readOnly {
+		if err := s.db.View(s.checkBuckets); err != nil {
+			return fmt.Errorf("bolt: open %s: %w", s.path, err)
+		}
+		return nil
+	}
 	err := s.db.Update(func(tx *bbolt.Tx) error {
-		meta, data := tx.Bucket(s.metaName), tx.Bucket(s.dataName)
+		meta := tx.Bucket(s.metaName)
 		if meta == nil {
 			if k, _ := tx.Cursor().First(); k != nil {
 				return fmt.Errorf("%w: the file holds buckets but no %q bucket: not a stickypub bolt file", backend.ErrCorrupt, metaBucketName)
@@ -126,16 +151,25 @@ func (s *Store) initBuckets() error {
 			_, err = tx.CreateBucket(s.dataName)
 			return err
 		}
-		if got := meta.Get([]byte(formatKey)); string(got) != formatValue {
-			return fmt.Errorf("%w: format marker is %q, want %q", backend.ErrCorrupt, got, formatValue)
-		}
-		if data == nil {
-			return fmt.Errorf("%w: the %q bucket is missing", backend.ErrCorrupt, dataBucketName)
-		}
-		return nil
+		return s.checkBuckets(tx)
 	})
 	if err != nil {
 		return fmt.Errorf("bolt: open %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// checkBuckets checks the format marker and the data bucket of a file.
+func (s *Store) checkBuckets(tx *bbolt.Tx) error {
+	meta, data := tx.Bucket(s.metaName), tx.Bucket(s.dataName)
+	if meta == nil {
+		return fmt.Errorf("%w: no %q bucket: not a stickypub bolt file", backend.ErrCorrupt, metaBucketName)
+	}
+	if got := meta.Get([]byte(formatKey)); string(got) != formatValue {
+		return fmt.Errorf("%w: format marker is %q, want %q", backend.ErrCorrupt, got, formatValue)
+	}
+	if data == nil {
+		return fmt.Errorf("%w: the %q bucket is missing", backend.ErrCorrupt, dataBucketName)
 	}
 	return nil
 }
@@ -214,6 +248,9 @@ func (s *Store) CompareAndPut(ctx context.Context, key string, expect backend.Ve
 	if err := backend.CheckValue(value, s.caps); err != nil {
 		return 0, err
 	}
+	if s.readOnly {
+		return 0, s.errReadOnly
+	}
 	return s.submit(ctx, &op{kind: opCAS, key: key, kb: []byte(key), expect: expect, rec: newRecord(value)})
 }
 
@@ -230,6 +267,9 @@ func (s *Store) Delete(ctx context.Context, key string, expect backend.Version) 
 	}
 	if err := backend.CheckKey(key, s.caps); err != nil {
 		return err
+	}
+	if s.readOnly {
+		return s.errReadOnly
 	}
 	_, err := s.submit(ctx, &op{kind: opDelete, key: key, kb: []byte(key), expect: expect})
 	return err
@@ -257,6 +297,9 @@ func (s *Store) Update(ctx context.Context, key string, fn backend.UpdateFunc) (
 	}
 	if fn == nil {
 		return 0, errors.New("bolt: Update with nil UpdateFunc")
+	}
+	if s.readOnly {
+		return 0, s.errReadOnly
 	}
 	return s.submit(ctx, &op{kind: opUpdate, key: key, kb: []byte(key), fn: fn})
 }

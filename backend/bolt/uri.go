@@ -117,8 +117,14 @@ func parseURI(u *url.URL) (string, config, error) {
 				return bad("nosync=%q: want true or false", v)
 			}
 			cfg.noSync = b
+		case "readonly":
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return bad("readonly=%q: want true or false", v)
+			}
+			cfg.readOnly = b
 		default:
-			return bad("unknown parameter %q (known: timeout, maxvalue, nosync)", name)
+			return bad("unknown parameter %q (known: timeout, maxvalue, nosync, readonly)", name)
 		}
 	}
 	return path, cfg, nil

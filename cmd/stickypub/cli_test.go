@@ -99,14 +99,13 @@ func TestPublishStdin(t *testing.T) {
 	for i := range n {
 		fmt.Fprintf(&in, "line %d\n", i)
 	}
-	r := e.run(strings.NewReader(in.String()), "publish", "big", "-")
+	r := e.run(strings.NewReader(in.String()), "publish", "big")
 	if r.code != 0 {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
 	if got := strings.Count(r.stdout, "\n"); got != n || !strings.HasSuffix(r.stdout, fmt.Sprintf("published big seq %d\n", n)) {
 		t.Fatalf("publish printed %d lines, ending %q", got, r.stdout[max(0, len(r.stdout)-40):])
 	}
-	// No MESSAGE argument reads stdin too.
 	if r := e.run(strings.NewReader("a\nb\n"), "publish", "--json", "big"); r.code != 0 || strings.Count(r.stdout, "\n") != 2 {
 		t.Fatalf("publish without MESSAGE: exit %d, %q, %s", r.code, r.stdout, r.stderr)
 	}
@@ -180,7 +179,7 @@ func TestSubscribeCrossProcess(t *testing.T) {
 // file over and keeps receiving from new publish processes.
 func TestSubscriberReachesOwner(t *testing.T) {
 	e := newEnv(t)
-	pub := e.start(true, "publish", "--json", "t", "-")
+	pub := e.start(true, "publish", "--json", "t")
 	if _, err := fmt.Fprintln(pub.stdin, "first"); err != nil {
 		t.Fatal(err)
 	}
@@ -311,6 +310,7 @@ func TestIdentity(t *testing.T) {
 
 func TestErrors(t *testing.T) {
 	e := newEnv(t)
+	e.ok("identity") // its creation is announced on stderr
 	oneLine := func(name string, r result, code int) {
 		t.Helper()
 		if r.code != code || !strings.HasPrefix(r.stderr, "stickypub: ") {
@@ -404,7 +404,7 @@ func TestBoltLockedBySomeoneElse(t *testing.T) {
 // over and later publishes still reach it.
 func TestOwnerKilled(t *testing.T) {
 	e := newEnv(t)
-	pub := e.start(true, "publish", "t", "-")
+	pub := e.start(true, "publish", "t")
 	if _, err := fmt.Fprintln(pub.stdin, "before"); err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,8 @@ type jsonInfo struct {
 	RetainedFrom     uint64               `json:"retained_from"`
 	Messages         uint64               `json:"messages"`
 	RetainedMessages uint64               `json:"retained_messages"`
+	Expired          uint64               `json:"expired"`
+	Unreadable       uint64               `json:"unreadable"`
 	Publishers       []jsonPublisherInfo  `json:"publishers"`
 	Subscribers      []jsonSubscriberInfo `json:"subscribers"`
 }
@@ -40,14 +42,18 @@ func newInfoCmd(a *app) *cobra.Command {
 record, how many announcements were made and from which one on they are
 retained, every publisher with its last sequence number, the live subscribers
 with the expiry of their subscription records, and how many messages were
-published and how many a subscriber joining now (--from-start) would receive.
-A topic nobody published or subscribed to shows version 0.`,
+published and how many a subscriber joining now (--from-start) would receive:
+retained messages whose TTL has passed ("expired") and messages of segments
+that are missing or damaged in the store ("unreadable") are not counted as
+retained (info reads the retained segments to tell). A topic nobody published
+or subscribed to shows version 0.`,
 		Example: `  stickypub info demo
   stickypub info --json demo | jq .publishers`,
 		Args: usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) (err error) {
 			ctx, cancel := a.oneShot(cmd)
 			defer cancel()
+			a.readOnlyOK = true
 			s, err := a.openSession(ctx)
 			if err != nil {
 				return a.explain(cmd, err)
@@ -70,6 +76,7 @@ A topic nobody published or subscribed to shows version 0.`,
 func newJSONInfo(info core.TopicInfo) jsonInfo {
 	j := jsonInfo{Topic: info.Topic, Version: uint64(info.Version), Announcements: info.Announcements,
 		RetainedFrom: info.RetainedFrom, Messages: info.Messages, RetainedMessages: info.RetainedMessages,
+		Expired: info.Expired, Unreadable: info.Unreadable,
 		Publishers: []jsonPublisherInfo{}, Subscribers: []jsonSubscriberInfo{}}
 	for _, p := range info.Publishers {
 		j.Publishers = append(j.Publishers, jsonPublisherInfo{ID: p.ID.String(), LastSeq: p.LastSeq})
@@ -82,10 +89,17 @@ func newJSONInfo(info core.TopicInfo) jsonInfo {
 
 func (a *app) printInfo(info core.TopicInfo) error {
 	w := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(w, "topic:\t%s\n", info.Topic)
+	fmt.Fprintf(w, "topic:\t%s\n", displayTopic(info.Topic))
 	fmt.Fprintf(w, "version:\t%d\n", info.Version)
 	fmt.Fprintf(w, "announcements:\t%d (retained from #%d)\n", info.Announcements, info.RetainedFrom)
-	fmt.Fprintf(w, "messages:\t%d (%d retained)\n", info.Messages, info.RetainedMessages)
+	fmt.Fprintf(w, "messages:\t%d (%d retained", info.Messages, info.RetainedMessages)
+	if info.Expired > 0 {
+		fmt.Fprintf(w, ", %d expired", info.Expired)
+	}
+	if info.Unreadable > 0 {
+		fmt.Fprintf(w, `, %d unreadable: see "stickypub doctor"`, info.Unreadable)
+	}
+	fmt.Fprintf(w, ")\n")
 	fmt.Fprintf(w, "publishers:\t%d\n", len(info.Publishers))
 	for _, p := range info.Publishers {
 		fmt.Fprintf(w, "  %s\tlast seq %d\n", p.ID, p.LastSeq)

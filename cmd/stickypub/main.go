@@ -7,9 +7,11 @@
 // Usage:
 //
 //	stickypub publish TOPIC MESSAGE...     publish messages (or lines of stdin)
+//	stickypub publish TOPIC - | --file F   publish all of stdin, or a file, as one message
 //	stickypub subscribe TOPIC              follow a topic and print its messages
 //	stickypub info TOPIC                   show a topic's publishers, subscribers, history
-//	stickypub identity                     show (or create) this user's identity
+//	stickypub identity [new]               show (or create) this user's identity
+//	stickypub doctor                       check a bolt file for damage
 //
 // The store is chosen with --store (or STICKYPUB_STORE): a URI such as
 // bolt:stickypub.db (the default, a file in the working directory),

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -86,4 +87,16 @@ func writeJSON(w io.Writer, v any) error {
 	}
 	_, err = w.Write(append(b, '\n'))
 	return err
+}
+
+// maxPlainTopic is the longest topic printed as it is.
+const maxPlainTopic = 64
+
+// displayTopic shows a topic in a line of output: as it is when it is
+// short, printable text, else quoted and cut short (core.QuoteInput).
+func displayTopic(topic string) string {
+	if len(topic) <= maxPlainTopic && topic != "" && printable([]byte(topic)) == topic && !strings.ContainsAny(topic, " \t") {
+		return topic
+	}
+	return core.QuoteInput(topic)
 }

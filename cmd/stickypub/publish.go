@@ -6,6 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"os"
+	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -22,6 +25,7 @@ const (
 type publishFlags struct {
 	ttl    time.Duration
 	asJSON bool
+	file   string
 }
 
 // jsonReceipt is a publish acknowledgement as publish --json prints it.
@@ -31,26 +35,45 @@ type jsonReceipt struct {
 	Time  time.Time `json:"time"`
 }
 
+// publishInput is where the messages of a publish command come from.
+type publishInput int
+
+const (
+	inputArgs  publishInput = iota // each MESSAGE argument is a message
+	inputLines                     // each line of stdin is a message
+	inputWhole                     // all of stdin, or --file, is one message
+)
+
 func newPublishCmd(a *app) *cobra.Command {
 	var f publishFlags
 	cmd := &cobra.Command{
-		Use:   "publish TOPIC [MESSAGE... | -]",
+		Use:   "publish TOPIC [MESSAGE... | - | --file PATH]",
 		Short: "Publish messages to a topic",
-		Long: `Publish messages to TOPIC, signed with this user's identity.
+		Long: fmt.Sprintf(`Publish messages to TOPIC, signed with this user's identity.
 
 Each MESSAGE argument is one message; they are published together, with
-consecutive sequence numbers. With no MESSAGE, or "-", every line of standard
-input is one message (without its line ending; an empty line is an empty
-message); lines that arrive together are published as one batch, so a pipe is
-published efficiently and an interactive line at once.
+consecutive sequence numbers.
+
+"-" publishes all of standard input as one message, byte for byte (binary
+data too), and --file PATH the whole content of a file. A message holds at
+most %d bytes (1 MiB); larger input is refused, nothing is published.
+
+With no MESSAGE, every line of standard input is one message (without its
+line ending; an empty line is an empty message); lines that arrive together
+are published as one batch, so a pipe is published efficiently and an
+interactive line at once.
 
 A message is acknowledged ("published TOPIC seq N") once it is durable and
 announced, so a subscriber will receive it. --timeout bounds the whole command,
-or, when reading standard input, each batch.`,
+or, when reading lines of standard input, each batch. Several processes may
+publish as the same identity to the same store: they take turns (a waiting
+one says so on stderr).`, core.MaxPayload),
 		Example: `  stickypub publish demo hello
   stickypub publish demo "first message" "second message"
   stickypub publish --ttl 1h demo "gone in an hour"
-  tail -f app.log | stickypub publish logs -
+  stickypub publish demo --file report.pdf       # one message: the whole file
+  tar cz docs | stickypub publish backups -      # one message: all of stdin
+  tail -f app.log | stickypub publish logs       # one message per line
   stickypub publish --json demo hello     # {"topic":"demo","seq":1,"time":"..."}`,
 		Args: usageArgs(cobra.MinimumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -58,34 +81,61 @@ or, when reading standard input, each batch.`,
 				return usagef("--ttl must not be negative, got %v", f.ttl)
 			}
 			topic, msgs := args[0], args[1:]
-			fromStdin := len(msgs) == 0 || (len(msgs) == 1 && msgs[0] == "-")
-			if !fromStdin {
-				for _, m := range msgs {
-					if m == "-" {
-						return usagef(`"-" (read standard input) cannot be mixed with MESSAGE arguments`)
-					}
-				}
+			in := inputArgs
+			switch {
+			case f.file != "" && len(msgs) > 0:
+				return usagef("--file cannot be combined with MESSAGE arguments or \"-\"")
+			case f.file != "" || (len(msgs) == 1 && msgs[0] == "-"):
+				in = inputWhole
+			case len(msgs) == 0:
+				in = inputLines
+			case slices.Contains(msgs, "-"):
+				return usagef(`"-" (all of standard input as one message) cannot be mixed with MESSAGE arguments`)
 			}
-			err := a.publish(cmd, topic, msgs, fromStdin, f)
+			err := a.publish(cmd, topic, msgs, in, f)
 			var pe *core.PublishError
-			if errors.As(err, &pe) && pe.StillQueued && cmd.Context().Err() == nil {
+			switch {
+			case errors.Is(err, core.ErrConcurrentPublisher):
+				return fmt.Errorf("another process published to %s as this identity at the same moment, so these messages were not published; publish them again, or give each publishing process its own --identity",
+					displayTopic(topic))
+			case errors.As(err, &pe) && pe.StillQueued && cmd.Context().Err() == nil:
 				// The client kept trying while it closed, but this process
 				// is gone now: say so rather than "will be published".
-				return fmt.Errorf("%q seq %d-%d not acknowledged within %v (--timeout); they may or may not have been published: %w",
-					pe.Topic, pe.FirstSeq, pe.LastSeq, a.timeout, pe.Err)
+				return fmt.Errorf("%s seq %d-%d not acknowledged within %v (--timeout); they may or may not have been published: %w",
+					displayTopic(pe.Topic), pe.FirstSeq, pe.LastSeq, a.timeout, pe.Err)
+			case errors.As(err, &pe) && cmd.Context().Err() == nil:
+				return a.explain(cmd, fmt.Errorf("%s seq %d-%d not published: %w", displayTopic(pe.Topic), pe.FirstSeq, pe.LastSeq, pe.Err))
 			}
 			return a.explain(cmd, err)
 		},
 	}
 	cmd.Flags().DurationVar(&f.ttl, "ttl", 0, "retain the messages only this long (e.g. 30m, 24h; 0: no limit)")
 	cmd.Flags().BoolVar(&f.asJSON, "json", false, "print one JSON object per acknowledged message")
+	cmd.Flags().StringVar(&f.file, "file", "", fmt.Sprintf("publish the whole file as one message (at most %d bytes; - for standard input)", core.MaxPayload))
 	return cmd
 }
 
-func (a *app) publish(cmd *cobra.Command, topic string, msgs []string, fromStdin bool, f publishFlags) (err error) {
+func (a *app) publish(cmd *cobra.Command, topic string, msgs []string, in publishInput, f publishFlags) (err error) {
 	setup, cancel := a.oneShot(cmd)
 	defer cancel()
-	s, err := a.openSession(setup)
+	var whole []byte
+	if in == inputWhole { // read it all first: bad input publishes nothing
+		if whole, err = a.readWhole(f.file); err != nil {
+			return err
+		}
+	}
+	_, idPath, err := a.loadIdentity()
+	if err != nil {
+		return err
+	}
+	unlock, err := a.lockIdentity(setup, idPath, a.store)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	// Core's warnings about failed batches repeat the error this command
+	// prints: show them with --verbose only.
+	s, err := a.openSession(setup, core.WithLogger(a.newLogger(slog.LevelError)))
 	if err != nil {
 		return err
 	}
@@ -106,7 +156,10 @@ func (a *app) publish(cmd *cobra.Command, topic string, msgs []string, fromStdin
 		}
 		return nil
 	}
-	if !fromStdin {
+	switch in {
+	case inputWhole:
+		return send(setup, [][]byte{whole})
+	case inputArgs:
 		payloads := make([][]byte, len(msgs))
 		for i, m := range msgs {
 			payloads[i] = []byte(m)
@@ -117,11 +170,33 @@ func (a *app) publish(cmd *cobra.Command, topic string, msgs []string, fromStdin
 	return a.publishLines(cmd.Context(), send)
 }
 
+// readWhole reads one whole message from file ("" or "-": standard input),
+// refusing more than core.MaxPayload bytes.
+func (a *app) readWhole(file string) ([]byte, error) {
+	r, name := a.stdin, "standard input"
+	if file != "" && file != "-" {
+		fh, err := os.Open(file)
+		if err != nil {
+			return nil, fmt.Errorf("--file %s: %w", core.QuoteInput(file), pathErr(err))
+		}
+		defer fh.Close()
+		r, name = fh, core.QuoteInput(file)
+	}
+	b, err := io.ReadAll(io.LimitReader(r, core.MaxPayload+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", name, pathErr(err))
+	}
+	if len(b) > core.MaxPayload {
+		return nil, fmt.Errorf("%s holds more than the message limit of %d bytes (1 MiB); nothing was published", name, core.MaxPayload)
+	}
+	return b, nil
+}
+
 func (a *app) printReceipt(r core.Receipt, asJSON bool) error {
 	if asJSON {
 		return writeJSON(a.stdout, jsonReceipt{Topic: r.Topic, Seq: r.Seq, Time: r.Time})
 	}
-	_, err := fmt.Fprintf(a.stdout, "published %s seq %d\n", r.Topic, r.Seq)
+	_, err := fmt.Fprintf(a.stdout, "published %s seq %d\n", displayTopic(r.Topic), r.Seq)
 	return err
 }
 

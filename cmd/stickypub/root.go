@@ -43,6 +43,11 @@ type app struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	logger         *slog.Logger
+
+	loaded *core.Identity // the identity, once loaded
+	// readOnlyOK lets openSession open a bolt file read-only when this user
+	// may not write it (for commands that only read).
+	readOnlyOK bool
 }
 
 // usageError is a command line the command cannot run: main prints the
@@ -99,7 +104,7 @@ one keeps the file open and serves the others on a Unix socket next to it
 
   # Terminal 2: publish to it
   stickypub publish demo hello "second message"
-  printf 'one\ntwo\n' | stickypub publish demo -
+  printf 'one\ntwo\n' | stickypub publish demo      # one message per line
 
   # What the store knows about the topic
   stickypub info demo
@@ -110,7 +115,7 @@ one keeps the file open and serves the others on a Unix socket next to it
 		SilenceErrors: true,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
-				msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+				msg := fmt.Sprintf("unknown command %s for %q", core.QuoteInput(args[0]), cmd.CommandPath())
 				if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
 					msg += "; did you mean " + strings.Join(s, " or ") + "?"
 				}
@@ -122,17 +127,7 @@ one keeps the file open and serves the others on a Unix socket next to it
 			return cmd.Help()
 		},
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			level := slog.LevelWarn
-			if a.verbose {
-				level = slog.LevelDebug
-			}
-			a.logger = slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level,
-				ReplaceAttr: func(groups []string, attr slog.Attr) slog.Attr {
-					if len(groups) == 0 && attr.Key == slog.TimeKey {
-						return slog.Attr{}
-					}
-					return attr
-				}}))
+			a.logger = a.newLogger(slog.LevelWarn)
 			if a.timeout <= 0 {
 				return usagef("--timeout must be positive, got %v", a.timeout)
 			}
@@ -151,13 +146,27 @@ one keeps the file open and serves the others on a Unix socket next to it
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.store, "store", store, "store URI (env "+envStore+")")
 	pf.StringVar(&a.identity, "identity", os.Getenv(envIdentity),
-		"identity file, created on first use (env "+envIdentity+`; default "`+displayIdentityPath()+`")`)
+		"identity file (env "+envIdentity+`; default "`+displayIdentityPath()+`", created on first use; another path is created only if its directory exists)`)
 	pf.DurationVar(&a.timeout, "timeout", 30*time.Second,
 		"time limit of a one-shot command (publish: of each batch) and of the setup of subscribe")
 	pf.BoolVarP(&a.verbose, "verbose", "v", false, "log what the tool does on stderr")
 
-	root.AddCommand(newPublishCmd(a), newSubscribeCmd(a), newInfoCmd(a), newIdentityCmd(a))
+	root.AddCommand(newPublishCmd(a), newSubscribeCmd(a), newInfoCmd(a), newIdentityCmd(a), newDoctorCmd(a))
 	return root
+}
+
+// newLogger is a logger on stderr at level (debug with --verbose).
+func (a *app) newLogger(level slog.Level) *slog.Logger {
+	if a.verbose {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level,
+		ReplaceAttr: func(groups []string, attr slog.Attr) slog.Attr {
+			if len(groups) == 0 && attr.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return attr
+		}}))
 }
 
 // displayIdentityPath is the default identity path as shown in the help.
@@ -178,28 +187,76 @@ func defaultIdentityPath() (string, error) {
 	return filepath.Join(dir, "stickypub", "identity.pem"), nil
 }
 
-// identityPath is the identity file to use.
-func (a *app) identityPath() (string, error) {
+// identityPath is the identity file to use; explicit is true when the
+// user named it (--identity or the environment) rather than the default.
+func (a *app) identityPath() (path string, explicit bool, err error) {
 	if a.identity != "" {
-		return a.identity, nil
+		return a.identity, true, nil
 	}
-	return defaultIdentityPath()
+	path, err = defaultIdentityPath()
+	return path, false, err
 }
 
-// loadIdentity loads the identity, creating it on first use.
+// loadIdentity loads the identity. A missing file is created (and said so
+// on stderr) at the default path, or at a path the user named when its
+// directory exists: a mistyped --identity fails instead of silently
+// starting a new identity (and its directories).
 func (a *app) loadIdentity() (*core.Identity, string, error) {
-	path, err := a.identityPath()
+	path, explicit, err := a.identityPath()
 	if err != nil {
 		return nil, "", err
 	}
+	if a.loaded != nil {
+		return a.loaded, path, nil
+	}
+	id, err := core.LoadIdentity(path)
+	switch {
+	case err == nil:
+		a.checkIdentityMode(path)
+		a.loaded = id
+		return id, path, nil
+	case !errors.Is(err, os.ErrNotExist):
+		return nil, "", err
+	}
+	if explicit {
+		if dir := filepath.Dir(path); !isDir(dir) {
+			return nil, "", fmt.Errorf("identity file %s does not exist, nor does its directory %s (a typo in --identity or %s?); to start a new identity there, run: stickypub --identity %s identity new",
+				core.QuoteInput(path), core.QuoteInput(dir), envIdentity, core.QuoteInput(path))
+		}
+	}
+	return a.createIdentity(path)
+}
+
+// createIdentity creates the identity file at path (and its directory),
+// or loads it if another process just did.
+func (a *app) createIdentity(path string) (*core.Identity, string, error) {
 	id, created, err := core.LoadOrCreateIdentity(path)
 	if err != nil {
 		return nil, "", err
 	}
+	a.loaded = id
 	if created {
-		a.logger.Info("created a new identity", "path", path, "publisher", id.ID().String())
+		fmt.Fprintf(a.stderr, "stickypub: created a new identity in %s (publisher %s)\n", path, id.ID())
+	} else {
+		a.checkIdentityMode(path)
 	}
 	return id, path, nil
+}
+
+// checkIdentityMode warns, like ssh, when others may read the identity
+// file: whoever reads it can publish as its owner.
+func (a *app) checkIdentityMode(path string) {
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm()&0o077 == 0 {
+		return
+	}
+	fmt.Fprintf(a.stderr, "stickypub: warning: identity file %s is accessible by others (mode %04o): anyone who can read it can publish as you; run: chmod 600 %s\n",
+		path, fi.Mode().Perm(), path)
+}
+
+func isDir(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.IsDir()
 }
 
 // session is an open store and a client on it.
@@ -207,6 +264,8 @@ type session struct {
 	a      *app
 	client *core.Client
 	close  func() error
+	// readOnly: the store was opened read-only (see app.readOnlyOK).
+	readOnly bool
 }
 
 // openSession opens the store and a client with the identity, within ctx.
@@ -215,7 +274,7 @@ func (a *app) openSession(ctx context.Context, opts ...core.Option) (*session, e
 	if err != nil {
 		return nil, err
 	}
-	st, err := openStore(ctx, a.store, a.logger)
+	st, readOnly, err := openStore(ctx, a.store, a.logger, a.readOnlyOK)
 	if err != nil {
 		return nil, err
 	}
@@ -225,7 +284,7 @@ func (a *app) openSession(ctx context.Context, opts ...core.Option) (*session, e
 		_ = st.Close()
 		return nil, err
 	}
-	s := &session{a: a, client: client}
+	s := &session{a: a, client: client, readOnly: readOnly}
 	s.close = func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
 		defer cancel()

@@ -2,28 +2,50 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
+	"os"
+	"time"
 
 	"github.com/stickypub/stickypub/backend"
 	"github.com/stickypub/stickypub/backend/bolt"
+	"github.com/stickypub/stickypub/core"
 )
 
 // openStore opens the store named by uri. A bolt file is opened shared
 // (see sharedBolt), so that several stickypub processes can use it at once;
-// every other scheme goes to its adapter through backend.Open.
-func openStore(ctx context.Context, uri string, logger *slog.Logger) (backend.Store, error) {
+// every other scheme goes to its adapter through backend.Open. With
+// readOnlyOK, a bolt file this user may not write is opened read-only
+// instead (readOnly is then true).
+func openStore(ctx context.Context, uri string, logger *slog.Logger, readOnlyOK bool) (st backend.Store, readOnly bool, err error) {
 	u, err := url.Parse(uri)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %q: %v", backend.ErrBadURI, uri, err)
+		return nil, false, fmt.Errorf("%w: %s: %v", backend.ErrBadURI, core.QuoteInput(uri), pathErr(err))
 	}
-	if u.Scheme == bolt.Scheme {
-		s, err := openSharedBolt(ctx, uri, u, logger)
-		if err != nil {
-			return nil, err
-		}
-		return s, nil
+	if u.Scheme != bolt.Scheme {
+		st, err := backend.Open(ctx, uri)
+		return st, false, err
 	}
-	return backend.Open(ctx, uri)
+	s, err := openSharedBolt(ctx, uri, u, logger)
+	if err == nil {
+		return s, false, nil
+	}
+	if !readOnlyOK || !errors.Is(err, os.ErrPermission) {
+		return nil, false, err
+	}
+	path, _, budget, perr := parseBoltURI(u)
+	if perr != nil {
+		return nil, false, err
+	}
+	if deadline, ok := ctx.Deadline(); ok {
+		budget = min(budget, time.Until(deadline))
+	}
+	ro, rerr := bolt.Open(path, bolt.WithReadOnly(), bolt.WithLockTimeout(max(budget, time.Millisecond)))
+	if rerr != nil {
+		return nil, false, alsoErr(err, rerr)
+	}
+	logger.Info("no write permission: the bolt file is open read-only", "path", path)
+	return ro, true, nil
 }

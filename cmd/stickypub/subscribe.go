@@ -1,11 +1,14 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/stickypub/stickypub/backend"
 	"github.com/stickypub/stickypub/core"
 )
 
@@ -16,6 +19,7 @@ type subscribeFlags struct {
 	interval  time.Duration
 	count     int
 	ttl       time.Duration
+	untilEnd  bool
 }
 
 // warnEvery is the least time between two warnings about failing polls.
@@ -50,6 +54,7 @@ subscriber visible in "stickypub info"; it is removed on exit.`,
 		Example: `  stickypub subscribe demo
   stickypub subscribe --from-start demo                  # history, then new messages
   stickypub subscribe --from-start --count 10 demo       # the first 10, then exit
+  stickypub subscribe --from-start --until-end demo      # the history, then exit
   stickypub subscribe --json demo | jq -r .payload`,
 		Args: usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -60,6 +65,8 @@ subscriber visible in "stickypub info"; it is removed on exit.`,
 				return usagef("--count must not be negative, got %d", f.count)
 			case f.ttl < time.Second:
 				return usagef("--record-ttl must be at least 1s, got %v", f.ttl)
+			case f.untilEnd && !f.fromStart:
+				return usagef("--until-end reads the history, so it needs --from-start")
 			}
 			return a.subscribe(cmd, args[0], f)
 		},
@@ -69,6 +76,7 @@ subscriber visible in "stickypub info"; it is removed on exit.`,
 	fl.BoolVar(&f.asJSON, "json", false, "print one JSON object per message")
 	fl.DurationVar(&f.interval, "interval", 500*time.Millisecond, "background polling interval")
 	fl.IntVarP(&f.count, "count", "n", 0, "exit after this many messages (0: follow until interrupted)")
+	fl.BoolVar(&f.untilEnd, "until-end", false, "with --from-start: exit once the history present at start is printed")
 	fl.DurationVar(&f.ttl, "record-ttl", core.DefaultSubscriptionTTL,
 		"lifetime of the subscription record if this process dies without removing it (renewed while running)")
 	return cmd
@@ -77,6 +85,7 @@ subscriber visible in "stickypub info"; it is removed on exit.`,
 func (a *app) subscribe(cmd *cobra.Command, topic string, f subscribeFlags) (err error) {
 	ctx := cmd.Context() // ends on SIGINT or SIGTERM: a normal way to stop
 	warn := a.pollWarner(topic)
+	a.readOnlyOK = true // a file this user may not write is read without a subscription record
 	setup, cancel := a.oneShot(cmd)
 	defer cancel()
 	s, err := a.openSession(setup, core.WithEventHandler(warn))
@@ -88,12 +97,23 @@ func (a *app) subscribe(cmd *cobra.Command, topic string, f subscribeFlags) (err
 	if f.fromStart {
 		opts = append(opts, core.FromStart())
 	}
+	if f.untilEnd {
+		opts = append(opts, core.WithoutPush()) // this command polls once itself
+	}
+	if s.readOnly {
+		opts = append(opts, core.WithoutRecord())
+	}
 	sub, err := s.client.Subscribe(setup, topic, opts...)
 	if err != nil {
 		return a.explain(cmd, err)
 	}
 	cancel()
-	if err := s.client.StartPolling(f.interval); err != nil {
+	var caughtUp <-chan error // with --until-end: the history is delivered
+	if f.untilEnd {
+		ch := make(chan error, 1)
+		go func() { ch <- a.pollHistory(ctx, s.client, topic) }()
+		caughtUp = ch
+	} else if err := s.client.StartPolling(f.interval); err != nil {
 		return err
 	}
 	a.logger.Debug("subscribed", "topic", topic, "from_start", f.fromStart, "expires", sub.Expires())
@@ -104,7 +124,7 @@ func (a *app) subscribe(cmd *cobra.Command, topic string, f subscribeFlags) (err
 			return nil
 		case m, ok := <-sub.Messages():
 			if !ok {
-				return fmt.Errorf("subscription to %q ended", topic)
+				return fmt.Errorf("subscription to %s ended", displayTopic(topic))
 			}
 			if err := writeMessage(a.stdout, m, f.asJSON); err != nil {
 				return err
@@ -114,9 +134,64 @@ func (a *app) subscribe(cmd *cobra.Command, topic string, f subscribeFlags) (err
 			}
 		case g, ok := <-sub.Gaps():
 			if ok {
-				fmt.Fprintf(a.stderr, "stickypub: warning: gap on %q: messages %d..%d of publisher %s are missing (%s)\n",
-					g.Topic, g.From, g.To, g.Publisher, g.Reason)
+				a.printGap(g)
 			}
+		case err := <-caughtUp:
+			if err != nil {
+				return a.explain(cmd, err)
+			}
+			// The history is in the channels now: print what is left.
+			return a.drain(sub, n, f)
+		}
+	}
+}
+
+// printGap reports a gap on stderr.
+func (a *app) printGap(g core.Gap) {
+	fmt.Fprintf(a.stderr, "stickypub: warning: gap on %s: messages %d..%d of publisher %s are missing (%s)\n",
+		displayTopic(g.Topic), g.From, g.To, g.Publisher, g.Reason)
+}
+
+// drain prints the messages and gaps already delivered to sub, having
+// printed n messages so far.
+func (a *app) drain(sub *core.Subscription, n int, f subscribeFlags) error {
+	for {
+		select {
+		case g := <-sub.Gaps():
+			a.printGap(g)
+		case m := <-sub.Messages():
+			if err := writeMessage(a.stdout, m, f.asJSON); err != nil {
+				return err
+			}
+			if n++; f.count > 0 && n >= f.count {
+				return nil
+			}
+		default:
+			return nil
+		}
+	}
+}
+
+// pollHistory polls topic once to the end of what the store holds,
+// retrying while the store is unreachable for at most --timeout.
+func (a *app) pollHistory(ctx context.Context, c *core.Client, topic string) error {
+	var failing time.Time
+	for {
+		_, err := c.Poll(ctx, topic)
+		if err == nil || ctx.Err() != nil || !errors.Is(err, backend.ErrUnavailable) {
+			return err
+		}
+		if failing.IsZero() {
+			failing = time.Now()
+		} else if time.Since(failing) > a.timeout {
+			return fmt.Errorf("reading the history of %s: %w", displayTopic(topic), err)
+		}
+		t := time.NewTimer(200 * time.Millisecond)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil
 		}
 	}
 }
@@ -131,7 +206,7 @@ func (a *app) pollWarner(topic string) func(core.Event) {
 	return func(e core.Event) {
 		switch e.Kind {
 		case core.EventInvalid:
-			fmt.Fprintf(a.stderr, "stickypub: warning: dropped an invalid record on %q: %v\n", e.Topic, e.Err)
+			fmt.Fprintf(a.stderr, "stickypub: warning: dropped an invalid record on %s: %v\n", displayTopic(e.Topic), e.Err)
 		case core.EventPollError:
 			mu.Lock()
 			now := time.Now()
@@ -141,7 +216,7 @@ func (a *app) pollWarner(topic string) func(core.Event) {
 			}
 			mu.Unlock()
 			if show {
-				fmt.Fprintf(a.stderr, "stickypub: warning: polling %q failed (retrying): %v\n", topic, e.Err)
+				fmt.Fprintf(a.stderr, "stickypub: warning: polling %s failed (retrying): %v\n", displayTopic(topic), e.Err)
 			}
 		}
 	}
