@@ -55,6 +55,7 @@ type options struct {
 	foldWindow     int
 	now            func() time.Time
 	hub            *Hub
+	headAudit      time.Duration
 }
 
 // Option configures a Client.
@@ -93,7 +94,7 @@ func WithClock(now func() time.Time) Option { return func(o *options) { o.now = 
 
 func buildOptions(opts []Option) options {
 	o := options{maxBatch: 1024, verifyInterval: 500 * time.Millisecond, cacheBytes: 64 << 20, now: time.Now,
-		logger: slog.New(slog.DiscardHandler)}
+		logger: slog.New(slog.DiscardHandler), headAudit: defaultHeadAudit}
 	for _, fn := range opts {
 		fn(&o)
 	}

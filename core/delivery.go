@@ -76,6 +76,9 @@ func (s *Subscription) poll(ctx context.Context) (int, error) {
 	if !c.ordered {
 		return s.pollHeads(ctx)
 	}
+	if s.auditDue() {
+		s.auditHeads(ctx)
+	}
 	st, v, err := c.readCoord(ctx, s.tk)
 	if err != nil {
 		return 0, err

@@ -79,6 +79,7 @@ type Subscription struct {
 	seenBad  map[Ref]bool
 	known    map[PublisherID]bool // registered publishers (unordered mode)
 	pre      map[Ref]*prefetched  // segments prefetched for this poll
+	audit    auditState
 }
 
 // Topic returns the subscribed topic.
@@ -131,6 +132,13 @@ func (c *Client) subscribe(ctx context.Context, topic string, opts []SubscribeOp
 	if dup {
 		return nil, fmt.Errorf("%w: %q", ErrAlreadySubscribed, topic)
 	}
+	s := &Subscription{c: c, tk: tk, opts: o, msgs: make(chan *Message, o.buffer), gaps: make(chan Gap, 256),
+		expected: map[PublisherID]uint64{}, missing: map[Ref]int{}, seenBad: map[Ref]bool{}, known: map[PublisherID]bool{}}
+	if c.ordered {
+		// Announce what a crashed publisher (this identity included) wrote
+		// but never announced, before the position is fixed.
+		s.auditHeads(ctx, c.pid)
+	}
 	var (
 		st *coordState
 		v  backend.Version
@@ -142,8 +150,6 @@ func (c *Client) subscribe(ctx context.Context, topic string, opts []SubscribeOp
 	if err != nil {
 		return nil, err
 	}
-	s := &Subscription{c: c, tk: tk, opts: o, msgs: make(chan *Message, o.buffer), gaps: make(chan Gap, 256),
-		expected: map[PublisherID]uint64{}, missing: map[Ref]int{}, seenBad: map[Ref]bool{}, known: map[PublisherID]bool{}}
 	if o.fromStart {
 		err = retryIO(ctx, func() (err error) {
 			s.base, err = c.retainedBase(ctx, st)
