@@ -165,7 +165,7 @@ func (c *Client) Close(ctx context.Context) error {
 		errs = append(errs, p.close(ctx))
 	}
 	for _, s := range subs {
-		errs = append(errs, c.unsubscribe(ctx, s))
+		errs = append(errs, c.unsubscribe(ctx, s, true))
 	}
 	c.cancel()
 	c.wg.Wait()
