@@ -123,6 +123,44 @@ func (c *engine) readDurable(ctx context.Context, tk topicKeys, id PublisherID) 
 	if err != nil {
 		return nil, backend.Entry{}, err
 	}
+	return c.decodeDurable(ctx, tk, id, e)
+}
+
+// readDurableNewest is readDurable for the record's own writer: on a store
+// that is not linearizable it reads several times and keeps the newest
+// version, since resuming from a stale position would deliver again what
+// was acknowledged (and a stale mark would not flag what was delivered).
+func (c *engine) readDurableNewest(ctx context.Context, tk topicKeys, id PublisherID) (*durRecord, backend.Entry, error) {
+	reads := 1
+	if c.caps.Consistency < backend.Linearizable {
+		reads = 3
+	}
+	var best backend.Entry
+	var bestErr error = backend.ErrNotFound
+	for attempt := 0; reads > 0; attempt++ {
+		e, err := c.store.Get(ctx, tk.durable(id))
+		if err != nil && retryable(err) {
+			if err := sleepJitter(ctx, attempt+4); err != nil {
+				return nil, backend.Entry{}, err
+			}
+			continue
+		}
+		reads--
+		switch {
+		case err == nil && e.Version > best.Version:
+			best, bestErr = e, nil
+		case err != nil && !errors.Is(err, backend.ErrNotFound):
+			return nil, backend.Entry{}, err
+		}
+	}
+	if bestErr != nil {
+		return nil, backend.Entry{}, bestErr
+	}
+	return c.decodeDurable(ctx, tk, id, best)
+}
+
+func (c *engine) decodeDurable(ctx context.Context, tk topicKeys, id PublisherID, e backend.Entry) (*durRecord, backend.Entry, error) {
+	var err error
 	v := e.Value
 	if len(v) == 33 && v[0] == durRefTag {
 		if v, err = c.blobs.get(ctx, Ref(v[1:])); err != nil {
@@ -162,7 +200,7 @@ type durable struct {
 // a zero Cursor when the name is new (or its record expired or was deleted).
 func (d *durable) open(ctx context.Context) (Cursor, error) {
 	s := d.s
-	r, e, err := s.c.readDurable(ctx, s.tk, d.id)
+	r, e, err := s.c.readDurableNewest(ctx, s.tk, d.id)
 	switch {
 	case errors.Is(err, backend.ErrNotFound):
 		return Cursor{}, nil
