@@ -69,6 +69,9 @@ func (c *Client) Retry(ctx context.Context, err error) ([]Receipt, error) {
 			rs = append(rs, Receipt{Topic: pe.Topic, Seq: m.seq, Time: time.Unix(0, m.time)})
 		}
 		c.stats.published.Add(uint64(len(inLog)))
+		p.mu.Lock()
+		p.ackedMax = max(p.ackedMax, inLog[len(inLog)-1].seq)
+		p.mu.Unlock()
 	}
 	if len(rest) == 0 {
 		return rs, nil
