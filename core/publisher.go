@@ -691,6 +691,29 @@ func (p *topicPublisher) sign(msgs []*pendingMsg) {
 	wg.Wait()
 }
 
+// checkOwnHead reads the publisher's head record (unordered mode, at each
+// verification) and reports ErrConcurrentPublisher when it holds another
+// record than the one this client wrote last, at that version or later: on
+// a weak store a second writer with this identity can replace a record
+// after its writer read it back, so the messages acknowledged with it were
+// replaced (see docs/protocol.md). The next publish then fails on the head's
+// compare-and-put and reloads.
+func (p *topicPublisher) checkOwnHead(ctx context.Context) {
+	c := p.c
+	if p.headVal == nil {
+		return
+	}
+	e, err := c.store.Get(ctx, p.tk.head(c.pid))
+	if err != nil || e.Version < p.headVer || bytes.Equal(e.Value, p.headVal) {
+		return
+	}
+	err = fmt.Errorf("%w: %q: the head record this client wrote (version %d) was replaced (version %d)",
+		ErrConcurrentPublisher, p.tk.name, p.headVer, e.Version)
+	c.stats.failures.Add(1)
+	c.emit(Event{Kind: EventPublishError, Topic: p.tk.name, Err: err})
+	c.opts.logger.Warn("stickypub: another client publishes with this identity", "topic", p.tk.name, "err", err)
+}
+
 // verify re-announces the publisher's last announcement if the coordinator
 // lost it (possible on backends that are not linearizable, or after a crash
 // between the head write and the announcement). In unordered mode only the
@@ -700,6 +723,9 @@ func (p *topicPublisher) verify(ctx context.Context) {
 		return
 	}
 	c := p.c
+	if !c.ordered {
+		p.checkOwnHead(ctx)
+	}
 	st, _, err := c.readCoord(ctx, p.tk)
 	if err != nil {
 		return
