@@ -66,6 +66,7 @@ type PublishError struct {
 
 	msgs []*pendingMsg // for Client.Retry
 	req  *pubRequest   // StillQueued: the request still in the queue
+	c    *Client       // the client that published them
 }
 
 // Error implements error.

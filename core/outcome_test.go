@@ -328,3 +328,29 @@ func TestSameIdentityWeakStoreReplacedLater(t *testing.T) {
 		t.Fatal("the replaced head was not reported")
 	}
 }
+
+// Retry of a still-queued publish waits for it; Retry of something else is
+// refused.
+func TestRetryStillQueuedAndForeign(t *testing.T) {
+	ctx := testCtx(t)
+	store := &flaky{Store: newMem(t)}
+	pub := newClient(t, store)
+	_, err := pub.Publish(ctx, "t", []byte("before"))
+	require.NoError(t, err)
+	store.down.Store(true)
+	short, cancel := context.WithTimeout(ctx, 30*time.Millisecond)
+	defer cancel()
+	_, err = pub.Publish(short, "t", []byte("queued"))
+	var pe *PublishError
+	require.ErrorAs(t, err, &pe)
+	require.True(t, pe.StillQueued)
+	require.NotErrorIs(t, err, ErrOutcomeUnknown)
+	_, err = newClient(t, store).Retry(ctx, err)
+	require.Error(t, err, "another client's error")
+	_, err = pub.Retry(ctx, errors.New("x"))
+	require.Error(t, err)
+	store.down.Store(false)
+	rs, err := pub.Retry(ctx, pe)
+	require.NoError(t, err)
+	require.EqualValues(t, 2, rs[0].Seq)
+}

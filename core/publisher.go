@@ -131,13 +131,13 @@ func (p *topicPublisher) wait(ctx context.Context, req *pubRequest) ([]Receipt, 
 		if r.err != nil {
 			c.stats.failures.Add(1)
 			return nil, &PublishError{Topic: p.tk.name, FirstSeq: req.first, LastSeq: req.last, Err: r.err,
-				OutcomeUnknown: r.unknown, msgs: req.msgs}
+				OutcomeUnknown: r.unknown, msgs: req.msgs, c: c}
 		}
 		c.stats.published.Add(uint64(len(req.msgs)))
 		return req.receipts(p.tk.name), nil
 	case <-ctx.Done():
 		return nil, &PublishError{Topic: p.tk.name, FirstSeq: req.first, LastSeq: req.last, Err: ctx.Err(),
-			StillQueued: true, msgs: req.msgs, req: req}
+			StillQueued: true, msgs: req.msgs, req: req, c: c}
 	}
 }
 

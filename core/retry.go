@@ -24,8 +24,8 @@ import (
 // with this identity), Retry fails with ErrConcurrentPublisher.
 func (c *Client) Retry(ctx context.Context, err error) ([]Receipt, error) {
 	var pe *PublishError
-	if !errors.As(err, &pe) || len(pe.msgs) == 0 {
-		return nil, fmt.Errorf("core: Retry needs a *PublishError from this client's Publish or PublishBatch, got %w", err)
+	if !errors.As(err, &pe) || len(pe.msgs) == 0 || pe.c != c {
+		return nil, fmt.Errorf("core: Retry needs a *PublishError from this client's Publish or PublishBatch, got: %w", err)
 	}
 	p, err := c.publisher(pe.Topic)
 	if err != nil {
