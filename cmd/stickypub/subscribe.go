@@ -20,6 +20,8 @@ type subscribeFlags struct {
 	count     int
 	ttl       time.Duration
 	untilEnd  bool
+	durable   string
+	cursor    string
 }
 
 // warnEvery is the least time between two warnings about failing polls.
@@ -50,12 +52,21 @@ time, payload (a string if it is UTF-8, else base64 with "base64": true) and
 ttl (when set).
 
 While subscribed, a subscription record (renewed automatically) makes this
-subscriber visible in "stickypub info"; it is removed on exit.`,
+subscriber visible in "stickypub info"; it is removed on exit.
+
+With --durable NAME the position is stored in the store under this identity
+and NAME: each message is acknowledged once printed, and a later
+"subscribe --durable NAME" continues after the last acknowledged message
+(messages printed but not yet acknowledged when the process died are
+printed again, marked "(redelivered)" or "redelivered": true). --json
+prints each message's "cursor"; --from-cursor CURSOR resumes right after
+the message that carried it.`,
 		Example: `  stickypub subscribe demo
   stickypub subscribe --from-start demo                  # history, then new messages
   stickypub subscribe --from-start --count 10 demo       # the first 10, then exit
   stickypub subscribe --from-start --until-end demo      # the history, then exit
-  stickypub subscribe --json demo | jq -r .payload`,
+  stickypub subscribe --json demo | jq -r .payload
+  stickypub subscribe --durable billing --from-start demo  # resumes where it stopped`,
 		Args: usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			switch {
@@ -67,6 +78,8 @@ subscriber visible in "stickypub info"; it is removed on exit.`,
 				return usagef("--record-ttl must be at least 1s, got %v", f.ttl)
 			case f.untilEnd && !f.fromStart:
 				return usagef("--until-end reads the history, so it needs --from-start")
+			case f.cursor != "" && f.fromStart:
+				return usagef("--from-cursor and --from-start exclude each other")
 			}
 			return a.subscribe(cmd, args[0], f)
 		},
@@ -79,6 +92,8 @@ subscriber visible in "stickypub info"; it is removed on exit.`,
 	fl.BoolVar(&f.untilEnd, "until-end", false, "with --from-start: exit once the history present at start is printed")
 	fl.DurationVar(&f.ttl, "record-ttl", core.DefaultSubscriptionTTL,
 		"lifetime of the subscription record if this process dies without removing it (renewed while running)")
+	fl.StringVar(&f.durable, "durable", "", "durable subscription `NAME`: resume after the last acknowledged message")
+	fl.StringVar(&f.cursor, "from-cursor", "", "resume after the message that carried `CURSOR` (see --json)")
 	return cmd
 }
 
@@ -102,6 +117,16 @@ func (a *app) subscribe(cmd *cobra.Command, topic string, f subscribeFlags) (err
 	}
 	if s.readOnly {
 		opts = append(opts, core.WithoutRecord())
+	}
+	if f.cursor != "" {
+		cur, err := core.ParseCursor(f.cursor)
+		if err != nil {
+			return usagef("--from-cursor: %v", err)
+		}
+		opts = append(opts, core.FromCursor(cur))
+	}
+	if f.durable != "" {
+		opts = append(opts, core.Durable(f.durable))
 	}
 	sub, err := s.client.Subscribe(setup, topic, opts...)
 	if err != nil {
@@ -128,6 +153,11 @@ func (a *app) subscribe(cmd *cobra.Command, topic string, f subscribeFlags) (err
 			}
 			if err := writeMessage(a.stdout, m, f.asJSON); err != nil {
 				return err
+			}
+			if f.durable != "" {
+				if err := sub.Ack(m); err != nil {
+					return err
+				}
 			}
 			if n++; f.count > 0 && n >= f.count {
 				return nil
