@@ -88,8 +88,14 @@ func (s *Server) stream(ctx context.Context, w http.ResponseWriter, src source) 
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
-	write := func(format string, args ...any) error {
+	deadline := func() error {
 		if err := rc.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+			return err
+		}
+		return nil
+	}
+	write := func(format string, args ...any) error {
+		if err := deadline(); err != nil {
 			return err
 		}
 		if _, err := fmt.Fprintf(w, format, args...); err != nil {
@@ -115,6 +121,9 @@ func (s *Server) stream(ctx context.Context, w http.ResponseWriter, src source) 
 				return err
 			}
 		case ev := <-src.events:
+			if err := deadline(); err != nil {
+				return err
+			}
 			if err := writeEvent(w, ev); err != nil {
 				return err
 			}

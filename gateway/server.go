@@ -29,8 +29,10 @@ type Server struct {
 	closed  bool
 	feeds   map[string]*feed
 	readers map[*core.Client]struct{} // subscriber clients alive
-	gone    core.Stats                // counters of subscriber clients closed
-	streams int                       // SSE responses in progress
+	// readersWG counts subscriber clients not yet closed.
+	readersWG sync.WaitGroup
+	gone      core.Stats // counters of subscriber clients closed
+	streams   int        // SSE responses in progress
 }
 
 // New returns a gateway on cfg.Store that publishes as cfg.Identity.
@@ -126,26 +128,32 @@ func (s *Server) newReader() (*core.Client, error) {
 		return nil, ErrClosed
 	}
 	s.readers[c] = struct{}{}
+	s.readersWG.Add(1)
 	return c, nil
 }
 
 // closeReader closes a subscriber client (removing its subscription
-// record within ctx) and keeps its counters.
+// record within ctx) and keeps its counters. Only the first call for a
+// client closes it.
 func (s *Server) closeReader(ctx context.Context, c *core.Client) error {
+	s.mu.Lock()
+	_, mine := s.readers[c]
+	delete(s.readers, c)
+	s.mu.Unlock()
+	if !mine {
+		return nil
+	}
+	defer s.readersWG.Done()
 	err := c.Close(ctx)
 	st := c.Stats()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.readers[c]; ok {
-		delete(s.readers, c)
-		st.ActiveSubscriptions = 0
-		s.gone.Received += st.Received
-		s.gone.Failures += st.Failures
-		s.gone.Invalid += st.Invalid
-		s.gone.Duplicates += st.Duplicates
-		s.gone.Expired += st.Expired
-		s.gone.Gaps += st.Gaps
-	}
+	s.gone.Received += st.Received
+	s.gone.Failures += st.Failures
+	s.gone.Invalid += st.Invalid
+	s.gone.Duplicates += st.Duplicates
+	s.gone.Expired += st.Expired
+	s.gone.Gaps += st.Gaps
 	return err
 }
 
@@ -179,6 +187,7 @@ func (s *Server) Close(ctx context.Context) error {
 	for _, c := range readers {
 		errs = append(errs, s.closeReader(ctx, c))
 	}
+	s.readersWG.Wait() // closed by streams that ended concurrently
 	errs = append(errs, s.client.Close(ctx))
 	s.hub.Close()
 	return errors.Join(errs...)
