@@ -16,6 +16,7 @@ type subscribeFlags struct {
 	interval  time.Duration
 	count     int
 	ttl       time.Duration
+	metrics   string
 }
 
 // warnEvery is the least time between two warnings about failing polls.
@@ -71,6 +72,7 @@ subscriber visible in "stickypub info"; it is removed on exit.`,
 	fl.IntVarP(&f.count, "count", "n", 0, "exit after this many messages (0: follow until interrupted)")
 	fl.DurationVar(&f.ttl, "record-ttl", core.DefaultSubscriptionTTL,
 		"lifetime of the subscription record if this process dies without removing it (renewed while running)")
+	fl.StringVar(&f.metrics, "metrics", "", "serve Prometheus metrics on ADDR/metrics (e.g. 127.0.0.1:9100)")
 	return cmd
 }
 
@@ -79,10 +81,16 @@ func (a *app) subscribe(cmd *cobra.Command, topic string, f subscribeFlags) (err
 	warn := a.pollWarner(topic)
 	setup, cancel := a.oneShot(cmd)
 	defer cancel()
-	s, err := a.openSession(setup, core.WithEventHandler(warn))
+	ms, err := a.startMetrics(f.metrics)
+	if err != nil {
+		return err
+	}
+	defer ms.close()
+	s, err := a.openSession(setup, core.WithEventHandler(ms.eventHandler(warn)))
 	if err != nil {
 		return a.explain(cmd, err)
 	}
+	ms.watch(s.client)
 	defer func() { err = alsoErr(err, s.close()) }()
 	opts := []core.SubscribeOption{core.WithSubscriptionTTL(f.ttl)}
 	if f.fromStart {
