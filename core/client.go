@@ -55,6 +55,7 @@ type options struct {
 	foldWindow     int
 	now            func() time.Time
 	hub            *Hub
+	headAudit      time.Duration
 }
 
 // Option configures a Client.
@@ -93,7 +94,7 @@ func WithClock(now func() time.Time) Option { return func(o *options) { o.now = 
 
 func buildOptions(opts []Option) options {
 	o := options{maxBatch: 1024, verifyInterval: 500 * time.Millisecond, cacheBytes: 64 << 20, now: time.Now,
-		logger: slog.New(slog.DiscardHandler)}
+		logger: slog.New(slog.DiscardHandler), headAudit: defaultHeadAudit}
 	for _, fn := range opts {
 		fn(&o)
 	}
@@ -164,7 +165,7 @@ func (c *Client) Close(ctx context.Context) error {
 		errs = append(errs, p.close(ctx))
 	}
 	for _, s := range subs {
-		errs = append(errs, c.unsubscribe(ctx, s))
+		errs = append(errs, c.unsubscribe(ctx, s, true))
 	}
 	c.cancel()
 	c.wg.Wait()

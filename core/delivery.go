@@ -76,10 +76,14 @@ func (s *Subscription) poll(ctx context.Context) (int, error) {
 	if !c.ordered {
 		return s.pollHeads(ctx)
 	}
+	if s.auditDue() {
+		s.auditHeads(ctx)
+	}
 	st, v, err := c.readCoord(ctx, s.tk)
 	if err != nil {
 		return 0, err
 	}
+	s.target = st.Count
 	if v == 0 || v < s.coordVer || (v == s.coordVer && s.cursor >= st.Count) {
 		return 0, nil // nothing new, or a stale read
 	}
@@ -94,6 +98,7 @@ func (s *Subscription) poll(ctx context.Context) (int, error) {
 			s.gap(p, s.next(p), h, "dropped by retention before delivery")
 		}
 		s.cursor = st.RetainFrom
+		s.rebase(base)
 	}
 	if s.cursor > st.Count { // a weaker backend replaced a longer history
 		s.cursor = st.Count
@@ -113,6 +118,7 @@ func (s *Subscription) poll(ctx context.Context) (int, error) {
 		if err != nil {
 			return n, err
 		}
+		s.passed(a)
 		s.cursor++
 	}
 	complete := true
@@ -167,7 +173,7 @@ func (s *Subscription) pollHeads(ctx context.Context) (int, error) {
 			if s.opts.fromStart && !had {
 				// First sight of this publisher by a FromStart subscription:
 				// it starts at what the publisher retains, as a late joiner.
-				s.expected[p] = h.Base
+				s.setNext(p, h.Base)
 			} else {
 				s.gap(p, s.next(p), h.Base-1, "dropped by retention before delivery")
 			}
@@ -288,16 +294,29 @@ func (s *Subscription) deliver(ctx context.Context, a announcement) (int, error)
 			}
 			if m.Expired(s.c.now()) {
 				s.c.stats.expired.Add(1)
-				s.expected[a.Pub] = seq + 1
+				s.setNext(a.Pub, seq+1)
 				continue
 			}
+			if s.dur != nil {
+				re, err := s.dur.beforeDeliver(ctx, a.Pub, seq, a.To)
+				if err != nil {
+					return n, err
+				}
+				m.Redelivered = re
+			}
+			m.Cursor, m.sub = s.cursorAfter(a.Pub, seq+1), s
+			s.serial++
+			m.serial = s.serial
 			select {
 			case s.msgs <- m:
 			case <-ctx.Done():
 				return n, ctx.Err()
 			}
-			s.expected[a.Pub] = seq + 1
+			s.setNext(a.Pub, seq+1)
 			n++
+			if m.Redelivered {
+				s.c.stats.redelivered.Add(1)
+			}
 			s.c.stats.received.Add(1)
 			s.c.emit(Event{Kind: EventMessage, Topic: s.tk.name, Seq: seq, Message: m})
 		}
@@ -311,7 +330,7 @@ func (s *Subscription) gap(p PublisherID, from, to uint64, reason string) {
 	}
 	from = max(from, s.next(p))
 	g := Gap{Topic: s.tk.name, Publisher: p, From: from, To: to, Reason: reason}
-	s.expected[p] = to + 1
+	s.setNext(p, to+1)
 	s.c.stats.gaps.Add(1)
 	s.c.emit(Event{Kind: EventGap, Topic: s.tk.name, Gap: &g})
 	select {

@@ -28,31 +28,57 @@ var (
 	ErrBadSignature = errors.New("core: bad signature")
 	// ErrPollingActive: StartPolling was called while polling runs.
 	ErrPollingActive = errors.New("core: background polling already running")
+	// ErrOutcomeUnknown: a publish failed after its messages may have
+	// reached the publisher's log, so they may still be delivered. Retry
+	// the *PublishError with Client.Retry (never by publishing the payloads
+	// again): it finds out and does not duplicate.
+	ErrOutcomeUnknown = errors.New("core: publish outcome unknown")
 )
 
-// PublishError reports a publish that did not complete before its context
-// ended. The messages keep their sequence numbers and stay queued: the client
-// keeps trying to publish them until it is closed, so nothing is lost and a
-// retry is not needed (and would publish a second copy).
+// PublishError reports a publish that did not complete. Exactly one of
+// three outcomes holds:
+//
+//   - StillQueued: the caller's context ended first. The messages keep
+//     their sequence numbers and stay queued: the client keeps trying to
+//     publish them until it is closed, so a retry is not needed.
+//   - OutcomeUnknown (errors.Is(err, ErrOutcomeUnknown)): the publish
+//     failed after the messages may have reached the publisher's log, so
+//     they may still be delivered. Client.Retry settles it without
+//     duplicating.
+//   - neither: the messages were not published (nothing of them was
+//     written); Client.Retry or a new Publish publishes them.
+//
+// After a permanent error the topic publisher reloads its head record at the
+// next publish, so one failure never wedges later publishes.
 type PublishError struct {
-	Topic       string
-	FirstSeq    uint64
-	LastSeq     uint64
-	StillQueued bool
-	Err         error
+	Topic          string
+	FirstSeq       uint64
+	LastSeq        uint64
+	StillQueued    bool
+	OutcomeUnknown bool
+	Err            error
+
+	msgs []*pendingMsg // for Client.Retry
+	req  *pubRequest   // StillQueued: the request still in the queue
 }
 
 // Error implements error.
 func (e *PublishError) Error() string {
-	state := "abandoned"
-	if e.StillQueued {
+	state := "not published"
+	switch {
+	case e.StillQueued:
 		state = "still queued and will be published"
+	case e.OutcomeUnknown:
+		state = "outcome unknown: they may have been published; use Client.Retry, not a new Publish"
 	}
 	return fmt.Sprintf("core: publish %q seq %d-%d: %v (messages %s)", e.Topic, e.FirstSeq, e.LastSeq, e.Err, state)
 }
 
 // Unwrap returns the cause.
 func (e *PublishError) Unwrap() error { return e.Err }
+
+// Is reports ErrOutcomeUnknown for an error whose outcome is unknown.
+func (e *PublishError) Is(target error) bool { return target == ErrOutcomeUnknown && e.OutcomeUnknown }
 
 func malformed(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrMalformed, fmt.Sprintf(format, args...))

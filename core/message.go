@@ -26,6 +26,18 @@ type Message struct {
 	Payload []byte
 	// Signature is the publisher's Ed25519 signature.
 	Signature []byte
+	// Cursor is the subscription's position after this message: give it to
+	// FromCursor to resume right after it.
+	Cursor Cursor
+	// Redelivered is set on a durable subscription's message that an
+	// earlier run of the subscription may have delivered already (it was
+	// delivered or about to be, but not acknowledged, when that run ended).
+	// Every message delivered twice is flagged; a flagged one was not
+	// necessarily seen before.
+	Redelivered bool
+
+	sub    *Subscription // the subscription that delivered it (for Ack)
+	serial uint64        // its place in that subscription's delivery order
 }
 
 // Expired reports whether the message's TTL has passed at now.

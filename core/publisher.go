@@ -1,6 +1,7 @@
 package core
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -85,13 +86,33 @@ func (c *Client) publish(ctx context.Context, topic string, payloads [][]byte, o
 	if err != nil {
 		return nil, err
 	}
-	if err := p.load(ctx); err != nil {
-		c.stats.failures.Add(1)
-		return nil, err
+	now := c.now().UnixNano()
+	msgs := make([]*pendingMsg, len(payloads))
+	for i, pl := range payloads {
+		msgs[i] = &pendingMsg{time: now, ttl: int64(po.ttl), payload: pl}
 	}
-	req, rs, msgs, err := p.enqueue(payloads, po.ttl)
-	if err != nil {
-		return nil, err
+	return p.submit(ctx, msgs)
+}
+
+// submit loads the publisher if needed, queues msgs (assigning their seqs)
+// and waits for the outcome.
+func (p *topicPublisher) submit(ctx context.Context, msgs []*pendingMsg) ([]Receipt, error) {
+	c := p.c
+	var req *pubRequest
+	for {
+		if err := p.load(ctx); err != nil {
+			c.stats.failures.Add(1)
+			return nil, err
+		}
+		var err error
+		req, err = p.enqueue(msgs)
+		if errors.Is(err, errReload) {
+			continue // a permanent error reset the publisher meanwhile
+		}
+		if err != nil {
+			return nil, err
+		}
+		break
 	}
 	// Sign here, in the caller's goroutine, so that signing overlaps the
 	// flusher's round trips for the previous batch. (If the flusher takes
@@ -99,18 +120,29 @@ func (c *Client) publish(ctx context.Context, topic string, payloads [][]byte, o
 	// both produce the same bytes.)
 	p.sign(msgs)
 	p.signal()
+	return p.wait(ctx, req)
+}
+
+// wait waits for req's outcome.
+func (p *topicPublisher) wait(ctx context.Context, req *pubRequest) ([]Receipt, error) {
+	c := p.c
 	select {
-	case err := <-req.done:
-		if err != nil {
+	case r := <-req.done:
+		if r.err != nil {
 			c.stats.failures.Add(1)
-			return nil, &PublishError{Topic: topic, FirstSeq: req.first, LastSeq: req.last, Err: err}
+			return nil, &PublishError{Topic: p.tk.name, FirstSeq: req.first, LastSeq: req.last, Err: r.err,
+				OutcomeUnknown: r.unknown, msgs: req.msgs}
 		}
-		c.stats.published.Add(uint64(len(rs)))
-		return rs, nil
+		c.stats.published.Add(uint64(len(req.msgs)))
+		return req.receipts(p.tk.name), nil
 	case <-ctx.Done():
-		return nil, &PublishError{Topic: topic, FirstSeq: req.first, LastSeq: req.last, Err: ctx.Err(), StillQueued: true}
+		return nil, &PublishError{Topic: p.tk.name, FirstSeq: req.first, LastSeq: req.last, Err: ctx.Err(),
+			StillQueued: true, msgs: req.msgs, req: req}
 	}
 }
+
+// errReload: the publisher must reload its head record before queueing.
+var errReload = errors.New("core: publisher reloading")
 
 func (c *Client) publisher(topic string) (*topicPublisher, error) {
 	c.mu.Lock()
@@ -149,6 +181,7 @@ type topicPublisher struct {
 	// Set by load under mu, then owned by the run goroutine.
 	prevSeg    Ref
 	headVer    backend.Version
+	headVal    []byte // the head record last written (compared on read-back)
 	base       uint64 // first retained seq, written in the head record
 	recent     []segSpan
 	lastAnn    announcement
@@ -173,7 +206,23 @@ type pendingMsg struct {
 
 type pubRequest struct {
 	first, last uint64
-	done        chan error
+	msgs        []*pendingMsg
+	done        chan pubResult
+}
+
+func (r *pubRequest) receipts(topic string) []Receipt {
+	rs := make([]Receipt, len(r.msgs))
+	for i, m := range r.msgs {
+		rs[i] = Receipt{Topic: topic, Seq: m.seq, Time: time.Unix(0, m.time)}
+	}
+	return rs
+}
+
+// pubResult is the outcome of a request: unknown means the messages may
+// have reached the log although err says the publish failed.
+type pubResult struct {
+	err     error
+	unknown bool
 }
 
 // inflightBatch is a batch being written. It is retried exactly as formed,
@@ -182,7 +231,13 @@ type inflightBatch struct {
 	msgs     []*pendingMsg
 	ref      Ref
 	headDone bool
+	// headMaybe: a head write of this batch failed in a way that does not
+	// rule out that it was applied.
+	headMaybe bool
 }
+
+// outcomeUnknown reports whether the batch may be in the log.
+func (b *inflightBatch) outcomeUnknown() bool { return b.headDone || b.headMaybe }
 
 // load reads the publisher's head record once, to resume the sequence after
 // a restart.
@@ -212,7 +267,7 @@ func (p *topicPublisher) load(ctx context.Context) error {
 		}
 		next = h.Last + 1
 		p.mu.Lock()
-		p.prevSeg, p.headVer, p.base = h.Seg, e.Version, h.Base
+		p.prevSeg, p.headVer, p.headVal, p.base = h.Seg, e.Version, e.Value, h.Base
 		// A previous run may have stopped between its head write and its
 		// announcement: the run loop re-announces lastAnn when missing.
 		p.lastAnn = announcement{Pub: c.pid, Seg: h.Seg, To: h.Last}
@@ -262,23 +317,24 @@ func (p *topicPublisher) readOwnHead(ctx context.Context) (backend.Entry, error)
 	return best, bestErr
 }
 
-func (p *topicPublisher) enqueue(payloads [][]byte, ttl time.Duration) (*pubRequest, []Receipt, []*pendingMsg, error) {
-	now := p.c.now()
+// enqueue assigns the next seqs to msgs (time, TTL and payload set) and
+// queues them.
+func (p *topicPublisher) enqueue(msgs []*pendingMsg) (*pubRequest, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closing {
-		return nil, nil, nil, ErrClientClosed
+		return nil, ErrClientClosed
 	}
-	req := &pubRequest{first: p.next, last: p.next + uint64(len(payloads)) - 1, done: make(chan error, 1)}
-	rs := make([]Receipt, len(payloads))
-	msgs := make([]*pendingMsg, len(payloads))
-	for i, pl := range payloads {
-		msgs[i] = &pendingMsg{seq: p.next, time: now.UnixNano(), ttl: int64(ttl), payload: pl, req: req}
-		rs[i] = Receipt{Topic: p.tk.name, Seq: p.next, Time: now}
+	if !p.loaded {
+		return nil, errReload
+	}
+	req := &pubRequest{first: p.next, last: p.next + uint64(len(msgs)) - 1, msgs: msgs, done: make(chan pubResult, 1)}
+	for _, m := range msgs {
+		m.seq, m.req = p.next, req
 		p.next++
 	}
 	p.queue = append(p.queue, msgs...)
-	return req, rs, msgs, nil
+	return req, nil
 }
 
 // signal wakes the flusher.
@@ -316,22 +372,34 @@ func (p *topicPublisher) run() {
 		defer t.Stop()
 		tick = t.C
 	}
-	failures := 0
-	// Wait for load (it sets the head state this goroutine owns from then on).
-	p.mu.Lock()
-	for !p.loaded && !p.closing {
-		p.mu.Unlock()
-		select {
-		case <-p.wake:
-		case <-c.ctx.Done():
-		}
+	for {
+		// Wait for load (it sets the head state this goroutine owns from
+		// then on).
 		p.mu.Lock()
-		if c.ctx.Err() != nil {
-			p.closing = true
+		for !p.loaded && !p.closing {
+			p.mu.Unlock()
+			select {
+			case <-p.wake:
+			case <-c.ctx.Done():
+			}
+			p.mu.Lock()
+			if c.ctx.Err() != nil {
+				p.closing = true
+			}
+		}
+		p.mu.Unlock()
+		p.verify(c.ctx)
+		if !p.flushLoop(tick) {
+			return
 		}
 	}
-	p.mu.Unlock()
-	p.verify(c.ctx)
+}
+
+// flushLoop writes queued batches until the publisher closes (false) or a
+// permanent error resets it (true: wait for the next load).
+func (p *topicPublisher) flushLoop(tick <-chan time.Time) bool {
+	c := p.c
+	failures := 0
 	for {
 		p.mu.Lock()
 		for p.inflight == nil && len(p.queue) == 0 && !p.closing {
@@ -349,7 +417,7 @@ func (p *topicPublisher) run() {
 		}
 		if p.inflight == nil && len(p.queue) == 0 {
 			p.mu.Unlock()
-			return
+			return false
 		}
 		if p.inflight == nil {
 			n := min(len(p.queue), c.opts.maxBatch)
@@ -366,22 +434,43 @@ func (p *topicPublisher) run() {
 		err := p.flush(ctx, b)
 		if err == nil {
 			failures = 0
-			p.finish(b, nil)
+			p.finish(b, nil, false)
 			continue
 		}
 		c.stats.failures.Add(1)
 		c.emit(Event{Kind: EventPublishError, Topic: p.tk.name, Err: err})
 		c.opts.logger.Warn("stickypub: publish batch failed", "topic", p.tk.name, "err", err)
-		if permanent(err) || ctx.Err() != nil || c.ctx.Err() != nil {
+		if ctx.Err() != nil || c.ctx.Err() != nil {
 			p.failAll(err)
-			return
+			return false
+		}
+		if permanent(err) {
+			p.reset(b, err)
+			return true
 		}
 		failures++
 		c.stats.retries.Add(1)
 		if sleepJitter(ctx, failures+6) != nil {
 			p.failAll(ctx.Err())
-			return
+			return false
 		}
+	}
+}
+
+// reset fails batch b with err after a permanent error, and with it the
+// messages queued behind it (their seqs follow b's), and forgets the head
+// state: the next publish reloads the head record and proceeds (or fails
+// with the same error), so one failure never wedges the topic.
+func (p *topicPublisher) reset(b *inflightBatch, err error) {
+	p.mu.Lock()
+	rest := p.queue
+	p.queue, p.loaded = nil, false
+	p.prevSeg, p.headVer, p.headVal, p.base, p.recent = Ref{}, 0, nil, 0, nil
+	p.lastAnn, p.registered = announcement{}, false
+	p.mu.Unlock()
+	p.finish(b, err, b.outcomeUnknown())
+	if len(rest) > 0 {
+		p.finish(&inflightBatch{msgs: rest}, fmt.Errorf("queued behind a failed batch: %w", err), false)
 	}
 }
 
@@ -392,14 +481,16 @@ func permanent(err error) bool {
 		errors.Is(err, ErrMalformed) || errors.Is(err, backend.ErrCorrupt)
 }
 
-func (p *topicPublisher) finish(b *inflightBatch, err error) {
+func (p *topicPublisher) finish(b *inflightBatch, err error, unknown bool) {
 	p.mu.Lock()
-	p.inflight = nil
+	if p.inflight == b {
+		p.inflight = nil
+	}
 	p.mu.Unlock()
 	for _, m := range b.msgs {
 		if m.seq == m.req.last || err != nil {
 			select {
-			case m.req.done <- err:
+			case m.req.done <- pubResult{err: err, unknown: unknown}:
 			default:
 			}
 		}
@@ -412,10 +503,10 @@ func (p *topicPublisher) failAll(err error) {
 	p.queue, p.closing = nil, true
 	p.mu.Unlock()
 	if b != nil {
-		p.finish(b, err)
+		p.finish(b, err, b.outcomeUnknown())
 	}
 	if len(rest) > 0 {
-		p.finish(&inflightBatch{msgs: rest}, err)
+		p.finish(&inflightBatch{msgs: rest}, err, false)
 	}
 }
 
@@ -435,6 +526,9 @@ func (p *topicPublisher) flush(ctx context.Context, b *inflightBatch) error {
 		}
 		b.ref = ref
 		if err := p.writeHead(ctx, last, ref); err != nil {
+			if !refused(err) {
+				b.headMaybe = true
+			}
 			return err
 		}
 		b.headDone = true
@@ -463,13 +557,27 @@ func (p *topicPublisher) flush(ctx context.Context, b *inflightBatch) error {
 	return nil
 }
 
+// refused reports head-write errors after which the write certainly did
+// not happen.
+func refused(err error) bool {
+	return errors.Is(err, ErrConcurrentPublisher) || errors.Is(err, backend.ErrTooLarge) ||
+		errors.Is(err, backend.ErrInvalidKey) || errors.Is(err, backend.ErrClosed)
+}
+
 // confirmHead reads the head record back until the written version is
-// visible (a backend that is not linearizable may serve a stale read).
+// visible (a backend that is not linearizable may serve a stale read). It
+// compares content, not only versions: on a weak store two writers with
+// one identity can both be told they won, and the one whose record is not
+// the stored one must not acknowledge its messages.
 func (p *topicPublisher) confirmHead(ctx context.Context) error {
 	key := p.tk.head(p.c.pid)
 	for attempt := 0; ; attempt++ {
 		e, err := p.c.store.Get(ctx, key)
 		if err == nil && e.Version >= p.headVer {
+			if !bytes.Equal(e.Value, p.headVal) {
+				return fmt.Errorf("%w: %q: the head record read back (version %d) is not the one written (version %d)",
+					ErrConcurrentPublisher, p.tk.name, e.Version, p.headVer)
+			}
 			return nil
 		}
 		if err != nil && !retryable(err) && !errors.Is(err, backend.ErrNotFound) {
@@ -506,9 +614,10 @@ func (p *topicPublisher) writeHead(ctx context.Context, last uint64, ref Ref) er
 	c := p.c
 	key := p.tk.head(c.pid)
 	base := p.retainBase(last, c.now().UnixNano())
-	v, err := c.store.CompareAndPut(ctx, key, p.headVer, newHeadRecord(c.id, p.tk.name, base, last, ref).encode())
+	rec := newHeadRecord(c.id, p.tk.name, base, last, ref).encode()
+	v, err := c.store.CompareAndPut(ctx, key, p.headVer, rec)
 	if err == nil {
-		p.headVer, p.base = v, base
+		p.headVer, p.headVal, p.base = v, rec, base
 		return nil
 	}
 	if !errors.Is(err, backend.ErrConflict) {
@@ -521,8 +630,9 @@ func (p *topicPublisher) writeHead(ctx context.Context, last uint64, ref Ref) er
 		}
 	}
 	if cur.Version != 0 {
-		if h, err := decodeHead(p.tk.name, cur.Value); err == nil && h.Last == last && h.Seg == ref {
-			p.headVer, p.base = cur.Version, h.Base
+		if h, err := decodeHead(p.tk.name, cur.Value); err == nil && h.Last == last && h.Seg == ref &&
+			PublisherIDOf(h.Publisher) == c.pid {
+			p.headVer, p.headVal, p.base = cur.Version, cur.Value, h.Base
 			return nil
 		}
 	}

@@ -12,6 +12,8 @@ type Stats struct {
 	Duplicates          uint64 // messages suppressed as already delivered
 	Expired             uint64 // messages skipped because their TTL passed
 	Gaps                uint64 // gaps reported
+	Redelivered         uint64 // messages delivered flagged Redelivered (durable subscriptions)
+	AckWrites           uint64 // durable positions stored by Ack
 	ActiveSubscriptions int
 	Polling             bool
 }
@@ -19,6 +21,7 @@ type Stats struct {
 type counters struct {
 	published, received, failures, retries atomic.Uint64
 	invalid, duplicates, expired, gaps     atomic.Uint64
+	redelivered, acked                     atomic.Uint64
 }
 
 // Stats returns the client's statistics.
@@ -31,5 +34,6 @@ func (c *Client) Stats() Stats {
 		Published: s.published.Load(), Received: s.received.Load(), Failures: s.failures.Load(),
 		Retries: s.retries.Load() + c.engine.retries.Load(), Invalid: s.invalid.Load(), Duplicates: s.duplicates.Load(),
 		Expired: s.expired.Load(), Gaps: s.gaps.Load(), ActiveSubscriptions: active, Polling: polling,
+		Redelivered: s.redelivered.Load(), AckWrites: s.acked.Load(),
 	}
 }

@@ -21,10 +21,13 @@ const DefaultSubscriptionTTL = 10 * time.Minute
 type SubscribeOption func(*subscribeOptions)
 
 type subscribeOptions struct {
-	fromStart bool
-	ttl       time.Duration
-	buffer    int
-	push      bool
+	fromStart  bool
+	ttl        time.Duration
+	buffer     int
+	push       bool
+	cursor     Cursor
+	durable    string
+	durableTTL time.Duration
 }
 
 // FromStart delivers the topic's whole retained history, then new
@@ -67,6 +70,7 @@ type Subscription struct {
 	recMu   sync.Mutex
 	recVer  backend.Version
 	expires time.Time
+	keep    bool // unsubscribing by Close: keep the durable position
 
 	// Delivery state, guarded by pollMu.
 	pollMu   sync.Mutex
@@ -79,6 +83,12 @@ type Subscription struct {
 	seenBad  map[Ref]bool
 	known    map[PublisherID]bool // registered publishers (unordered mode)
 	pre      map[Ref]*prefetched  // segments prefetched for this poll
+	audit    auditState
+	pos      posTracker // the position, for each message's cursor
+	target   uint64     // the coordinator's count at this poll (ordered)
+	serial   uint64     // messages delivered (their order, for Ack)
+
+	dur *durable // nil unless Durable
 }
 
 // Topic returns the subscribed topic.
@@ -116,7 +126,7 @@ func (c *Client) subscribe(ctx context.Context, topic string, opts []SubscribeOp
 	if err := checkTopic(topic); err != nil {
 		return nil, err
 	}
-	o := subscribeOptions{ttl: DefaultSubscriptionTTL, buffer: 1024, push: true}
+	o := subscribeOptions{ttl: DefaultSubscriptionTTL, buffer: 1024, push: true, durableTTL: DefaultDurableTTL}
 	for _, fn := range opts {
 		fn(&o)
 	}
@@ -131,6 +141,29 @@ func (c *Client) subscribe(ctx context.Context, topic string, opts []SubscribeOp
 	if dup {
 		return nil, fmt.Errorf("%w: %q", ErrAlreadySubscribed, topic)
 	}
+	s := &Subscription{c: c, tk: tk, opts: o, msgs: make(chan *Message, o.buffer), gaps: make(chan Gap, 256),
+		expected: map[PublisherID]uint64{}, missing: map[Ref]int{}, seenBad: map[Ref]bool{}, known: map[PublisherID]bool{}}
+	if o.durable != "" {
+		s.dur = &durable{s: s, name: o.durable, id: durableID(c.id.PublicKey(), o.durable),
+			ttl: max(o.durableTTL, time.Second), wake: make(chan struct{}, 1)}
+		acked, err := s.dur.open(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if !acked.IsZero() {
+			o.cursor = acked // resume: the stored position wins
+		}
+	}
+	if !o.cursor.IsZero() {
+		if err := o.cursor.check(tk, c.ordered); err != nil {
+			return nil, err
+		}
+	}
+	if c.ordered {
+		// Announce what a crashed publisher (this identity included) wrote
+		// but never announced, before the position is fixed.
+		s.auditHeads(ctx, c.pid)
+	}
 	var (
 		st *coordState
 		v  backend.Version
@@ -142,9 +175,12 @@ func (c *Client) subscribe(ctx context.Context, topic string, opts []SubscribeOp
 	if err != nil {
 		return nil, err
 	}
-	s := &Subscription{c: c, tk: tk, opts: o, msgs: make(chan *Message, o.buffer), gaps: make(chan Gap, 256),
-		expected: map[PublisherID]uint64{}, missing: map[Ref]int{}, seenBad: map[Ref]bool{}, known: map[PublisherID]bool{}}
-	if o.fromStart {
+	switch {
+	case !o.cursor.IsZero():
+		if err := s.resume(ctx, st, o.cursor); err != nil {
+			return nil, err
+		}
+	case o.fromStart:
 		err = retryIO(ctx, func() (err error) {
 			s.base, err = c.retainedBase(ctx, st)
 			return err
@@ -153,13 +189,19 @@ func (c *Client) subscribe(ctx context.Context, topic string, opts []SubscribeOp
 			return nil, err
 		}
 		s.cursor = st.RetainFrom
-	} else {
+	default:
 		s.base, s.cursor, s.coordVer = maps.Clone(st.Heads), st.Count, v
 		if !c.ordered {
 			if err := s.baseFromHeads(ctx, st); err != nil {
 				return nil, err
 			}
 		}
+	}
+	if o.cursor.IsZero() {
+		s.initPos()
+	}
+	if s.dur != nil && s.dur.acked.IsZero() {
+		s.dur.acked = s.current() // a new durable starts here, even if it never acks
 	}
 	if err := s.writeRecord(ctx, c.now().Add(o.ttl)); err != nil {
 		return nil, err
@@ -172,6 +214,9 @@ func (c *Client) subscribe(ctx context.Context, topic string, opts []SubscribeOp
 	s.ctx, s.cancel = context.WithCancel(c.ctx)
 	c.subs[topic] = s
 	c.mu.Unlock()
+	if s.dur != nil {
+		s.wg.Go(func() { s.dur.run(s.ctx) })
+	}
 	if w, ok := c.store.(backend.Watcher); ok && o.push {
 		if err := s.startPush(w); err != nil {
 			c.opts.logger.Warn("stickypub: push unavailable, poll instead", "topic", topic, "err", err)
@@ -215,10 +260,19 @@ func (c *Client) Unsubscribe(ctx context.Context, topic string) error {
 	if !ok {
 		return fmt.Errorf("%w: %q", ErrNotSubscribed, topic)
 	}
-	return c.unsubscribe(ctx, s)
+	return c.unsubscribe(ctx, s, false)
 }
 
-func (c *Client) unsubscribe(ctx context.Context, s *Subscription) error {
+// unsubscribe ends s. keep (Close) keeps a durable subscription's position,
+// after storing its pending acknowledgements; otherwise it is deleted.
+func (c *Client) unsubscribe(ctx context.Context, s *Subscription, keep bool) error {
+	var flushErr error
+	if s.dur != nil && keep {
+		flushErr = s.dur.flush(ctx)
+	}
+	s.recMu.Lock()
+	s.keep = keep
+	s.recMu.Unlock()
 	c.mu.Lock()
 	if c.subs[s.tk.name] == s {
 		delete(c.subs, s.tk.name)
@@ -233,7 +287,7 @@ func (c *Client) unsubscribe(ctx context.Context, s *Subscription) error {
 		close(s.gaps)
 	}
 	s.pollMu.Unlock()
-	err := s.writeRecord(ctx, time.Time{})
+	err := errors.Join(flushErr, s.writeRecord(ctx, time.Time{}))
 	if err != nil {
 		c.stats.failures.Add(1)
 		c.emit(Event{Kind: EventSubscribeError, Topic: s.tk.name, Err: err})
@@ -342,8 +396,29 @@ func (s *Subscription) writeRecord(ctx context.Context, expires time.Time) error
 			return err
 		}
 	}
-	if _, err := c.announce(ctx, s.tk, coordOp{subs: map[PublisherID]int64{c.pid: exp}}); err != nil {
-		return err
+	op := coordOp{subs: map[PublisherID]int64{c.pid: exp}}
+	if d := s.dur; d != nil {
+		// A durable subscription is registered under its durable ID, with
+		// the durable record's expiry; Close leaves it registered.
+		op.subs = map[PublisherID]int64{}
+		switch {
+		case exp != 0:
+			dexp := c.now().Add(d.ttl).UnixNano()
+			if err := d.setExpiry(ctx, dexp); err != nil {
+				return err
+			}
+			op.subs[d.id] = dexp
+		case !s.keep:
+			if err := d.setExpiry(ctx, 0); err != nil {
+				return err
+			}
+			op.subs[d.id] = 0
+		}
+	}
+	if len(op.subs) > 0 {
+		if _, err := c.announce(ctx, s.tk, op); err != nil {
+			return err
+		}
 	}
 	s.expires = expires
 	return nil

@@ -20,6 +20,9 @@ var binPath string
 
 // TestMain builds the command once; the CLI tests run it as a subprocess.
 func TestMain(m *testing.M) {
+	if os.Getenv(envKillChild) != "" {
+		os.Exit(durableChild()) // a child of TestDurableSubscriberSIGKILL
+	}
 	dir, err := os.MkdirTemp("", "stickypub-cli-test")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

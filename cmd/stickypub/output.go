@@ -25,10 +25,15 @@ type jsonMessage struct {
 	Base64  bool   `json:"base64,omitempty"`
 	// TTL is the message's retention limit ("1h0m0s"), absent when none.
 	TTL string `json:"ttl,omitempty"`
+	// Cursor resumes right after this message (subscribe --from-cursor).
+	Cursor string `json:"cursor,omitempty"`
+	// Redelivered: a durable subscription may have printed it before.
+	Redelivered bool `json:"redelivered,omitempty"`
 }
 
 func newJSONMessage(m *core.Message) jsonMessage {
-	j := jsonMessage{Topic: m.Topic, Publisher: m.PublisherID.String(), Seq: m.Seq, Time: m.Time}
+	j := jsonMessage{Topic: m.Topic, Publisher: m.PublisherID.String(), Seq: m.Seq, Time: m.Time,
+		Cursor: m.Cursor.String(), Redelivered: m.Redelivered}
 	if utf8.Valid(m.Payload) {
 		j.Payload = string(m.Payload)
 	} else {
@@ -59,7 +64,11 @@ func writeMessage(w io.Writer, m *core.Message, asJSON bool) error {
 	if asJSON {
 		return writeJSON(w, newJSONMessage(m))
 	}
-	_, err := fmt.Fprintf(w, "[%s] %s #%d: %s\n", m.Time.Local().Format(plainTime), shortID(m.PublisherID), m.Seq, printable(m.Payload))
+	re := ""
+	if m.Redelivered {
+		re = " (redelivered)"
+	}
+	_, err := fmt.Fprintf(w, "[%s] %s #%d%s: %s\n", m.Time.Local().Format(plainTime), shortID(m.PublisherID), m.Seq, re, printable(m.Payload))
 	return err
 }
 

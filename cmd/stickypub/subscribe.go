@@ -16,6 +16,8 @@ type subscribeFlags struct {
 	interval  time.Duration
 	count     int
 	ttl       time.Duration
+	durable   string
+	cursor    string
 	metrics   string
 }
 
@@ -47,11 +49,20 @@ time, payload (a string if it is UTF-8, else base64 with "base64": true) and
 ttl (when set).
 
 While subscribed, a subscription record (renewed automatically) makes this
-subscriber visible in "stickypub info"; it is removed on exit.`,
+subscriber visible in "stickypub info"; it is removed on exit.
+
+With --durable NAME the position is stored in the store under this identity
+and NAME: each message is acknowledged once printed, and a later
+"subscribe --durable NAME" continues after the last acknowledged message
+(messages printed but not yet acknowledged when the process died are
+printed again, marked "(redelivered)" or "redelivered": true). --json
+prints each message's "cursor"; --from-cursor CURSOR resumes right after
+the message that carried it.`,
 		Example: `  stickypub subscribe demo
   stickypub subscribe --from-start demo                  # history, then new messages
   stickypub subscribe --from-start --count 10 demo       # the first 10, then exit
-  stickypub subscribe --json demo | jq -r .payload`,
+  stickypub subscribe --json demo | jq -r .payload
+  stickypub subscribe --durable billing --from-start demo  # resumes where it stopped`,
 		Args: usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			switch {
@@ -61,6 +72,8 @@ subscriber visible in "stickypub info"; it is removed on exit.`,
 				return usagef("--count must not be negative, got %d", f.count)
 			case f.ttl < time.Second:
 				return usagef("--record-ttl must be at least 1s, got %v", f.ttl)
+			case f.cursor != "" && f.fromStart:
+				return usagef("--from-cursor and --from-start exclude each other")
 			}
 			return a.subscribe(cmd, args[0], f)
 		},
@@ -72,6 +85,8 @@ subscriber visible in "stickypub info"; it is removed on exit.`,
 	fl.IntVarP(&f.count, "count", "n", 0, "exit after this many messages (0: follow until interrupted)")
 	fl.DurationVar(&f.ttl, "record-ttl", core.DefaultSubscriptionTTL,
 		"lifetime of the subscription record if this process dies without removing it (renewed while running)")
+	fl.StringVar(&f.durable, "durable", "", "durable subscription `NAME`: resume after the last acknowledged message")
+	fl.StringVar(&f.cursor, "from-cursor", "", "resume after the message that carried `CURSOR` (see --json)")
 	fl.StringVar(&f.metrics, "metrics", "", "serve Prometheus metrics on ADDR/metrics (e.g. 127.0.0.1:9100)")
 	return cmd
 }
@@ -96,6 +111,16 @@ func (a *app) subscribe(cmd *cobra.Command, topic string, f subscribeFlags) (err
 	if f.fromStart {
 		opts = append(opts, core.FromStart())
 	}
+	if f.cursor != "" {
+		cur, err := core.ParseCursor(f.cursor)
+		if err != nil {
+			return usagef("--from-cursor: %v", err)
+		}
+		opts = append(opts, core.FromCursor(cur))
+	}
+	if f.durable != "" {
+		opts = append(opts, core.Durable(f.durable))
+	}
 	sub, err := s.client.Subscribe(setup, topic, opts...)
 	if err != nil {
 		return a.explain(cmd, err)
@@ -116,6 +141,11 @@ func (a *app) subscribe(cmd *cobra.Command, topic string, f subscribeFlags) (err
 			}
 			if err := writeMessage(a.stdout, m, f.asJSON); err != nil {
 				return err
+			}
+			if f.durable != "" {
+				if err := sub.Ack(m); err != nil {
+					return err
+				}
 			}
 			if n++; f.count > 0 && n >= f.count {
 				return nil

@@ -1,0 +1,85 @@
+package core
+
+import (
+	"context"
+	"maps"
+	"slices"
+	"time"
+)
+
+// defaultHeadAudit is how often an ordered-mode subscription audits the
+// head records of recently active publishers.
+const defaultHeadAudit = 5 * time.Second
+
+// auditKeepFactor: a publisher stays an audit candidate for this many audit
+// intervals after it was last seen in the coordinator window.
+const auditKeepFactor = 12
+
+// WithHeadAudit sets how often a subscription (ordered mode) reads the head
+// records of the publishers seen recently in the topic's announcements, to
+// announce what a publisher wrote to its log but never announced because it
+// crashed in between (default 5s; 0 disables the periodic audit, not the
+// one at Subscribe).
+func WithHeadAudit(d time.Duration) Option { return func(o *options) { o.headAudit = max(d, 0) } }
+
+// auditState is a subscription's memory of recently active publishers.
+type auditState struct {
+	last   time.Time
+	recent map[PublisherID]time.Time
+}
+
+// auditDue reports whether the periodic audit should run now.
+func (s *Subscription) auditDue() bool {
+	d := s.c.opts.headAudit
+	return s.c.ordered && d > 0 && s.c.now().Sub(s.audit.last) >= d
+}
+
+// auditHeads finds publishers whose signed head record is ahead of what the
+// coordinator announces for them (a publisher that stopped between its head
+// write and its announcement) and announces it, so that every subscriber
+// delivers those messages, in one topic order. Candidates are the
+// publishers of the current window, those seen there within the last
+// auditKeepFactor intervals, and extra. Errors only postpone the audit.
+func (s *Subscription) auditHeads(ctx context.Context, extra ...PublisherID) {
+	c := s.c
+	now := c.now()
+	s.audit.last = now
+	st, _, err := c.readCoord(ctx, s.tk)
+	if err != nil {
+		return
+	}
+	if s.audit.recent == nil {
+		s.audit.recent = map[PublisherID]time.Time{}
+	}
+	for _, a := range st.Window {
+		s.audit.recent[a.Pub] = now
+	}
+	for _, p := range extra {
+		s.audit.recent[p] = now
+	}
+	keep := max(c.opts.headAudit, time.Second) * auditKeepFactor
+	for p, t := range s.audit.recent {
+		if now.Sub(t) > keep {
+			delete(s.audit.recent, p)
+		}
+	}
+	pids := slices.SortedFunc(maps.Keys(s.audit.recent), comparePID)
+	heads, _ := c.readHeads(ctx, s.tk, pids)
+	var anns []announcement
+	for i, h := range heads {
+		if h == nil || h.Last <= st.Heads[pids[i]] {
+			continue
+		}
+		sg, err := s.loadSegment(ctx, h.Seg, pids[i])
+		if err != nil || sg.last() != h.Last {
+			continue // nothing trustworthy to announce (yet)
+		}
+		anns = append(anns, announcement{Pub: pids[i], Seg: h.Seg, To: h.Last, Time: sg.Msgs[len(sg.Msgs)-1].Time})
+	}
+	if len(anns) == 0 {
+		return
+	}
+	if _, err := c.announce(ctx, s.tk, coordOp{anns: anns}); err != nil {
+		c.opts.logger.Warn("stickypub: announcing an unannounced head failed", "topic", s.tk.name, "err", err)
+	}
+}

@@ -1,0 +1,486 @@
+package core
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/stickypub/stickypub/backend"
+)
+
+// DefaultDurableTTL is how long a durable subscription's position is kept
+// (and pins the history it still needs) after its last renewal.
+const DefaultDurableTTL = 7 * 24 * time.Hour
+
+// ackDelay is how long acknowledgements are coalesced before the position
+// record is written.
+const ackDelay = 50 * time.Millisecond
+
+var (
+	// ErrNotDurable: Ack on a subscription made without Durable.
+	ErrNotDurable = errors.New("core: not a durable subscription")
+	// ErrDurableInUse: another client moved this durable subscription's
+	// position record (the same identity and name used in two places).
+	ErrDurableInUse = errors.New("core: durable subscription position written by another client")
+)
+
+// Durable makes the subscription durable under name: its acknowledged
+// position (see Subscription.Ack) is stored in the backend, and a later
+// Subscribe with the same identity, topic and name resumes there, whatever
+// FromStart, FromNow or FromCursor say (they apply when the name is new).
+// Delivery is at least once: messages delivered but not acknowledged before
+// a crash are delivered again, flagged Message.Redelivered. Close keeps the
+// position; Unsubscribe deletes it.
+func Durable(name string) SubscribeOption { return func(o *subscribeOptions) { o.durable = name } }
+
+// WithDurableTTL sets how long a durable position is kept after its last
+// renewal (default DefaultDurableTTL).
+func WithDurableTTL(d time.Duration) SubscribeOption {
+	return func(o *subscribeOptions) { o.durableTTL = d }
+}
+
+// durableID names the durable subscription (subscriber key, name).
+func durableID(pub ed25519.PublicKey, name string) PublisherID {
+	sum := sha256.Sum256(append(append([]byte("stickypub/durable/v1\x00"), pub...), name...))
+	var id PublisherID
+	copy(id[:], sum[:16])
+	return id
+}
+
+// durKey is where durable subscription id of topic k keeps its record:
+// d/<topic>/<id>, written only by that subscriber.
+func (k topicKeys) durable(id PublisherID) string { return "d/" + k.id + "/" + id.String() }
+
+// durRecord is a durable subscriber's signed position: Acked is where a
+// restart resumes, Mark is how far delivery may have gone (everything up to
+// it may have been delivered: a restart flags it Redelivered).
+type durRecord struct {
+	Subscriber ed25519.PublicKey
+	Name       string
+	Expires    int64 // unix nanoseconds; 0: deleted
+	Acked      []byte
+	Mark       []byte
+	Sig        []byte
+}
+
+const (
+	durTag    = 'D'
+	durRefTag = 'E' // the record is in a blob (larger than a value)
+)
+
+func durSigned(topic string, r *durRecord) []byte {
+	var e encoder
+	e.raw([]byte("stickypub/durable/v1\x00"))
+	e.str(topic)
+	e.str(r.Name)
+	e.varint(r.Expires)
+	e.bytes(r.Acked)
+	e.bytes(r.Mark)
+	return e.b
+}
+
+func (r *durRecord) encode() []byte {
+	var e encoder
+	e.byte(durTag)
+	e.raw(r.Subscriber)
+	e.str(r.Name)
+	e.varint(r.Expires)
+	e.bytes(r.Acked)
+	e.bytes(r.Mark)
+	e.raw(r.Sig)
+	return e.b
+}
+
+func decodeDurRecord(topic string, b []byte) (*durRecord, error) {
+	d := decoder{b: b}
+	if tag := d.byte(); tag != durTag {
+		return nil, malformed("durable record tag %#x", tag)
+	}
+	r := &durRecord{Subscriber: ed25519.PublicKey(d.raw(ed25519.PublicKeySize))}
+	r.Name = string(d.bytes())
+	r.Expires = d.varint()
+	r.Acked = d.bytes()
+	r.Mark = d.bytes()
+	r.Sig = d.raw(ed25519.SignatureSize)
+	if err := d.done(); err != nil {
+		return nil, malformed("durable record: %v", err)
+	}
+	if !ed25519.Verify(r.Subscriber, durSigned(topic, r), r.Sig) {
+		return nil, fmt.Errorf("%w: durable record", ErrBadSignature)
+	}
+	return r, nil
+}
+
+// readDurable reads and verifies the durable record under key (resolving a
+// blob reference). It returns the entry too, for compare-and-put.
+func (c *engine) readDurable(ctx context.Context, tk topicKeys, id PublisherID) (*durRecord, backend.Entry, error) {
+	e, err := c.store.Get(ctx, tk.durable(id))
+	if err != nil {
+		return nil, backend.Entry{}, err
+	}
+	return c.decodeDurable(ctx, tk, id, e)
+}
+
+// readDurableNewest is readDurable for the record's own writer: on a store
+// that is not linearizable it reads several times and keeps the newest
+// version, since resuming from a stale position would deliver again what
+// was acknowledged (and a stale mark would not flag what was delivered).
+func (c *engine) readDurableNewest(ctx context.Context, tk topicKeys, id PublisherID) (*durRecord, backend.Entry, error) {
+	reads := 1
+	if c.caps.Consistency < backend.Linearizable {
+		reads = 3
+	}
+	var best backend.Entry
+	var bestErr error = backend.ErrNotFound
+	for attempt := 0; reads > 0; attempt++ {
+		e, err := c.store.Get(ctx, tk.durable(id))
+		if err != nil && retryable(err) {
+			if err := sleepJitter(ctx, attempt+4); err != nil {
+				return nil, backend.Entry{}, err
+			}
+			continue
+		}
+		reads--
+		switch {
+		case err == nil && e.Version > best.Version:
+			best, bestErr = e, nil
+		case err != nil && !errors.Is(err, backend.ErrNotFound):
+			return nil, backend.Entry{}, err
+		}
+	}
+	if bestErr != nil {
+		return nil, backend.Entry{}, bestErr
+	}
+	return c.decodeDurable(ctx, tk, id, best)
+}
+
+func (c *engine) decodeDurable(ctx context.Context, tk topicKeys, id PublisherID, e backend.Entry) (*durRecord, backend.Entry, error) {
+	var err error
+	v := e.Value
+	if len(v) == 33 && v[0] == durRefTag {
+		if v, err = c.blobs.get(ctx, Ref(v[1:])); err != nil {
+			return nil, e, fmt.Errorf("core: durable record blob: %w", err)
+		}
+	}
+	r, err := decodeDurRecord(tk.name, v)
+	if err == nil && durableID(r.Subscriber, r.Name) != id {
+		err = malformed("durable record under %s is for another subscriber or name", id)
+	}
+	return r, e, err
+}
+
+// durable is the state of a durable subscription.
+type durable struct {
+	s    *Subscription
+	name string
+	id   PublisherID
+	ttl  time.Duration
+
+	mu       sync.Mutex // guards the record fields and serializes writes
+	ver      backend.Version
+	written  []byte // value of the last write attempt
+	expires  int64
+	acked    Cursor
+	ackedSer uint64
+	mark     Cursor // delivery never passes it without writing it first
+	prevMark Cursor // the crashed/closed incarnation's mark
+
+	pendMu  sync.Mutex
+	pending Cursor
+	pendSer uint64
+	wake    chan struct{}
+}
+
+// open reads the durable record. It returns the acknowledged position, or
+// a zero Cursor when the name is new (or its record expired or was deleted).
+func (d *durable) open(ctx context.Context) (Cursor, error) {
+	s := d.s
+	r, e, err := s.c.readDurableNewest(ctx, s.tk, d.id)
+	switch {
+	case errors.Is(err, backend.ErrNotFound):
+		return Cursor{}, nil
+	case err != nil && e.Version != 0 && (errors.Is(err, ErrMalformed) || errors.Is(err, ErrBadSignature)):
+		// A forged or damaged record: it is replaced, not trusted.
+		s.invalid(fmt.Errorf("durable subscription %q on %q: %w", d.name, s.tk.name, err))
+		d.ver = e.Version
+		return Cursor{}, nil
+	case err != nil:
+		return Cursor{}, fmt.Errorf("core: read durable subscription %q on %q: %w", d.name, s.tk.name, err)
+	}
+	d.ver, d.written = e.Version, e.Value
+	if r.Expires == 0 || r.Expires < s.c.now().UnixNano() {
+		return Cursor{}, nil
+	}
+	acked, err := UnmarshalCursor(r.Acked)
+	if err != nil {
+		return Cursor{}, fmt.Errorf("core: durable subscription %q on %q: %w", d.name, s.tk.name, err)
+	}
+	if len(r.Mark) > 0 {
+		if d.prevMark, err = UnmarshalCursor(r.Mark); err != nil {
+			return Cursor{}, fmt.Errorf("core: durable subscription %q on %q: %w", d.name, s.tk.name, err)
+		}
+		d.mark = d.prevMark
+	}
+	return acked, nil
+}
+
+// write stores the record (d.mu held) with compare-and-put from the
+// version last written. A conflict that shows the value of the last attempt
+// means that attempt landed; any other conflict means another client writes
+// this durable subscription.
+func (d *durable) write(ctx context.Context) error {
+	s := d.s
+	c := s.c
+	r := &durRecord{Subscriber: c.id.PublicKey(), Name: d.name, Expires: d.expires}
+	if !d.acked.IsZero() {
+		r.Acked, _ = d.acked.MarshalBinary()
+	}
+	if !d.mark.IsZero() {
+		r.Mark, _ = d.mark.MarshalBinary()
+	}
+	r.Sig = c.id.sign(durSigned(s.tk.name, r))
+	val := r.encode()
+	if len(val) > c.maxValue {
+		ref, err := c.blobs.put(ctx, val)
+		if err != nil {
+			return fmt.Errorf("core: write durable subscription %q on %q: %w", d.name, s.tk.name, err)
+		}
+		val = append([]byte{durRefTag}, ref[:]...)
+	}
+	key := s.tk.durable(d.id)
+	for attempt := 0; ; attempt++ {
+		prev := d.written
+		d.written = val
+		v, err := c.store.CompareAndPut(ctx, key, d.ver, val)
+		if err == nil {
+			d.ver = v
+			return nil
+		}
+		if retryable(err) {
+			if err := sleepJitter(ctx, attempt+4); err != nil {
+				return err
+			}
+			continue
+		}
+		if !errors.Is(err, backend.ErrConflict) {
+			return fmt.Errorf("core: write durable subscription %q on %q: %w", d.name, s.tk.name, err)
+		}
+		cur, ok := backend.CurrentEntry(err)
+		if !ok {
+			if cur, err = c.store.Get(ctx, key); err != nil {
+				return fmt.Errorf("core: re-read durable subscription %q on %q: %w", d.name, s.tk.name, err)
+			}
+		}
+		switch {
+		case bytes.Equal(cur.Value, val):
+			d.ver = cur.Version
+			return nil
+		case prev != nil && bytes.Equal(cur.Value, prev):
+			d.ver = cur.Version // our earlier ambiguous write landed
+		default:
+			return fmt.Errorf("%w: %q on %q (version %d)", ErrDurableInUse, d.name, s.tk.name, cur.Version)
+		}
+	}
+}
+
+// setExpiry renews (or, with 0, deletes) the durable record.
+func (d *durable) setExpiry(ctx context.Context, exp int64) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	old := d.expires
+	d.expires = exp
+	if err := d.write(ctx); err != nil {
+		d.expires = old
+		return err
+	}
+	return nil
+}
+
+// beforeDeliver is called (under the poll lock) before message seq of p is
+// delivered while the subscription stands at its cursor index; to is the
+// highest seq of p this delivery may reach. It reports whether an earlier
+// incarnation may have delivered the message, and first moves the mark past
+// it if needed (so that a crash after the delivery flags it on restart).
+func (d *durable) beforeDeliver(ctx context.Context, p PublisherID, seq, to uint64) (bool, error) {
+	s := d.s
+	i := s.cursor
+	redelivered := d.prevMark.covers(i, p, seq)
+	if d.mark.covers(i, p, seq) {
+		return redelivered, nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	old := d.mark
+	nm := Cursor{topic: s.tk.id, ordered: s.c.ordered, index: old.index, full: old.nexts()}
+	if s.c.ordered {
+		nm.index = max(old.index, s.target, i+1)
+	}
+	if !nm.covers(i, p, seq) {
+		nm.full[p] = max(nm.full[p], to+1, seq+1)
+	}
+	d.mark = nm
+	if err := d.write(ctx); err != nil {
+		d.mark = old
+		return false, err
+	}
+	return redelivered, nil
+}
+
+// Ack acknowledges m and every message this subscription delivered before
+// it: after a restart, a durable subscription resumes after the newest
+// acknowledged message. Acks are coalesced and written in the background
+// within about 50ms; AckSync waits for the write. Acking an older message
+// than one already acknowledged changes nothing.
+func (s *Subscription) Ack(m *Message) error {
+	d := s.dur
+	if d == nil {
+		return fmt.Errorf("%w: %q", ErrNotDurable, s.tk.name)
+	}
+	if m == nil || m.sub != s {
+		return fmt.Errorf("core: Ack: the message was not delivered by this subscription of %q", s.tk.name)
+	}
+	d.pendMu.Lock()
+	if m.serial > d.pendSer {
+		d.pending, d.pendSer = m.Cursor, m.serial
+	}
+	d.pendMu.Unlock()
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// AckSync acknowledges m (see Ack) and returns once the position is stored.
+func (s *Subscription) AckSync(ctx context.Context, m *Message) error {
+	if err := s.Ack(m); err != nil {
+		return err
+	}
+	return s.dur.flush(ctx)
+}
+
+// flush writes the newest pending acknowledgement.
+func (d *durable) flush(ctx context.Context) error {
+	d.pendMu.Lock()
+	cur, ser := d.pending, d.pendSer
+	d.pendMu.Unlock()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if ser <= d.ackedSer {
+		return nil
+	}
+	old := d.acked
+	d.acked = cur
+	if err := d.write(ctx); err != nil {
+		d.acked = old
+		return err
+	}
+	d.ackedSer = ser
+	d.s.c.stats.acked.Add(1)
+	return nil
+}
+
+// run writes acknowledgements in the background, coalescing them.
+func (d *durable) run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-d.wake:
+		}
+		t := time.NewTimer(ackDelay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		if err := d.flush(ctx); err != nil && ctx.Err() == nil {
+			s := d.s
+			s.c.stats.failures.Add(1)
+			s.c.emit(Event{Kind: EventSubscribeError, Topic: s.tk.name, Err: err})
+			s.c.opts.logger.Warn("stickypub: storing a durable position failed", "topic", s.tk.name, "name", d.name, "err", err)
+			select { // try again later
+			case d.wake <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// DurablePosition is the stored position of one durable subscriber of a
+// topic, as the reclaimer needs it.
+type durablePosition struct {
+	ID      PublisherID
+	Expires time.Time
+	Acked   Cursor
+}
+
+// durablePositions returns the positions of the durable subscribers
+// registered in st.Subs whose records are live. Entries of st.Subs without
+// a durable record are ordinary subscribers and are skipped. An error means
+// some position could not be read: the caller must then reclaim nothing.
+func (c *engine) durablePositions(ctx context.Context, tk topicKeys, st *coordState) ([]durablePosition, error) {
+	var out []durablePosition
+	now := c.now().UnixNano()
+	for _, id := range sortedPIDs(st.Subs) {
+		r, _, err := c.readDurable(ctx, tk, id)
+		if errors.Is(err, backend.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("core: durable position %s on %q: %w", id, tk.name, err)
+		}
+		if r.Expires == 0 || r.Expires < now || len(r.Acked) == 0 {
+			continue
+		}
+		cur, err := UnmarshalCursor(r.Acked)
+		if err != nil {
+			return nil, fmt.Errorf("core: durable position %s on %q: %w", id, tk.name, err)
+		}
+		out = append(out, durablePosition{ID: id, Expires: time.Unix(0, r.Expires), Acked: cur})
+	}
+	return out, nil
+}
+
+// durableFloor is what the reclaimer must keep for the durable subscribers
+// of a topic: in ordered mode the lowest announcement index any of them
+// still needs (the snapshot holding it must stay readable, since resuming
+// reads the heads at that index) and, per publisher named in nexts, a lower
+// next seq that one of them still needs inside that index; in unordered
+// mode, per publisher, the lowest next seq any of them still needs (a
+// publisher absent from nexts is named by no durable cursor: every durable
+// subscriber would deliver it from seq 1). ok is false when there is no live
+// durable subscriber.
+func (c *engine) durableFloor(ctx context.Context, tk topicKeys, st *coordState) (index uint64, nexts map[PublisherID]uint64, ok bool, err error) {
+	ps, err := c.durablePositions(ctx, tk, st)
+	if err != nil || len(ps) == 0 {
+		return 0, nil, false, err
+	}
+	nexts = map[PublisherID]uint64{}
+	index = ps[0].Acked.index
+	for _, p := range ps {
+		index = min(index, p.Acked.index)
+		for pub, n := range p.Acked.nexts() {
+			if cur, seen := nexts[pub]; !seen || n < cur {
+				nexts[pub] = n
+			}
+		}
+	}
+	if !c.ordered {
+		// A publisher that a durable cursor does not name starts at 1 for it.
+		for pub := range nexts {
+			for _, p := range ps {
+				if _, named := p.Acked.next(pub); !named {
+					nexts[pub] = 1
+				}
+			}
+		}
+	}
+	return index, nexts, true, nil
+}
