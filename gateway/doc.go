@@ -14,5 +14,7 @@
 // Live SSE followers of a topic share one subscription (a fan-out with a
 // bounded buffer per follower: a follower that falls behind is
 // disconnected, never the publishers slowed down); a follower that asks for
-// history (?from=start) gets a subscription of its own. See docs/gateway.md.
+// history (?from=start) or resumes (Last-Event-ID: the id of the last event
+// it received, a core.Cursor) gets a subscription of its own. See
+// docs/gateway.md.
 package gateway

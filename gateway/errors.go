@@ -20,9 +20,6 @@ var (
 	ErrUnauthorized = errors.New("gateway: missing or wrong bearer token")
 	// ErrBadRequest: a malformed request (query parameter, batch body).
 	ErrBadRequest = errors.New("gateway: bad request")
-	// errNoCursors: resuming from a cursor needs cursors, which core does
-	// not offer yet.
-	errNoCursors = fmt.Errorf("%w: resuming from a cursor (Last-Event-ID) is not supported by this build", ErrBadRequest)
 )
 
 // errorBody is the JSON body of every error response.
@@ -38,7 +35,7 @@ type errorBody struct {
 func statusOf(err error) int {
 	var maxBytes *http.MaxBytesError
 	switch {
-	case errors.Is(err, ErrBadRequest), errors.Is(err, core.ErrInvalidTopic):
+	case errors.Is(err, ErrBadRequest), errors.Is(err, core.ErrInvalidTopic), errors.Is(err, core.ErrCursorMismatch):
 		return http.StatusBadRequest
 	case errors.Is(err, ErrUnauthorized):
 		return http.StatusUnauthorized

@@ -97,7 +97,8 @@ func TestBadRequests(t *testing.T) {
 		{"unknown topic", "GET", "/topics/never-used", "", "", nil, 404, "unknown topic"},
 		{"no route", "GET", "/nowhere", "", "", nil, 404, ""},
 		{"method", "DELETE", "/topics/t/messages", "", "", nil, 405, ""},
-		{"resume without cursors", "GET", "/topics/t/events", "", "", []string{"Last-Event-ID", "abc"}, 400, "not supported"},
+		{"garbage cursor", "GET", "/topics/t/events", "", "", []string{"Last-Event-ID", "abc"}, 400, "cursor"},
+		{"cursor not base64", "GET", "/topics/t/events?from=%21%21", "", "", nil, 400, "cursor"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

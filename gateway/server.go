@@ -101,6 +101,8 @@ func (s *Server) Stats() core.Stats {
 		st.Duplicates += o.Duplicates
 		st.Expired += o.Expired
 		st.Gaps += o.Gaps
+		st.Redelivered += o.Redelivered
+		st.AckWrites += o.AckWrites
 		st.ActiveSubscriptions += o.ActiveSubscriptions
 	}
 	add(s.gone)

@@ -59,6 +59,8 @@ func New() *Collector {
 			counter("duplicates_total", "Messages suppressed as already delivered.", func(s core.Stats) uint64 { return s.Duplicates }),
 			counter("expired_messages_total", "Messages skipped because their TTL passed.", func(s core.Stats) uint64 { return s.Expired }),
 			counter("gaps_total", "Gaps (missing ranges of a publisher's messages) reported.", func(s core.Stats) uint64 { return s.Gaps }),
+			counter("redelivered_messages_total", "Messages delivered again to a durable subscription after a restart.", func(s core.Stats) uint64 { return s.Redelivered }),
+			counter("ack_writes_total", "Durable subscription positions stored by Ack.", func(s core.Stats) uint64 { return s.AckWrites }),
 		},
 		active:  prometheus.NewDesc(prometheus.BuildFQName(Namespace, "", "active_subscriptions"), "Subscriptions open.", label, nil),
 		polling: prometheus.NewDesc(prometheus.BuildFQName(Namespace, "", "polling"), "1 while background polling runs.", label, nil),
