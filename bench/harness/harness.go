@@ -32,6 +32,10 @@ type Config struct {
 	// Open returns a store handle; Run calls it once per publisher (and
 	// closes what it returns). Required.
 	Open func(ctx context.Context) (backend.Store, error)
+	// Release, if set, is called instead of Close for each handle that
+	// Open returned (for an engine with one handle per process, such as a
+	// bolt file, whose Open returns the same handle every time).
+	Release func(backend.Store)
 	// Publishers lists the publisher counts to measure, in order
 	// (default 1, 10, 100).
 	Publishers []int
@@ -126,7 +130,11 @@ func handles(ctx context.Context, cfg Config, n int) ([]backend.Store, func(), e
 	stores := make([]backend.Store, 0, n)
 	closeAll := func() {
 		for _, s := range stores {
-			_ = s.Close()
+			if cfg.Release != nil {
+				cfg.Release(s)
+			} else {
+				_ = s.Close()
+			}
 		}
 	}
 	for range n {
