@@ -84,6 +84,9 @@ func (s *Subscription) poll(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	s.target = st.Count
+	if v != 0 && (v < s.coordVer || st.Count < s.cursor) {
+		s.regressed(st, v)
+	}
 	if v == 0 || v < s.coordVer || (v == s.coordVer && s.cursor >= st.Count) {
 		return 0, nil // nothing new, or a stale read
 	}

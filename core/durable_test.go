@@ -206,3 +206,24 @@ func TestOrderedCursorIsSmall(t *testing.T) {
 		require.Less(t, len(b), 64)
 	}
 }
+
+// One durable subscription (identity and name) used by two clients at once:
+// the one whose position was moved under it learns ErrDurableInUse and
+// delivers nothing more.
+func TestDurableInUseByAnotherClient(t *testing.T) {
+	ctx := testCtx(t)
+	store := newMem(t)
+	pub := newClient(t, store)
+	publishN(t, ctx, pub, "t", "m", 2, 1)
+	id, err := GenerateIdentity()
+	require.NoError(t, err)
+	a, b := newClientAs(t, store, id), newClientAs(t, store, id)
+	subA, err := a.Subscribe(ctx, "t", FromStart(), Durable("d"), WithoutPush())
+	require.NoError(t, err)
+	_, err = b.Subscribe(ctx, "t", FromStart(), Durable("d"), WithoutPush())
+	require.NoError(t, err)
+	// a's delivery must first move its delivered mark: refused.
+	_, err = a.Poll(ctx, "t")
+	require.ErrorIs(t, err, ErrDurableInUse)
+	require.Empty(t, subA.Messages())
+}

@@ -33,6 +33,12 @@ var (
 	// the *PublishError with Client.Retry (never by publishing the payloads
 	// again): it finds out and does not duplicate.
 	ErrOutcomeUnknown = errors.New("core: publish outcome unknown")
+	// ErrLogRegressed: the store went back in time (a Redis restarted
+	// without persistence, a failover that lost writes, a restored backup):
+	// a head record or coordinator is older than one this client wrote or
+	// read. It is reported (events and errors) and the client carries on
+	// from what the store holds, never reusing a seq it acknowledged.
+	ErrLogRegressed = errors.New("core: the store lost data (its history went backwards)")
 )
 
 // PublishError reports a publish that did not complete. Exactly one of
@@ -60,6 +66,7 @@ type PublishError struct {
 
 	msgs []*pendingMsg // for Client.Retry
 	req  *pubRequest   // StillQueued: the request still in the queue
+	c    *Client       // the client that published them
 }
 
 // Error implements error.

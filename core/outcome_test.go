@@ -294,3 +294,63 @@ func TestUnannouncedHeadFoundByAudit(t *testing.T) {
 	require.Error(t, err)
 	require.Equal(t, []string{"two"}, payloads(receive(t, ctx, live, liveSub, 1)))
 }
+
+// When the second writer's record replaces the first one only after the
+// first read it back (so both were acknowledged), the first writer's next
+// verification reports ErrConcurrentPublisher.
+func TestSameIdentityWeakStoreReplacedLater(t *testing.T) {
+	ctx := testCtx(t)
+	store := &lostHeads{Store: newMem(t), both: make(chan struct{})}
+	close(store.both) // no waiting: a reads back before b writes
+	store.once.Do(func() {})
+	id, err := GenerateIdentity()
+	require.NoError(t, err)
+	reported := make(chan error, 16)
+	a := newClientAs(t, store, id, WithVerifyInterval(20*time.Millisecond), WithEventHandler(func(e Event) {
+		if errors.Is(e.Err, ErrConcurrentPublisher) {
+			reported <- e.Err
+		}
+	}))
+	b := newClientAs(t, store, id)
+	for _, c := range []*Client{a, b} {
+		p, err := c.publisher("t")
+		require.NoError(t, err)
+		require.NoError(t, p.load(ctx))
+	}
+	_, err = a.Publish(ctx, "t", []byte("a"))
+	require.NoError(t, err)
+	_, err = b.Publish(ctx, "t", []byte("b"))
+	require.NoError(t, err)
+	select {
+	case err := <-reported:
+		require.Contains(t, err.Error(), "was replaced")
+	case <-ctx.Done():
+		t.Fatal("the replaced head was not reported")
+	}
+}
+
+// Retry of a still-queued publish waits for it; Retry of something else is
+// refused.
+func TestRetryStillQueuedAndForeign(t *testing.T) {
+	ctx := testCtx(t)
+	store := &flaky{Store: newMem(t)}
+	pub := newClient(t, store)
+	_, err := pub.Publish(ctx, "t", []byte("before"))
+	require.NoError(t, err)
+	store.down.Store(true)
+	short, cancel := context.WithTimeout(ctx, 30*time.Millisecond)
+	defer cancel()
+	_, err = pub.Publish(short, "t", []byte("queued"))
+	var pe *PublishError
+	require.ErrorAs(t, err, &pe)
+	require.True(t, pe.StillQueued)
+	require.NotErrorIs(t, err, ErrOutcomeUnknown)
+	_, err = newClient(t, store).Retry(ctx, err)
+	require.Error(t, err, "another client's error")
+	_, err = pub.Retry(ctx, errors.New("x"))
+	require.Error(t, err)
+	store.down.Store(false)
+	rs, err := pub.Retry(ctx, pe)
+	require.NoError(t, err)
+	require.EqualValues(t, 2, rs[0].Seq)
+}

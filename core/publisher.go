@@ -131,13 +131,13 @@ func (p *topicPublisher) wait(ctx context.Context, req *pubRequest) ([]Receipt, 
 		if r.err != nil {
 			c.stats.failures.Add(1)
 			return nil, &PublishError{Topic: p.tk.name, FirstSeq: req.first, LastSeq: req.last, Err: r.err,
-				OutcomeUnknown: r.unknown, msgs: req.msgs}
+				OutcomeUnknown: r.unknown, msgs: req.msgs, c: c}
 		}
 		c.stats.published.Add(uint64(len(req.msgs)))
 		return req.receipts(p.tk.name), nil
 	case <-ctx.Done():
 		return nil, &PublishError{Topic: p.tk.name, FirstSeq: req.first, LastSeq: req.last, Err: ctx.Err(),
-			StillQueued: true, msgs: req.msgs, req: req}
+			StillQueued: true, msgs: req.msgs, req: req, c: c}
 	}
 }
 
@@ -187,6 +187,10 @@ type topicPublisher struct {
 	lastAnn    announcement
 	registered bool // registration seen in the coordinator (unordered mode)
 	inflight   *inflightBatch
+	// ackedMax is the highest seq this client acknowledged on the topic
+	// (guarded by mu; kept across reloads): a reload that finds the log
+	// shorter reports ErrLogRegressed and continues after it.
+	ackedMax uint64
 }
 
 // segSpan remembers a segment written in this session, for age retention.
@@ -274,6 +278,20 @@ func (p *topicPublisher) load(ctx context.Context) error {
 		p.mu.Unlock()
 	}
 	p.mu.Lock()
+	if acked := p.ackedMax; acked >= next {
+		// The store lost what this client had published: start a new
+		// log after the last acknowledged seq (Base marks it), never
+		// reusing one. Subscribers report what they miss as a gap.
+		err := fmt.Errorf("%w: the log of %q in the store ends at seq %d, but this client had seq %d acknowledged; continuing at seq %d",
+			ErrLogRegressed, p.tk.name, next-1, acked, acked+1)
+		next, p.base, p.prevSeg, p.lastAnn = acked+1, acked+1, Ref{}, announcement{}
+		p.headVer, p.headVal = e.Version, e.Value
+		p.mu.Unlock()
+		c.stats.failures.Add(1)
+		c.emit(Event{Kind: EventPublishError, Topic: p.tk.name, Err: err})
+		c.opts.logger.Warn("stickypub: publisher log went backwards", "topic", p.tk.name, "err", err)
+		p.mu.Lock()
+	}
 	p.next, p.loaded = next, true
 	if p.base == 0 {
 		p.base = 1
@@ -476,7 +494,7 @@ func (p *topicPublisher) reset(b *inflightBatch, err error) {
 
 // permanent reports errors that retrying cannot fix.
 func permanent(err error) bool {
-	return errors.Is(err, ErrConcurrentPublisher) || errors.Is(err, backend.ErrClosed) ||
+	return errors.Is(err, ErrConcurrentPublisher) || errors.Is(err, ErrLogRegressed) || errors.Is(err, backend.ErrClosed) ||
 		errors.Is(err, backend.ErrTooLarge) || errors.Is(err, backend.ErrInvalidKey) ||
 		errors.Is(err, ErrMalformed) || errors.Is(err, backend.ErrCorrupt)
 }
@@ -485,6 +503,9 @@ func (p *topicPublisher) finish(b *inflightBatch, err error, unknown bool) {
 	p.mu.Lock()
 	if p.inflight == b {
 		p.inflight = nil
+	}
+	if err == nil && len(b.msgs) > 0 {
+		p.ackedMax = max(p.ackedMax, b.msgs[len(b.msgs)-1].seq)
 	}
 	p.mu.Unlock()
 	for _, m := range b.msgs {
@@ -560,7 +581,7 @@ func (p *topicPublisher) flush(ctx context.Context, b *inflightBatch) error {
 // refused reports head-write errors after which the write certainly did
 // not happen.
 func refused(err error) bool {
-	return errors.Is(err, ErrConcurrentPublisher) || errors.Is(err, backend.ErrTooLarge) ||
+	return errors.Is(err, ErrConcurrentPublisher) || errors.Is(err, ErrLogRegressed) || errors.Is(err, backend.ErrTooLarge) ||
 		errors.Is(err, backend.ErrInvalidKey) || errors.Is(err, backend.ErrClosed)
 }
 
@@ -629,6 +650,10 @@ func (p *topicPublisher) writeHead(ctx context.Context, last uint64, ref Ref) er
 			return fmt.Errorf("core: re-read head on %q: %w", p.tk.name, err)
 		}
 	}
+	if cur.Version < p.headVer {
+		return fmt.Errorf("%w: the head record of %q went back (version %d, this client wrote %d): "+
+			"the store lost data (restarted without persistence, failed over or restored)", ErrLogRegressed, p.tk.name, cur.Version, p.headVer)
+	}
 	if cur.Version != 0 {
 		if h, err := decodeHead(p.tk.name, cur.Value); err == nil && h.Last == last && h.Seg == ref &&
 			PublisherIDOf(h.Publisher) == c.pid {
@@ -666,6 +691,29 @@ func (p *topicPublisher) sign(msgs []*pendingMsg) {
 	wg.Wait()
 }
 
+// checkOwnHead reads the publisher's head record (unordered mode, at each
+// verification) and reports ErrConcurrentPublisher when it holds another
+// record than the one this client wrote last, at that version or later: on
+// a weak store a second writer with this identity can replace a record
+// after its writer read it back, so the messages acknowledged with it were
+// replaced (see docs/protocol.md). The next publish then fails on the head's
+// compare-and-put and reloads.
+func (p *topicPublisher) checkOwnHead(ctx context.Context) {
+	c := p.c
+	if p.headVal == nil {
+		return
+	}
+	e, err := c.store.Get(ctx, p.tk.head(c.pid))
+	if err != nil || e.Version < p.headVer || bytes.Equal(e.Value, p.headVal) {
+		return
+	}
+	err = fmt.Errorf("%w: %q: the head record this client wrote (version %d) was replaced (version %d)",
+		ErrConcurrentPublisher, p.tk.name, p.headVer, e.Version)
+	c.stats.failures.Add(1)
+	c.emit(Event{Kind: EventPublishError, Topic: p.tk.name, Err: err})
+	c.opts.logger.Warn("stickypub: another client publishes with this identity", "topic", p.tk.name, "err", err)
+}
+
 // verify re-announces the publisher's last announcement if the coordinator
 // lost it (possible on backends that are not linearizable, or after a crash
 // between the head write and the announcement). In unordered mode only the
@@ -675,6 +723,9 @@ func (p *topicPublisher) verify(ctx context.Context) {
 		return
 	}
 	c := p.c
+	if !c.ordered {
+		p.checkOwnHead(ctx)
+	}
 	st, _, err := c.readCoord(ctx, p.tk)
 	if err != nil {
 		return

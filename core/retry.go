@@ -24,8 +24,8 @@ import (
 // with this identity), Retry fails with ErrConcurrentPublisher.
 func (c *Client) Retry(ctx context.Context, err error) ([]Receipt, error) {
 	var pe *PublishError
-	if !errors.As(err, &pe) || len(pe.msgs) == 0 {
-		return nil, fmt.Errorf("core: Retry needs a *PublishError from this client's Publish or PublishBatch, got %w", err)
+	if !errors.As(err, &pe) || len(pe.msgs) == 0 || pe.c != c {
+		return nil, fmt.Errorf("core: Retry needs a *PublishError from this client's Publish or PublishBatch, got: %w", err)
 	}
 	p, err := c.publisher(pe.Topic)
 	if err != nil {
@@ -69,6 +69,9 @@ func (c *Client) Retry(ctx context.Context, err error) ([]Receipt, error) {
 			rs = append(rs, Receipt{Topic: pe.Topic, Seq: m.seq, Time: time.Unix(0, m.time)})
 		}
 		c.stats.published.Add(uint64(len(inLog)))
+		p.mu.Lock()
+		p.ackedMax = max(p.ackedMax, inLog[len(inLog)-1].seq)
+		p.mu.Unlock()
 	}
 	if len(rest) == 0 {
 		return rs, nil
