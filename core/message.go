@@ -80,7 +80,12 @@ const segmentTag = 0x53 // 'S', format version 1
 
 func (s *segment) last() uint64 { return s.First + uint64(len(s.Msgs)) - 1 }
 
-func (s *segment) encode() []byte {
+// encode returns the segment's stored form: compressed when that pays
+// (see compressSegment), else its 'S' encoding.
+func (s *segment) encode() []byte { return compressSegment(s.encodeRaw()) }
+
+// encodeRaw returns the segment's uncompressed 'S' encoding.
+func (s *segment) encodeRaw() []byte {
 	var e encoder
 	e.byte(segmentTag)
 	e.raw(s.Publisher)
@@ -97,6 +102,13 @@ func (s *segment) encode() []byte {
 }
 
 func decodeSegment(b []byte) (*segment, error) {
+	if len(b) > 0 && b[0] == segmentZTag {
+		raw, err := decompressSegment(b)
+		if err != nil {
+			return nil, err
+		}
+		b = raw
+	}
 	d := decoder{b: b}
 	if tag := d.byte(); tag != segmentTag {
 		return nil, malformed("segment tag %#x", tag)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/stickypub/stickypub/backend"
 	"github.com/stickypub/stickypub/core"
 
 	// The adapters register their URI schemes with backend.Open.
@@ -43,6 +44,7 @@ type app struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	logger         *slog.Logger
+	wrapStore      func(backend.Store) backend.Store // instruments the store (metrics), if set
 
 	loaded *core.Identity // the identity, once loaded
 	// readOnlyOK lets openSession open a bolt file read-only when this user
@@ -152,6 +154,7 @@ one keeps the file open and serves the others on a Unix socket next to it
 	pf.BoolVarP(&a.verbose, "verbose", "v", false, "log what the tool does on stderr")
 
 	root.AddCommand(newPublishCmd(a), newSubscribeCmd(a), newInfoCmd(a), newIdentityCmd(a), newDoctorCmd(a))
+	root.AddCommand(newServeCmd(a), newBenchCmd(a))
 	return root
 }
 
@@ -279,7 +282,11 @@ func (a *app) openSession(ctx context.Context, opts ...core.Option) (*session, e
 		return nil, err
 	}
 	opts = append([]core.Option{core.WithLogger(a.logger)}, opts...)
-	client, err := core.New(st, id, opts...)
+	cst := st
+	if a.wrapStore != nil {
+		cst = a.wrapStore(st)
+	}
+	client, err := core.New(cst, id, opts...)
 	if err != nil {
 		_ = st.Close()
 		return nil, err

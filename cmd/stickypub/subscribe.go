@@ -22,6 +22,7 @@ type subscribeFlags struct {
 	untilEnd  bool
 	durable   string
 	cursor    string
+	metrics   string
 }
 
 // warnEvery is the least time between two warnings about failing polls.
@@ -94,6 +95,7 @@ the message that carried it.`,
 		"lifetime of the subscription record if this process dies without removing it (renewed while running)")
 	fl.StringVar(&f.durable, "durable", "", "durable subscription `NAME`: resume after the last acknowledged message")
 	fl.StringVar(&f.cursor, "from-cursor", "", "resume after the message that carried `CURSOR` (see --json)")
+	fl.StringVar(&f.metrics, "metrics", "", "serve Prometheus metrics on ADDR/metrics (e.g. 127.0.0.1:9100)")
 	return cmd
 }
 
@@ -103,10 +105,16 @@ func (a *app) subscribe(cmd *cobra.Command, topic string, f subscribeFlags) (err
 	a.readOnlyOK = true // a file this user may not write is read without a subscription record
 	setup, cancel := a.oneShot(cmd)
 	defer cancel()
-	s, err := a.openSession(setup, core.WithEventHandler(warn))
+	ms, err := a.startMetrics(f.metrics)
+	if err != nil {
+		return err
+	}
+	defer ms.close()
+	s, err := a.openSession(setup, core.WithEventHandler(ms.eventHandler(warn)))
 	if err != nil {
 		return a.explain(cmd, err)
 	}
+	ms.watch(s.client)
 	defer func() { err = alsoErr(err, s.close()) }()
 	opts := []core.SubscribeOption{core.WithSubscriptionTTL(f.ttl)}
 	if f.fromStart {
