@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 
@@ -27,7 +28,7 @@ var ErrAuth = errors.New("redis: authentication refused")
 // the server answered. Retrying a write whose outcome is unknown with the
 // same expected version is safe only through the caller's own idempotence
 // (the Store's internal retries are idempotent; a new call is a new write).
-var ErrOutcomeUnknown = errors.New("redis: write sent, outcome unknown (it may have been applied)")
+var ErrOutcomeUnknown = errors.New("redis: write sent, outcome unknown: it may have been applied")
 
 // unavailablePrefixes are server replies that mean "cannot serve now".
 var unavailablePrefixes = []string{
@@ -48,10 +49,16 @@ func (s *Store) wrap(ctx context.Context, op, key string, err error) error {
 	if key == "" {
 		what = fmt.Sprintf("redis %s %s", op, s.where)
 	}
-	if ctx.Err() != nil && !isRedisError(err) {
+	ctxErr := ctx.Err()
+	if dl, ok := ctx.Deadline(); ok && ctxErr == nil && !time.Now().Before(dl) {
+		// The socket deadline (set from ctx's) fired a moment before
+		// ctx's own timer.
+		ctxErr = context.DeadlineExceeded
+	}
+	if ctxErr != nil && !isRedisError(err) {
 		// go-redis gave up because the caller's context ended (it may
 		// report that as a network error): report the context's error.
-		return fmt.Errorf("%s: %w", what, ctx.Err())
+		return fmt.Errorf("%s: %w", what, ctxErr)
 	}
 	return classify(what, err, s.closed.Load())
 }
@@ -64,7 +71,7 @@ func (s *Store) wrapWrite(ctx context.Context, op, key string, err error) error 
 	}
 	werr := s.wrap(ctx, op, key, err)
 	if maybeSent(err) && !errors.Is(werr, backend.ErrClosed) {
-		return fmt.Errorf("%w: %w", ErrOutcomeUnknown, werr)
+		return fmt.Errorf("%w: %w", werr, ErrOutcomeUnknown)
 	}
 	return werr
 }
@@ -99,7 +106,7 @@ func (s *Store) unsent(ctx context.Context, op, key string, err error, sent bool
 	case op == "get":
 		return fmt.Errorf("%s: %w", what, err)
 	default:
-		return fmt.Errorf("%s: %w: %w", what, ErrOutcomeUnknown, err)
+		return fmt.Errorf("%s: %w: %w", what, err, ErrOutcomeUnknown)
 	}
 }
 

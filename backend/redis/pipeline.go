@@ -53,6 +53,17 @@ type batcher struct {
 	idle   int // writer loops waiting for work
 	closed bool
 	wg     sync.WaitGroup
+
+	stats batchStats // guarded by mu
+}
+
+// batchStats counts what a batcher did.
+type batchStats struct {
+	direct    int64 // calls run on the caller's goroutine
+	pipelines int64 // pipelines sent
+	piped     int64 // calls sent in pipelines
+	largest   int   // calls in the largest pipeline
+	noScript  int64 // scripts sent again as EVAL after NOSCRIPT
 }
 
 // newBatcher returns a batcher running at most loops pipelines at once.
@@ -79,6 +90,7 @@ func (b *batcher) do(ctx context.Context, c *call, direct func(context.Context) 
 	}
 	if b.busy == 0 && len(b.queue) == 0 {
 		b.busy++
+		b.stats.direct++
 		b.mu.Unlock()
 		cmd = direct(ctx)
 		b.mu.Lock()
@@ -164,6 +176,11 @@ func (b *batcher) take() []*call {
 	rest := copy(b.queue, b.queue[n:])
 	clear(b.queue[rest:])
 	b.queue = b.queue[:rest]
+	if len(batch) > 0 {
+		b.stats.pipelines++
+		b.stats.piped += int64(len(batch))
+		b.stats.largest = max(b.stats.largest, len(batch))
+	}
 	return batch
 }
 
@@ -193,6 +210,9 @@ func (b *batcher) send(batch []*call) {
 		}
 	}
 	if len(again) > 0 {
+		b.mu.Lock()
+		b.stats.noScript += int64(len(again))
+		b.mu.Unlock()
 		_, _ = b.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
 			for _, i := range again {
 				cmds[i] = writeScript.Eval(ctx, p, []string{batch[i].rkey}, batch[i].args...)
