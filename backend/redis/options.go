@@ -40,7 +40,7 @@ const (
 	DefaultMaxRetries = 2
 	// DefaultPipelines is how many pipelines a Store keeps in flight at
 	// once when Options.Pipelines is 0 (see Options.Pipelines).
-	DefaultPipelines = 2
+	DefaultPipelines = 1
 	// MaxPipelines is the most Options.Pipelines may be.
 	MaxPipelines = 64
 	// DefaultLogInterval is the least time between two log lines of the same
