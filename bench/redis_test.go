@@ -31,6 +31,19 @@ func openRedis(b *testing.B, srv *redistest.Server, pipelines int) *redis.Store 
 	return s
 }
 
+// pipelinesOff names a Redis store without auto-pipelining.
+var pipelinesOff = struct {
+	suffix    string
+	pipelines int
+}{",pipelines=off", -1}
+
+// redisPipelines are the store settings the publish benchmarks run with:
+// the default, then without pipelining.
+var redisPipelines = []struct {
+	suffix    string
+	pipelines int
+}{{"", 0}, pipelinesOff}
+
 // BenchmarkRedis measures protocol publishes on Redis beside Redis Streams
 // XADD and raw compare-and-put, in the same run on the same server (the one
 // redistest.Require finds: REDIS_ADDR, else a private redis-server started
@@ -46,21 +59,23 @@ func openRedis(b *testing.B, srv *redistest.Server, pipelines int) *redis.Store 
 //	                  goroutines sharing the store's go-redis client; msgs/s
 //	CAS=distinct/P=n  b.N raw CompareAndPut of 100 bytes by n goroutines,
 //	                  each chaining writes on its own key; writes/s
-//	CAS=distinct,pipelines=off/P=n
-//	                  the same through a store without auto-pipelining
-//	                  (redis.Options.Pipelines -1: one round trip per call)
+//	...,pipelines=off the same through a store without auto-pipelining
+//	                  (redis.Options.Pipelines -1: one round trip per call,
+//	                  the adapter before issue 11)
 func BenchmarkRedis(b *testing.B) {
 	srv := redistest.Require(b)
 	b.Logf("redis: %s", srv)
 	for _, mode := range publishModes {
-		for _, p := range publisherCounts {
-			b.Run(fmt.Sprintf("publish=%s/P=%d", mode, p), func(b *testing.B) {
-				s := openRedis(b, srv, 0)
-				benchPublish(b, s, mode, p, publishExtras{
-					baseline:     xaddOp(b, s.Client(), s.RedisKey("paired-stream")),
-					baselineName: "xadd",
+		for _, pl := range redisPipelines {
+			for _, p := range publisherCounts {
+				b.Run(fmt.Sprintf("publish=%s%s/P=%d", mode, pl.suffix, p), func(b *testing.B) {
+					s := openRedis(b, srv, pl.pipelines)
+					benchPublish(b, s, mode, p, publishExtras{
+						baseline:     xaddOp(b, s.Client(), s.RedisKey("paired-stream")),
+						baselineName: "xadd",
+					})
 				})
-			})
+			}
 		}
 	}
 	for _, p := range publisherCounts {
@@ -73,8 +88,8 @@ func BenchmarkRedis(b *testing.B) {
 		b.Run(fmt.Sprintf("CAS=distinct/P=%d", p), func(b *testing.B) {
 			benchCAS(b, openRedis(b, srv, 0), p, false)
 		})
-		b.Run(fmt.Sprintf("CAS=distinct,pipelines=off/P=%d", p), func(b *testing.B) {
-			benchCAS(b, openRedis(b, srv, -1), p, false)
+		b.Run(fmt.Sprintf("CAS=distinct%s/P=%d", pipelinesOff.suffix, p), func(b *testing.B) {
+			benchCAS(b, openRedis(b, srv, pipelinesOff.pipelines), p, false)
 		})
 	}
 }
