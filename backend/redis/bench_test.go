@@ -181,3 +181,54 @@ func parallel(b *testing.B, n int, worker func(i int, ops func() bool) error) ti
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "ops/s")
 	return elapsed
 }
+
+// BenchmarkLoneCaller measures the single-caller case with the two paths
+// interleaved call by call (unpipelined, pipelined, unpipelined, ...), so
+// that load changes on a shared machine hit both alike. It reports the
+// mean latency of each path in µs and their ratio (pipelined ÷
+// unpipelined; 1.00 means no cost).
+//
+//	go test -run '^$' -bench LoneCaller -benchtime 20000x ./backend/redis/
+func BenchmarkLoneCaller(b *testing.B) {
+	srv := redistest.Require(b)
+	stores := make([]*Store, len(benchPaths))
+	for i, p := range benchPaths {
+		stores[i] = openStore(b, srv, func(o *Options) { o.Pipelines = p.pipelines })
+	}
+	ctx := context.Background()
+	for _, op := range []string{"CAS", "Get"} {
+		b.Run(op, func(b *testing.B) {
+			key := fmt.Sprintf("lone%s-%d", op, benchRun.Add(1))
+			versions := make([]backend.Version, len(stores))
+			spent := make([]time.Duration, len(stores))
+			for i, s := range stores {
+				v, err := s.CompareAndPut(ctx, key, 0, benchPayload)
+				if err != nil {
+					b.Fatal(err)
+				}
+				versions[i] = v
+			}
+			b.ResetTimer()
+			for range b.N {
+				for i, s := range stores {
+					start := time.Now()
+					var err error
+					if op == "CAS" {
+						versions[i], err = s.CompareAndPut(ctx, key, versions[i], benchPayload)
+					} else {
+						_, err = s.Get(ctx, key)
+					}
+					spent[i] += time.Since(start)
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			b.StopTimer()
+			for i, p := range benchPaths {
+				b.ReportMetric(float64(spent[i].Microseconds())/float64(b.N), p.name+"-µs")
+			}
+			b.ReportMetric(float64(spent[1])/float64(spent[0]), "x-unpipelined")
+		})
+	}
+}
