@@ -151,7 +151,7 @@ func BenchmarkCatchUpRedis(b *testing.B) {
 	srv := redistest.Require(b)
 	b.Logf("redis: %s", srv)
 	for _, batch := range catchUpBatches {
-		s := openRedis(b, srv)
+		s := openRedis(b, srv, 0)
 		fillTopic(b, s, batch)
 		b.Run(fmt.Sprintf("segment=%d", batch), func(b *testing.B) { benchCatchUp(b, s) })
 	}

@@ -14,13 +14,15 @@ import (
 
 // openRedis opens a Store on srv under a fresh key prefix; the store is
 // closed and every key under the prefix deleted when the run ends.
-func openRedis(b *testing.B, srv *redistest.Server) *redis.Store {
+// pipelines is redis.Options.Pipelines (0: the default, -1: off).
+func openRedis(b *testing.B, srv *redistest.Server, pipelines int) *redis.Store {
 	b.Helper()
 	prefix := redistest.Prefix(b)
 	redistest.CleanupPrefix(b, srv, prefix) // runs after the Close below
 	s, err := redis.Open(benchCtx(b), redis.Options{
 		Addrs: srv.Addrs, Cluster: srv.Cluster, Username: srv.Username, Password: srv.Password,
 		DB: srv.DB, TLS: srv.TLS, Prefix: prefix, DialTimeout: 2 * time.Second,
+		Pipelines: pipelines,
 	})
 	if err != nil {
 		b.Fatal(err)
@@ -28,6 +30,19 @@ func openRedis(b *testing.B, srv *redistest.Server) *redis.Store {
 	b.Cleanup(func() { _ = s.Close() })
 	return s
 }
+
+// pipelinesOff names a Redis store without auto-pipelining.
+var pipelinesOff = struct {
+	suffix    string
+	pipelines int
+}{",pipelines=off", -1}
+
+// redisPipelines are the store settings the publish benchmarks run with:
+// the default, then without pipelining.
+var redisPipelines = []struct {
+	suffix    string
+	pipelines int
+}{{"", 0}, pipelinesOff}
 
 // BenchmarkRedis measures protocol publishes on Redis beside Redis Streams
 // XADD and raw compare-and-put, in the same run on the same server (the one
@@ -44,29 +59,37 @@ func openRedis(b *testing.B, srv *redistest.Server) *redis.Store {
 //	                  goroutines sharing the store's go-redis client; msgs/s
 //	CAS=distinct/P=n  b.N raw CompareAndPut of 100 bytes by n goroutines,
 //	                  each chaining writes on its own key; writes/s
+//	...,pipelines=off the same through a store without auto-pipelining
+//	                  (redis.Options.Pipelines -1: one round trip per call,
+//	                  the adapter before issue 11)
 func BenchmarkRedis(b *testing.B) {
 	srv := redistest.Require(b)
 	b.Logf("redis: %s", srv)
 	for _, mode := range publishModes {
-		for _, p := range publisherCounts {
-			b.Run(fmt.Sprintf("publish=%s/P=%d", mode, p), func(b *testing.B) {
-				s := openRedis(b, srv)
-				benchPublish(b, s, mode, p, publishExtras{
-					baseline:     xaddOp(b, s.Client(), s.RedisKey("paired-stream")),
-					baselineName: "xadd",
+		for _, pl := range redisPipelines {
+			for _, p := range publisherCounts {
+				b.Run(fmt.Sprintf("publish=%s%s/P=%d", mode, pl.suffix, p), func(b *testing.B) {
+					s := openRedis(b, srv, pl.pipelines)
+					benchPublish(b, s, mode, p, publishExtras{
+						baseline:     xaddOp(b, s.Client(), s.RedisKey("paired-stream")),
+						baselineName: "xadd",
+					})
 				})
-			})
+			}
 		}
 	}
 	for _, p := range publisherCounts {
 		b.Run(fmt.Sprintf("XADD/P=%d", p), func(b *testing.B) {
-			s := openRedis(b, srv)
+			s := openRedis(b, srv, 0)
 			benchXAdd(b, s.Client(), s.RedisKey("xadd-stream"), p)
 		})
 	}
 	for _, p := range publisherCounts {
 		b.Run(fmt.Sprintf("CAS=distinct/P=%d", p), func(b *testing.B) {
-			benchCAS(b, openRedis(b, srv), p, false)
+			benchCAS(b, openRedis(b, srv, 0), p, false)
+		})
+		b.Run(fmt.Sprintf("CAS=distinct%s/P=%d", pipelinesOff.suffix, p), func(b *testing.B) {
+			benchCAS(b, openRedis(b, srv, pipelinesOff.pipelines), p, false)
 		})
 	}
 }

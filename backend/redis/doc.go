@@ -16,7 +16,7 @@
 // added with addr=host:port parameters); they use go-redis's ClusterClient.
 // Query parameters: prefix (default "stickypub:"), dial_timeout,
 // read_timeout, write_timeout (Go durations), pool_size, max_retries,
-// max_key_size, max_value_size (bytes), and for TLS ca (a PEM file),
+// pipelines (-1 for off), max_key_size, max_value_size (bytes), and for TLS ca (a PEM file),
 // server_name and insecure_skip_verify. Unknown parameters are rejected with
 // backend.ErrBadURI, so a typo cannot pass silently.
 //
@@ -37,6 +37,27 @@
 // The write token makes a retried write idempotent: when go-redis resends a
 // script whose reply was lost, the script recognises its own write and
 // reports the same success instead of a conflict.
+//
+// # Pipelining
+//
+// Concurrent calls share few connections (Options.Pipelines): a call made
+// while the Store is idle is sent at once from the caller's goroutine; calls
+// made while others are in flight are queued, and up to Pipelines writer
+// loops each send everything queued as one pipeline (at most 512 calls or
+// 1 MiB of values), then hand each caller its own reply. Each write is still
+// its own atomic script run with its own result; a script the server lost
+// (NOSCRIPT after a restart or SCRIPT FLUSH) is sent again as EVAL. On a
+// cluster, go-redis's ClusterClient splits each pipeline by node and follows
+// MOVED and ASK. A caller whose context ends while its call is still queued
+// gets the context's error and the call is never sent; once the call is in a
+// pipeline, a write's error also matches ErrOutcomeUnknown (it may have been
+// applied).
+//
+// # Logging
+//
+// go-redis logs failed dials and pool notices through one process-wide
+// logger. Opening a Store routes those lines to the Store's Options.Logger
+// (slog), rate-limited per kind of line (Options.LogInterval).
 //
 // # Watch
 //

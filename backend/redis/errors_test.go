@@ -105,6 +105,7 @@ func TestUnreachableServer(t *testing.T) {
 	require.Contains(t, err.Error(), addr)
 	_, err = s.CompareAndPut(ctx, "k", 0, []byte("x"))
 	require.ErrorIs(t, err, backend.ErrUnavailable)
+	require.NotErrorIs(t, err, ErrOutcomeUnknown, "a refused dial sent nothing: %v", err)
 	_, err = s.Watch(ctx, "k")
 	require.ErrorIs(t, err, backend.ErrUnavailable)
 	require.Less(t, time.Since(start), 10*time.Second)

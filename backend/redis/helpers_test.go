@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	goredis "github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/stickypub/stickypub/backend"
@@ -80,4 +81,16 @@ func recvVersion(t testing.TB, ch <-chan backend.Version, within time.Duration) 
 		t.Fatalf("no notification within %s", within)
 		return 0
 	}
+}
+
+// mustClient returns a go-redis client for addr with short dials, closed
+// when the test ends. Its pool is large enough that go-redis keeps dialing
+// (and logging) for every failed command of a test.
+func mustClient(t testing.TB, addr string) *goredis.Client {
+	t.Helper()
+	c := goredis.NewClient(&goredis.Options{
+		Addr: addr, DialTimeout: 200 * time.Millisecond, DialerRetries: 2, PoolSize: 100,
+	})
+	t.Cleanup(func() { _ = c.Close() })
+	return c
 }

@@ -124,6 +124,7 @@ func TestLostReplyIsRetriedIdempotently(t *testing.T) {
 	proxy.armed.Store(true)
 	_, err = s2.CompareAndPut(ctx, "k", 0, []byte("maybe"))
 	require.ErrorIs(t, err, backend.ErrUnavailable)
+	require.ErrorIs(t, err, ErrOutcomeUnknown, "the error says the write may have landed")
 	e, err = s2.Get(ctx, "k")
 	require.NoError(t, err)
 	require.Equal(t, "maybe", string(e.Value))

@@ -32,6 +32,8 @@ type Store struct {
 	closeOnce sync.Once
 	closeErr  error
 
+	batch *batcher // nil when Options.Pipelines is -1
+	logs  *logSink // go-redis log lines about this store's servers
 	watch watchHub
 }
 
@@ -42,8 +44,8 @@ var (
 )
 
 // New returns a Store using client, which stays the caller's: Close does
-// not close it. Only the Prefix, MaxKeySize and MaxValueSize options are
-// used. New does not contact the server.
+// not close it. Only the Prefix, MaxKeySize, MaxValueSize, Pipelines,
+// Logger and LogInterval options are used. New does not contact the server.
 func New(client goredis.UniversalClient, opts Options) (*Store, error) {
 	if client == nil {
 		return nil, errors.New("redis: New with a nil client")
@@ -52,7 +54,8 @@ func New(client goredis.UniversalClient, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newStore(client, false, o, describeClient(client))
+	logs := newLogSink(o.Logger, o.LogInterval, clientAddrs(client))
+	return newStore(client, false, o, describeClient(client), logs)
 }
 
 // Open connects to Redis as opts say, checks that the server answers
@@ -64,8 +67,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	client := o.newClient()
-	s, err := newStore(client, true, o, strings.Join(o.Addrs, ","))
+	logs := newLogSink(o.Logger, o.LogInterval, o.Addrs)
+	client := o.newClient(logs.dialFailed)
+	s, err := newStore(client, true, o, strings.Join(o.Addrs, ","), logs)
 	if err != nil {
 		_ = client.Close()
 		return nil, err
@@ -79,7 +83,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 }
 
 // newStore builds a Store around client.
-func newStore(client goredis.UniversalClient, owns bool, o Options, where string) (*Store, error) {
+func newStore(client goredis.UniversalClient, owns bool, o Options, where string, logs *logSink) (*Store, error) {
 	var b [9]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return nil, fmt.Errorf("redis: random write token: %w", err)
@@ -91,9 +95,26 @@ func newStore(client goredis.UniversalClient, owns bool, o Options, where string
 		caps:       o.capabilities(),
 		where:      where,
 		tokenBase:  hex.EncodeToString(b[:]) + ":",
+		logs:       logs,
 	}
+	if o.Pipelines > 0 {
+		s.batch = newBatcher(client, o.Pipelines)
+	}
+	goRedisLogs.register(logs)
 	s.watch.init(s)
 	return s, nil
+}
+
+// clientAddrs lists the configured servers of a caller's client.
+func clientAddrs(c goredis.UniversalClient) []string {
+	switch c := c.(type) {
+	case *goredis.Client:
+		return []string{c.Options().Addr}
+	case *goredis.ClusterClient:
+		return c.Options().Addrs
+	default:
+		return nil
+	}
 }
 
 // describeClient names the servers of a caller's client for messages.
@@ -136,7 +157,20 @@ func (s *Store) Get(ctx context.Context, key string) (backend.Entry, error) {
 	if err := s.check(ctx, "get", key); err != nil {
 		return backend.Entry{}, err
 	}
-	m, err := s.client.HGetAll(ctx, s.prefix+key).Result()
+	rkey := s.prefix + key
+	var m map[string]string
+	var err error
+	if s.batch == nil {
+		m, err = s.client.HGetAll(ctx, rkey).Result()
+	} else {
+		cmd, _, berr := s.batch.do(ctx, &call{rkey: rkey}, func(ctx context.Context) goredis.Cmder {
+			return s.client.HGetAll(ctx, rkey)
+		})
+		if berr != nil {
+			return backend.Entry{}, s.unsent(ctx, "get", key, berr, false)
+		}
+		m, err = cmd.(*goredis.MapStringStringCmd).Result()
+	}
 	if err != nil {
 		return backend.Entry{}, s.wrap(ctx, "get", key, err)
 	}
@@ -237,9 +271,22 @@ func (s *Store) runWrite(ctx context.Context, name, key, op string, expect backe
 	if op == "put" {
 		args = append(args, value)
 	}
-	res, err := writeScript.Run(ctx, s.client, []string{rkey}, args...).Result()
+	var res any
+	var err error
+	if s.batch == nil {
+		res, err = writeScript.Run(ctx, s.client, []string{rkey}, args...).Result()
+	} else {
+		c := &call{write: true, rkey: rkey, args: args, size: len(value)}
+		cmd, sent, berr := s.batch.do(ctx, c, func(ctx context.Context) goredis.Cmder {
+			return writeScript.Run(ctx, s.client, []string{rkey}, args...)
+		})
+		if berr != nil {
+			return writeReply{}, s.unsent(ctx, name, key, berr, sent)
+		}
+		res, err = cmd.(*goredis.Cmd).Result()
+	}
 	if err != nil {
-		return writeReply{}, s.wrap(ctx, name, key, err)
+		return writeReply{}, s.wrapWrite(ctx, name, key, err)
 	}
 	r, err := parseWriteReply(res)
 	if err != nil {
@@ -267,6 +314,10 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.closed.Store(true)
 		s.watch.close()
+		if s.batch != nil {
+			s.batch.close()
+		}
+		goRedisLogs.unregister(s.logs)
 		if s.ownsClient {
 			s.closeErr = s.client.Close()
 		}

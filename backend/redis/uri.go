@@ -138,6 +138,11 @@ func ParseURI(u *url.URL) (Options, error) {
 			if err == nil && o.MaxRetries < -1 {
 				err = fmt.Errorf("want -1 or more")
 			}
+		case "pipelines":
+			o.Pipelines, err = strconv.Atoi(v)
+			if err == nil && (o.Pipelines < -1 || o.Pipelines == 0 || o.Pipelines > MaxPipelines) {
+				err = fmt.Errorf("want -1 (off) or 1..%d", MaxPipelines)
+			}
 		case "max_key_size":
 			o.MaxKeySize, err = positiveInt(v)
 		case "max_value_size":

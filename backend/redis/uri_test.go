@@ -23,6 +23,8 @@ func TestParseURI(t *testing.T) {
 		"redis://h:1?dial_timeout=250ms&read_timeout=1s&write_timeout=2s&pool_size=4&max_retries=-1&max_key_size=64&max_value_size=1000": {
 			Addrs: []string{"h:1"}, DialTimeout: 250 * time.Millisecond, ReadTimeout: time.Second,
 			WriteTimeout: 2 * time.Second, PoolSize: 4, MaxRetries: -1, MaxKeySize: 64, MaxValueSize: 1000},
+		"redis://h:1?pipelines=-1":               {Addrs: []string{"h:1"}, Pipelines: -1},
+		"redis://h:1?pipelines=8":                {Addrs: []string{"h:1"}, Pipelines: 8},
 		"redis+cluster://a:1,b:2,c:3/?prefix=p:": {Addrs: []string{"a:1", "b:2", "c:3"}, Cluster: true, Prefix: "p:"},
 		"redis+cluster://a:1?addr=b:2&addr=c:3":  {Addrs: []string{"a:1", "b:2", "c:3"}, Cluster: true},
 		"redis+cluster://a:1":                    {Addrs: []string{"a:1"}, Cluster: true},
@@ -57,6 +59,8 @@ func TestParseURI(t *testing.T) {
 		"redis://h:1?dial_timeout=soon",         // bad duration
 		"redis://h:1?dial_timeout=-1s",          // negative duration
 		"redis://h:1?pool_size=0",               // not positive
+		"redis://h:1?pipelines=0",               // neither off nor a width
+		"redis://h:1?pipelines=65",              // over MaxPipelines
 		"redis://h:1?max_value_size=1000000000", // over Redis's limit
 		"redis://h:1?addr=b:2",                  // addr= outside a cluster
 		"redis://h:1?ca=/x.pem",                 // TLS parameter without TLS
