@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -241,4 +242,43 @@ func TestReadOnlyStore(t *testing.T) {
 		t.Errorf("info: %+v", info)
 	}
 	oneErrorLine(t, "publish to a read-only file", e.run(nil, "publish", "t", "x"), "stickypub.db", "not permitted")
+}
+
+// An unreachable Redis is one plain error line: go-redis's own log lines
+// ("redis: … pool.go:… failed to dial", three of them before the real
+// error) go through the command's logger, rate-limited to at most one
+// warning, never raw to stderr.
+func TestUnreachableRedisOneLine(t *testing.T) {
+	e := newEnv(t)
+	e.ok("identity")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	_ = ln.Close() // nothing answers there now
+	r := e.run(nil, "--store", "redis://"+dead+"/0", "--timeout", "2s", "info", "t")
+	if r.code == 0 {
+		t.Fatalf("info on an unreachable Redis succeeded: %q", r.stdout)
+	}
+	if strings.Contains(r.stderr, "pool.go") || strings.Contains(r.stderr, "redis: 20") {
+		t.Errorf("go-redis wrote its own lines to stderr:\n%s", r.stderr)
+	}
+	var errs, warns int
+	for _, l := range strings.Split(strings.TrimSpace(r.stderr), "\n") {
+		switch {
+		case strings.HasPrefix(l, "stickypub: "):
+			errs++
+		case strings.Contains(l, "source=go-redis"):
+			warns++
+		default:
+			t.Errorf("unexpected stderr line %q", l)
+		}
+	}
+	if errs != 1 || warns > 1 {
+		t.Errorf("%d error lines (want 1) and %d go-redis warnings (want at most 1):\n%s", errs, warns, r.stderr)
+	}
+	if !strings.Contains(r.stderr, dead) {
+		t.Errorf("the error does not name the server %s:\n%s", dead, r.stderr)
+	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/stickypub/stickypub/backend"
 	"github.com/stickypub/stickypub/backend/bolt"
+	"github.com/stickypub/stickypub/backend/redis"
 	"github.com/stickypub/stickypub/core"
 )
 
@@ -24,7 +25,22 @@ func openStore(ctx context.Context, uri string, logger *slog.Logger, readOnlyOK 
 	if err != nil {
 		return nil, false, fmt.Errorf("%w: %s: %v", backend.ErrBadURI, core.QuoteInput(uri), pathErr(err))
 	}
-	if u.Scheme != bolt.Scheme {
+	switch u.Scheme {
+	case bolt.Scheme:
+	case redis.Scheme, redis.SchemeTLS, redis.SchemeCluster, redis.SchemeClusterTLS:
+		// Typed, so that go-redis's own log lines (failed dials, …) go to
+		// this command's logger, rate-limited, instead of raw to stderr.
+		o, err := redis.ParseURI(u)
+		if err != nil {
+			return nil, false, err
+		}
+		o.Logger = logger
+		st, err := redis.Open(ctx, o)
+		if err != nil {
+			return nil, false, err // not st: a nil *Store in a non-nil interface
+		}
+		return st, false, nil
+	default:
 		st, err := backend.Open(ctx, uri)
 		return st, false, err
 	}
