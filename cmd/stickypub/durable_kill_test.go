@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -162,7 +163,20 @@ func runKillTest(t *testing.T, kind string) {
 			publishing = false
 		default:
 		}
+		runs := parseKillLog(t, logPath).runs
 		cmd, ended := child()
+		// Kill it at a random point after it subscribed (so every kill
+		// interrupts a delivering subscriber, however slow the start).
+		for subscribed := false; !subscribed; {
+			select {
+			case err := <-ended:
+				t.Fatalf("the child exited by itself (%v); log errors: %v", err, parseKillLog(t, logPath).errs)
+			case <-ctx.Done():
+				t.Fatal("timed out waiting for a child to subscribe")
+			case <-time.After(20 * time.Millisecond):
+				subscribed = parseKillLog(t, logPath).runs > runs
+			}
+		}
 		select {
 		case err := <-ended:
 			t.Fatalf("the child exited by itself (%v); log errors: %v", err, parseKillLog(t, logPath).errs)
@@ -215,18 +229,17 @@ func runKillTest(t *testing.T, kind string) {
 			t.Errorf("delivered a message nobody published: %s", k)
 		}
 	}
-	t.Logf("%s: %d publishers × %d messages acknowledged; %d subscriber runs reached Subscribe, %d children SIGKILLed before the last run; %d deliveries, "+
+	t.Logf("%s: %d publishers × %d messages acknowledged; %d subscriber runs, %d of them SIGKILLed while delivering; %d deliveries, "+
 		"%d redelivered (all flagged), %d flagged in all, %d durable acks",
 		kind, killPublishers, len(acked)/killPublishers, rep.runs, kills, rep.total, rep.dups, rep.flagged, rep.acks)
 }
 
-// killAfter is how long a child runs before it is killed: random, long
-// enough for most runs to get past Subscribe.
+// killAfter is how long a child delivers before it is killed: random.
 func killAfter() time.Duration {
 	if raceEnabled {
-		return time.Duration(500+rand.IntN(2500)) * time.Millisecond
+		return time.Duration(rand.IntN(1500)) * time.Millisecond
 	}
-	return time.Duration(200+rand.IntN(1300)) * time.Millisecond
+	return time.Duration(rand.IntN(800)) * time.Millisecond
 }
 
 // killReport is what parseKillLog found.
@@ -240,12 +253,15 @@ type killReport struct {
 // promises (see TestDurableSubscriberSIGKILL).
 func parseKillLog(t *testing.T, path string) killReport {
 	t.Helper()
+	rep := killReport{deliveries: map[string]int{}}
 	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return rep // no child has started yet
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = f.Close() }()
-	rep := killReport{deliveries: map[string]int{}}
 	ackedBefore := map[string]bool{} // durably acked by an earlier run
 	var run []string                 // this run's deliveries, in order
 	ackedIdx := -1                   // index in run of the newest AckSync
