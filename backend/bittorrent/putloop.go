@@ -1,0 +1,288 @@
+package bittorrent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"sync"
+
+	"github.com/anacrolix/dht/v2"
+	"github.com/anacrolix/dht/v2/bep44"
+	"github.com/anacrolix/dht/v2/int160"
+	"github.com/anacrolix/dht/v2/krpc"
+	"github.com/anacrolix/dht/v2/traversal"
+	"github.com/anacrolix/torrent/bencode"
+
+	"github.com/stickypub/stickypub/backend"
+)
+
+// peer is one storing node that answered a get with a write token.
+type peer struct {
+	id    krpc.ID
+	addr  *net.UDPAddr
+	token string
+	// item is the node's verified item, nil when it holds none (or only
+	// a bad one).
+	item *item
+}
+
+// view is what one traversal learned: the closest nodes that answered,
+// nearest first, at most Replicas of them, each a distinct node ID.
+type view struct {
+	target Target
+	salt   []byte
+	peers  []*peer
+}
+
+// best returns the item to trust: the highest seq; among items of equal
+// seq (two writers split the nodes) the one most nodes hold, then the
+// smallest signature, so every reader picks the same one.
+func (v *view) best() (item, bool) {
+	type cand struct {
+		it    item
+		count int
+	}
+	var cands []*cand
+	for _, p := range v.peers {
+		if p.item == nil {
+			continue
+		}
+		found := false
+		for _, c := range cands {
+			if c.it.sameAs(*p.item) {
+				c.count++
+				found = true
+				break
+			}
+		}
+		if !found {
+			cands = append(cands, &cand{it: *p.item, count: 1})
+		}
+	}
+	if len(cands) == 0 {
+		return item{}, false
+	}
+	b := cands[0]
+	for _, c := range cands[1:] {
+		switch {
+		case c.it.Seq != b.it.Seq:
+			if c.it.Seq > b.it.Seq {
+				b = c
+			}
+		case c.count != b.count:
+			if c.count > b.count {
+				b = c
+			}
+		case string(c.it.Sig[:]) < string(b.it.Sig[:]):
+			b = c
+		}
+	}
+	return b.it, true
+}
+
+// read traverses the DHT towards target with get queries, verifying every
+// item returned, and fails unless ReadQuorum distinct nodes answered.
+func (s *Store) read(ctx context.Context, target Target, salt []byte) (*view, error) {
+	var (
+		mu    sync.Mutex
+		byID  = make(map[krpc.ID]*peer)
+		alpha = max(3, s.opts.Replicas)
+	)
+	op := traversal.Start(traversal.OperationInput{
+		Target: krpc.ID(target),
+		Alpha:  alpha,
+		// The closest set can list a node twice under IPv4 and
+		// IPv4-mapped IPv6 addresses; a larger K keeps enough distinct
+		// nodes in it.
+		K: 2 * s.opts.Replicas,
+		DoQuery: func(qctx context.Context, addr krpc.NodeAddr) traversal.QueryResult {
+			qctx, cancel := context.WithTimeout(qctx, 2*s.opts.QueryTimeout)
+			defer cancel()
+			res := s.srv.Get(qctx, dht.NewAddr(addr.UDP()), bep44.Target(target), nil, dht.QueryRateLimiting{})
+			tqr := res.TraversalQueryResult(addr)
+			r := res.Reply.R
+			token, _ := tqr.ClosestData.(string)
+			if res.Err != nil || r == nil || token == "" {
+				tqr.ResponseFrom = nil
+				tqr.ClosestData = nil
+				return tqr
+			}
+			tqr.ClosestData = token
+			p := &peer{id: r.ID, addr: addr.UDP(), token: token}
+			if it, bad := s.verifyReply(r, salt); bad != nil {
+				s.noteBad(addr.UDP(), *bad)
+			} else {
+				p.item = it
+			}
+			mu.Lock()
+			if _, dup := byID[r.ID]; !dup {
+				byID[r.ID] = p
+			}
+			mu.Unlock()
+			return tqr
+		},
+		NodeFilter: s.srv.TraversalNodeFilter,
+	})
+	nodes, err := s.srv.TraversalStartingNodes()
+	if err != nil {
+		op.Stop()
+		<-op.Stopped()
+		return nil, fmt.Errorf("%w: %v", backend.ErrUnavailable, err)
+	}
+	op.AddNodes(nodes)
+	select {
+	case <-op.Stalled():
+	case <-ctx.Done():
+	}
+	op.Stop()
+	<-op.Stopped()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	mu.Lock()
+	peers := make([]*peer, 0, len(byID))
+	for _, p := range byID {
+		peers = append(peers, p)
+	}
+	mu.Unlock()
+	t := int160.FromByteArray(target)
+	slices.SortFunc(peers, func(a, b *peer) int {
+		return int160.FromByteArray(a.id).Distance(t).Cmp(int160.FromByteArray(b.id).Distance(t))
+	})
+	if len(peers) > s.opts.Replicas {
+		peers = peers[:s.opts.Replicas]
+	}
+	if len(peers) < s.opts.ReadQuorum {
+		return nil, fmt.Errorf("%d storing nodes answered (need %d): %w: %w", len(peers), s.opts.ReadQuorum, ErrNoQuorum, backend.ErrUnavailable)
+	}
+	return &view{target: target, salt: salt, peers: peers}, nil
+}
+
+// verifyReply checks the item of a get reply. It returns (nil, nil) when
+// the node holds no item, the verified item, or the kind of bad item.
+func (s *Store) verifyReply(r *krpc.Return, salt []byte) (*item, *BadItemKind) {
+	bad := func(k BadItemKind) (*item, *BadItemKind) { return nil, &k }
+	if len(r.V) == 0 {
+		return nil, nil
+	}
+	if len(r.V) > MaxEncodedValue {
+		return bad(Oversize)
+	}
+	if [32]byte(s.opts.PublicKey) != r.K {
+		return bad(WrongKey)
+	}
+	if r.Seq == nil || *r.Seq < 1 {
+		return bad(Malformed)
+	}
+	it := &item{Seq: *r.Seq, EncodedV: append([]byte(nil), r.V...), Sig: r.Sig}
+	if !it.verify(s.opts.PublicKey, salt) {
+		return bad(BadSignature)
+	}
+	if _, err := DecodeValue(it.EncodedV); err != nil {
+		return bad(Malformed)
+	}
+	return it, nil
+}
+
+// noteBad counts and logs a bad item.
+func (s *Store) noteBad(from *net.UDPAddr, kind BadItemKind) {
+	s.stats.bad[kind].Add(1)
+	s.opts.Logger.Warn("bittorrent: dropped a bad item", "node", from, "kind", kind.String(),
+		"err", &BadItemError{Node: from, Kind: kind})
+}
+
+// putResult counts the answers to one put round.
+type putResult struct {
+	sent, accepted, conflicts int
+}
+
+// putQuorum puts next (with cas, when expect > 0) to every node of v.
+// A node that holds an item older than cur first gets cur re-put, so that
+// the cas (which names cur's seq) can match there.
+func (s *Store) putQuorum(ctx context.Context, v *view, cur item, haveCur bool, next item, expect int64) putResult {
+	var (
+		mu  sync.Mutex
+		res putResult
+		wg  sync.WaitGroup
+	)
+	for _, p := range v.peers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if haveCur && p.item != nil && p.item.Seq < cur.Seq {
+				_ = s.putOne(ctx, p, v.salt, cur, 0) // repair; failures show in the put below
+			}
+			err := s.putOne(ctx, p, v.salt, next, expect)
+			mu.Lock()
+			defer mu.Unlock()
+			res.sent++
+			switch {
+			case err == nil:
+				res.accepted++
+			case errors.Is(err, backend.ErrConflict):
+				res.conflicts++
+			}
+		}()
+	}
+	wg.Wait()
+	return res
+}
+
+// putOne sends one put and classifies the answer: nil, a conflict
+// (301/302, matching backend.ErrConflict), a refusal or a network error.
+func (s *Store) putOne(ctx context.Context, p *peer, salt []byte, it item, cas int64) error {
+	k := [32]byte(s.opts.PublicKey)
+	put := bep44.Put{
+		V:    bencodeRaw(it.EncodedV),
+		K:    &k,
+		Salt: salt,
+		Sig:  it.Sig,
+		Cas:  cas,
+		Seq:  it.Seq,
+	}
+	qctx, cancel := context.WithTimeout(ctx, 2*s.opts.QueryTimeout)
+	defer cancel()
+	res := s.srv.Put(qctx, dht.NewAddr(p.addr), put, p.token, dht.QueryRateLimiting{})
+	if res.Err != nil {
+		return res.Err
+	}
+	if e := res.Reply.Error(); e != nil {
+		switch e.Code {
+		case krpc.ErrorCodeCasHashMismatched, krpc.ErrorCodeSequenceNumberLessThanCurrent:
+			s.stats.conflicts.Add(1)
+			return fmt.Errorf("node %v: %d %s: %w", p.addr, e.Code, e.Msg, backend.ErrConflict)
+		default:
+			s.stats.refusals.Add(1)
+			return &PutRefusedError{Node: p.addr, Code: e.Code, Msg: e.Msg}
+		}
+	}
+	return nil
+}
+
+// repairAsync re-puts best, in the background, to the nodes of v that lack
+// it or hold an older item.
+func (s *Store) repairAsync(v *view, best item) {
+	var stale []*peer
+	for _, p := range v.peers {
+		if p.item == nil || p.item.Seq < best.Seq {
+			stale = append(stale, p)
+		}
+	}
+	if len(stale) == 0 {
+		return
+	}
+	// The item carries the namespace's signature, so a read-only handle
+	// repairs too.
+	s.spawn(func() {
+		for _, p := range stale {
+			if s.putOne(s.ctx, p, v.salt, best, 0) == nil {
+				s.stats.repairs.Add(1)
+			}
+		}
+	})
+}
+
+// bencodeRaw marks already-bencoded bytes for the library's encoder.
+func bencodeRaw(b []byte) bencode.Bytes { return bencode.Bytes(b) }
