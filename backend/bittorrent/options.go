@@ -23,6 +23,9 @@ const (
 	// DefaultRecordLifetime is how long storing nodes keep an item after its
 	// last put: BEP44's "about two hours", set explicitly on every node.
 	DefaultRecordLifetime = 2 * time.Hour
+	// DefaultViewTTL is how long a handle trusts the closest set of a
+	// target it found by traversal.
+	DefaultViewTTL = 30 * time.Second
 	// DefaultSendRate is each server's own send limit, in packets per
 	// second (the library's shared default is 25/s for every server of a
 	// process).
@@ -63,6 +66,11 @@ type Options struct {
 	// wrote or read within the last RecordLifetime. Default
 	// RecordLifetime/2.
 	RepublishInterval time.Duration
+	// ViewTTL is how long the closest nodes found for a target are asked
+	// directly before the handle traverses the DHT again (it also
+	// traverses whenever one of them does not answer). Default
+	// DefaultViewTTL.
+	ViewTTL time.Duration
 	// MaxKeySize is the longest key accepted. Default DefaultMaxKeySize.
 	MaxKeySize int
 	// SendRate is the handle's own send limiter. Default DefaultSendRate.
@@ -121,6 +129,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.RepublishInterval <= 0 {
 		o.RepublishInterval = o.RecordLifetime / 2
+	}
+	if o.ViewTTL <= 0 {
+		o.ViewTTL = DefaultViewTTL
 	}
 	if o.MaxKeySize <= 0 {
 		o.MaxKeySize = DefaultMaxKeySize

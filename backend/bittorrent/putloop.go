@@ -82,43 +82,130 @@ func (v *view) best() (item, bool) {
 	return b.it, true
 }
 
-// read traverses the DHT towards target with get queries, verifying every
-// item returned, and fails unless ReadQuorum distinct nodes answered.
+// read fetches the item of target from its closest nodes. When the handle
+// traversed towards target within ViewTTL it asks the nodes found then,
+// directly and in parallel (one round trip); if any of them does not
+// answer (churn), or there is no recent view, it traverses the DHT. Every
+// item returned is verified; it fails unless ReadQuorum distinct nodes
+// answered.
 func (s *Store) read(ctx context.Context, target Target, salt []byte) (*view, error) {
+	if addrs := s.views.get(target, s.opts.ViewTTL); len(addrs) > 0 {
+		peers := s.directRound(ctx, target, salt, addrs)
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if len(peers) == len(addrs) {
+			return s.closest(target, salt, peers)
+		}
+	}
+	peers, err := s.traverse(ctx, target, salt)
+	if err != nil {
+		return nil, err
+	}
+	v, err := s.closest(target, salt, peers)
+	if err != nil {
+		return nil, err
+	}
+	addrs := make([]*net.UDPAddr, len(v.peers))
+	for i, p := range v.peers {
+		addrs[i] = p.addr
+	}
+	s.views.put(target, addrs)
+	return v, nil
+}
+
+// closest keeps the Replicas answers closest to target, nearest first, and
+// checks the read quorum.
+func (s *Store) closest(target Target, salt []byte, peers []*peer) (*view, error) {
+	t := int160.FromByteArray(target)
+	slices.SortFunc(peers, func(a, b *peer) int {
+		return int160.FromByteArray(a.id).Distance(t).Cmp(int160.FromByteArray(b.id).Distance(t))
+	})
+	if len(peers) > s.opts.Replicas {
+		peers = peers[:s.opts.Replicas]
+	}
+	if len(peers) < s.opts.ReadQuorum {
+		return nil, fmt.Errorf("%d storing nodes answered (need %d): %w: %w", len(peers), s.opts.ReadQuorum, ErrNoQuorum, backend.ErrUnavailable)
+	}
+	return &view{target: target, salt: salt, peers: peers}, nil
+}
+
+// getOne sends one get query and returns the answering node (with its
+// verified item, if any), or nil when it did not answer with a token.
+func (s *Store) getOne(ctx context.Context, target Target, salt []byte, addr krpc.NodeAddr) (*peer, dht.QueryResult) {
+	qctx, cancel := context.WithTimeout(ctx, 2*s.opts.QueryTimeout)
+	defer cancel()
+	res := s.srv.Get(qctx, dht.NewAddr(addr.UDP()), bep44.Target(target), nil, dht.QueryRateLimiting{})
+	r := res.Reply.R
+	if res.Err != nil || r == nil || r.Token == nil || *r.Token == "" {
+		return nil, res
+	}
+	p := &peer{id: r.ID, addr: addr.UDP(), token: *r.Token}
+	if it, bad := s.verifyReply(r, salt); bad != nil {
+		s.noteBad(addr.UDP(), *bad)
+	} else {
+		p.item = it
+	}
+	return p, res
+}
+
+// directRound asks each of addrs for target in parallel and returns the
+// distinct nodes that answered.
+func (s *Store) directRound(ctx context.Context, target Target, salt []byte, addrs []*net.UDPAddr) []*peer {
 	var (
-		mu    sync.Mutex
-		byID  = make(map[krpc.ID]*peer)
-		alpha = max(3, s.opts.Replicas)
+		mu   sync.Mutex
+		byID = make(map[krpc.ID]*peer)
+		wg   sync.WaitGroup
+	)
+	for _, a := range addrs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p, _ := s.getOne(ctx, target, salt, krpc.NodeAddr{IP: a.IP, Port: a.Port})
+			if p == nil {
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if _, dup := byID[p.id]; !dup {
+				byID[p.id] = p
+			}
+		}()
+	}
+	wg.Wait()
+	out := make([]*peer, 0, len(byID))
+	for _, p := range byID {
+		out = append(out, p)
+	}
+	return out
+}
+
+// traverse walks the DHT towards target with get queries and returns every
+// distinct node that answered with a token.
+func (s *Store) traverse(ctx context.Context, target Target, salt []byte) ([]*peer, error) {
+	var (
+		mu   sync.Mutex
+		byID = make(map[krpc.ID]*peer)
 	)
 	op := traversal.Start(traversal.OperationInput{
 		Target: krpc.ID(target),
-		Alpha:  alpha,
+		Alpha:  max(3, s.opts.Replicas),
 		// The closest set can list a node twice under IPv4 and
 		// IPv4-mapped IPv6 addresses; a larger K keeps enough distinct
 		// nodes in it.
 		K: 2 * s.opts.Replicas,
 		DoQuery: func(qctx context.Context, addr krpc.NodeAddr) traversal.QueryResult {
-			qctx, cancel := context.WithTimeout(qctx, 2*s.opts.QueryTimeout)
-			defer cancel()
-			res := s.srv.Get(qctx, dht.NewAddr(addr.UDP()), bep44.Target(target), nil, dht.QueryRateLimiting{})
+			p, res := s.getOne(qctx, target, salt, addr)
 			tqr := res.TraversalQueryResult(addr)
-			r := res.Reply.R
-			token, _ := tqr.ClosestData.(string)
-			if res.Err != nil || r == nil || token == "" {
+			if p == nil {
 				tqr.ResponseFrom = nil
 				tqr.ClosestData = nil
 				return tqr
 			}
-			tqr.ClosestData = token
-			p := &peer{id: r.ID, addr: addr.UDP(), token: token}
-			if it, bad := s.verifyReply(r, salt); bad != nil {
-				s.noteBad(addr.UDP(), *bad)
-			} else {
-				p.item = it
-			}
+			tqr.ClosestData = p.token
 			mu.Lock()
-			if _, dup := byID[r.ID]; !dup {
-				byID[r.ID] = p
+			if _, dup := byID[p.id]; !dup {
+				byID[p.id] = p
 			}
 			mu.Unlock()
 			return tqr
@@ -142,22 +229,12 @@ func (s *Store) read(ctx context.Context, target Target, salt []byte) (*view, er
 		return nil, err
 	}
 	mu.Lock()
+	defer mu.Unlock()
 	peers := make([]*peer, 0, len(byID))
 	for _, p := range byID {
 		peers = append(peers, p)
 	}
-	mu.Unlock()
-	t := int160.FromByteArray(target)
-	slices.SortFunc(peers, func(a, b *peer) int {
-		return int160.FromByteArray(a.id).Distance(t).Cmp(int160.FromByteArray(b.id).Distance(t))
-	})
-	if len(peers) > s.opts.Replicas {
-		peers = peers[:s.opts.Replicas]
-	}
-	if len(peers) < s.opts.ReadQuorum {
-		return nil, fmt.Errorf("%d storing nodes answered (need %d): %w: %w", len(peers), s.opts.ReadQuorum, ErrNoQuorum, backend.ErrUnavailable)
-	}
-	return &view{target: target, salt: salt, peers: peers}, nil
+	return peers, nil
 }
 
 // verifyReply checks the item of a get reply. It returns (nil, nil) when
@@ -198,32 +275,45 @@ type putResult struct {
 	sent, accepted, conflicts int
 }
 
-// putQuorum puts next (with cas, when expect > 0) to every node of v.
-// A node that holds an item older than cur first gets cur re-put, so that
-// the cas (which names cur's seq) can match there.
+// putQuorum puts next (with cas, when expect > 0) to the nodes of v. The
+// closest node is asked first and arbitrates between concurrent writers:
+// a writer it refuses with a conflict stops there, so racing writers do
+// not split the other nodes between them and all fail. The others are then
+// asked in parallel. A node that holds an item older than cur first gets
+// cur re-put, so that the cas (which names cur's seq) can match there.
 func (s *Store) putQuorum(ctx context.Context, v *view, cur item, haveCur bool, next item, expect int64) putResult {
 	var (
 		mu  sync.Mutex
 		res putResult
 		wg  sync.WaitGroup
 	)
-	for _, p := range v.peers {
+	one := func(p *peer) {
+		if haveCur && p.item != nil && p.item.Seq < cur.Seq {
+			_ = s.putOne(ctx, p, v.salt, cur, 0) // repair; failures show in the put below
+		}
+		err := s.putOne(ctx, p, v.salt, next, expect)
+		mu.Lock()
+		defer mu.Unlock()
+		res.sent++
+		switch {
+		case err == nil:
+			res.accepted++
+		case errors.Is(err, backend.ErrConflict):
+			res.conflicts++
+		}
+	}
+	if len(v.peers) == 0 {
+		return res
+	}
+	one(v.peers[0])
+	if res.conflicts > 0 {
+		return res
+	}
+	for _, p := range v.peers[1:] {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if haveCur && p.item != nil && p.item.Seq < cur.Seq {
-				_ = s.putOne(ctx, p, v.salt, cur, 0) // repair; failures show in the put below
-			}
-			err := s.putOne(ctx, p, v.salt, next, expect)
-			mu.Lock()
-			defer mu.Unlock()
-			res.sent++
-			switch {
-			case err == nil:
-				res.accepted++
-			case errors.Is(err, backend.ErrConflict):
-				res.conflicts++
-			}
+			one(p)
 		}()
 	}
 	wg.Wait()

@@ -18,7 +18,7 @@ const MaxSaltPrefix = 16
 
 // DefaultMaxKeySize is the longest key a store accepts. Keys are never
 // truncated: one that does not fit the salt inline is hashed.
-const DefaultMaxKeySize = 1024
+const DefaultMaxKeySize = 512
 
 // keySalt derives the BEP44 salt of key under the namespace prefix:
 //

@@ -142,6 +142,6 @@ func putTarget(a *krpc.MsgArgs) bep44.Target {
 // (BEP43 read-only), so no peer puts to it either.
 type nothingStore struct{}
 
-func (nothingStore) Put(*bep44.Item) error              { return nil }
+func (nothingStore) Put(*bep44.Item) error                 { return nil }
 func (nothingStore) Get(bep44.Target) (*bep44.Item, error) { return nil, bep44.ErrItemNotFound }
-func (nothingStore) Del(bep44.Target) error             { return nil }
+func (nothingStore) Del(bep44.Target) error                { return nil }

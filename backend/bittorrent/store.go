@@ -33,6 +33,7 @@ type Store struct {
 
 	stats statCounters
 	repub *republishSet
+	views *viewCache
 }
 
 var _ backend.Store = (*Store)(nil)
@@ -76,6 +77,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		srv:   srv,
 		conn:  conn,
 		repub: newRepublishSet(),
+		views: newViewCache(),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.spawn(s.republishLoop)
