@@ -20,6 +20,10 @@ const MaxSaltPrefix = 16
 // truncated: one that does not fit the salt inline is hashed.
 const DefaultMaxKeySize = 512
 
+// KeySalt returns the BEP44 salt under which key is stored in the
+// namespace with the given salt prefix (see keySalt).
+func KeySalt(prefix []byte, key string) []byte { return keySalt(prefix, key) }
+
 // keySalt derives the BEP44 salt of key under the namespace prefix:
 //
 //	len(prefix) ‖ prefix ‖ 0x00 ‖ key          when that fits 64 bytes
