@@ -88,6 +88,9 @@ The store is a URI (--store, or the STICKYPUB_STORE environment variable):
                                the file
   redis://127.0.0.1:6379/0     Redis (rediss:// for TLS, redis+cluster://
                                host1:port,host2:port for Redis Cluster)
+  bep44://?bootstrap=HOST:PORT,...&key=FILE
+                               BEP44 items on a BitTorrent DHT (see
+                               "stickypub swarm --backend bittorrent")
   mem:                         in this process's memory only (gone when the
                                command exits; for trying things out)
 
@@ -156,7 +159,7 @@ one keeps the file open and serves the others on a Unix socket next to it
 		"time limit of a one-shot command (publish: of each batch) and of the setup of subscribe")
 	pf.BoolVarP(&a.verbose, "verbose", "v", false, "log what the tool does on stderr")
 
-	root.AddCommand(newPublishCmd(a), newSubscribeCmd(a), newInfoCmd(a), newIdentityCmd(a))
+	root.AddCommand(newPublishCmd(a), newSubscribeCmd(a), newInfoCmd(a), newIdentityCmd(a), newSwarmCmd(a))
 	return root
 }
 
