@@ -60,8 +60,8 @@ func TestURI(t *testing.T) {
 	defer cancel()
 	for _, bad := range []string{
 		"bep44://",
-		"bep44://?key=" + keyPath,                                // no bootstrap
-		"bep44://?bootstrap=127.0.0.1:1",                         // no key
+		"bep44://?key=" + keyPath,        // no bootstrap
+		"bep44://?bootstrap=127.0.0.1:1", // no key
 		"bep44://host:1?bootstrap=127.0.0.1:1&key=" + keyPath,    // host
 		"bep44://?bootstrap=127.0.0.1:1&key=" + dir + "/missing", // missing file
 		"bep44://?bootstrap=127.0.0.1:1&pubkey=abcd",
