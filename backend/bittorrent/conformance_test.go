@@ -66,31 +66,49 @@ func newSwarm(t *testing.T, n int, g *guards) *bittorrent.Swarm {
 // harness is one namespace (a fresh key) on a shared swarm; every NewStore
 // is a new handle with its own server.
 type harness struct {
+	t   *testing.T
 	sw  *bittorrent.Swarm
 	key ed25519.PrivateKey
 	g   *guards
+
+	mu     sync.Mutex
+	stores []*bittorrent.Store
 }
 
 func (h *harness) NewStore(ctx context.Context) (backend.Store, error) {
-	return bittorrent.Open(ctx, bittorrent.Options{
+	st, err := bittorrent.Open(ctx, bittorrent.Options{
 		Bootstrap:  h.sw.Addrs(),
 		PrivateKey: h.key,
 		WrapConn:   h.g.wrap,
 		Logger:     quietLogger(),
 	})
+	if err != nil {
+		return nil, err
+	}
+	h.mu.Lock()
+	h.stores = append(h.stores, st)
+	h.mu.Unlock()
+	return st, nil
 }
 
-func (h *harness) Close() {}
+// Close logs what the handles did.
+func (h *harness) Close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for i, st := range h.stores {
+		h.t.Logf("handle %d: %+v", i, st.Stats())
+	}
+}
 
 // makeHarness returns a MakeHarness giving each subtest a fresh namespace
 // key on sw.
 func makeHarness(sw *bittorrent.Swarm, g *guards) conformance.MakeHarness {
-	return func(context.Context, *testing.T) (conformance.Harness, error) {
+	return func(_ context.Context, t *testing.T) (conformance.Harness, error) {
 		_, key, err := ed25519.GenerateKey(nil)
 		if err != nil {
 			return nil, err
 		}
-		return &harness{sw: sw, key: key, g: g}, nil
+		return &harness{t: t, sw: sw, key: key, g: g}, nil
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/anacrolix/dht/v2/int160"
 	"github.com/anacrolix/dht/v2/krpc"
 	"github.com/anacrolix/dht/v2/traversal"
+	"github.com/anacrolix/dht/v2/types"
 	"github.com/anacrolix/torrent/bencode"
 
 	"github.com/stickypub/stickypub/backend"
@@ -95,9 +96,11 @@ func (s *Store) read(ctx context.Context, target Target, salt []byte) (*view, er
 			return nil, err
 		}
 		if len(peers) == len(addrs) {
+			s.stats.direct.Add(1)
 			return s.closest(target, salt, peers)
 		}
 	}
+	s.stats.traversals.Add(1)
 	peers, err := s.traverse(ctx, target, salt)
 	if err != nil {
 		return nil, err
@@ -184,16 +187,14 @@ func (s *Store) directRound(ctx context.Context, target Target, salt []byte, add
 // distinct node that answered with a token.
 func (s *Store) traverse(ctx context.Context, target Target, salt []byte) ([]*peer, error) {
 	var (
-		mu   sync.Mutex
-		byID = make(map[krpc.ID]*peer)
+		mu    sync.Mutex
+		byID  = make(map[krpc.ID]*peer)
+		forms = make(map[int160.T]string)
 	)
 	op := traversal.Start(traversal.OperationInput{
 		Target: krpc.ID(target),
 		Alpha:  max(3, s.opts.Replicas),
-		// The closest set can list a node twice under IPv4 and
-		// IPv4-mapped IPv6 addresses; a larger K keeps enough distinct
-		// nodes in it.
-		K: 2 * s.opts.Replicas,
+		K:      s.opts.Replicas,
 		DoQuery: func(qctx context.Context, addr krpc.NodeAddr) traversal.QueryResult {
 			p, res := s.getOne(qctx, target, salt, addr)
 			tqr := res.TraversalQueryResult(addr)
@@ -210,7 +211,26 @@ func (s *Store) traverse(ctx context.Context, target Target, salt []byte) ([]*pe
 			mu.Unlock()
 			return tqr
 		},
-		NodeFilter: s.srv.TraversalNodeFilter,
+		// The library's get asks for nodes6 too, which on IPv4 lists each
+		// node again under its IPv4-mapped address: those duplicates would
+		// fill the closest set with half as many distinct nodes.
+		// A node ID is accepted under the first address form seen.
+		NodeFilter: func(n types.AddrMaybeId) bool {
+			if !s.srv.TraversalNodeFilter(n) {
+				return false
+			}
+			if !n.Id.Ok {
+				return true
+			}
+			form := n.Addr.String()
+			mu.Lock()
+			defer mu.Unlock()
+			if first, ok := forms[n.Id.Value]; ok {
+				return first == form
+			}
+			forms[n.Id.Value] = form
+			return true
+		},
 	})
 	nodes, err := s.srv.TraversalStartingNodes()
 	if err != nil {

@@ -15,6 +15,11 @@ type Stats struct {
 	Repairs int64
 	// Republished counts items re-put by the republisher.
 	Republished int64
+	// Gets and Puts count calls of Get and CompareAndPut.
+	Gets, Puts int64
+	// Traversals counts DHT walks; DirectRounds counts reads answered by a
+	// recently found closest set without a walk.
+	Traversals, DirectRounds int64
 }
 
 // statCounters are the live counters behind Stats.
@@ -24,6 +29,10 @@ type statCounters struct {
 	refusals    atomic.Int64
 	repairs     atomic.Int64
 	republished atomic.Int64
+	gets        atomic.Int64
+	puts        atomic.Int64
+	traversals  atomic.Int64
+	direct      atomic.Int64
 }
 
 // Stats returns a snapshot of the handle's counters.
@@ -34,6 +43,10 @@ func (s *Store) Stats() Stats {
 		PutRefusals:  s.stats.refusals.Load(),
 		Repairs:      s.stats.repairs.Load(),
 		Republished:  s.stats.republished.Load(),
+		Gets:         s.stats.gets.Load(),
+		Puts:         s.stats.puts.Load(),
+		Traversals:   s.stats.traversals.Load(),
+		DirectRounds: s.stats.direct.Load(),
 	}
 	for k := range s.stats.bad {
 		if n := s.stats.bad[k].Load(); n > 0 {

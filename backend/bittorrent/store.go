@@ -167,6 +167,7 @@ func (s *Store) Get(ctx context.Context, key string) (backend.Entry, error) {
 	if err := s.check(ctx, key); err != nil {
 		return backend.Entry{}, err
 	}
+	s.stats.gets.Add(1)
 	octx, cancel := s.opContext(ctx)
 	defer cancel()
 	salt := keySalt(s.opts.SaltPrefix, key)
@@ -205,6 +206,7 @@ func (s *Store) CompareAndPut(ctx context.Context, key string, expect backend.Ve
 	if s.ReadOnly() {
 		return 0, fmt.Errorf("bittorrent: put %q: %w", key, ErrReadOnly)
 	}
+	s.stats.puts.Add(1)
 	octx, cancel := s.opContext(ctx)
 	defer cancel()
 	salt := keySalt(s.opts.SaltPrefix, key)
