@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/sha1"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 )
 
 // MaxEncodedValue is BEP44's limit on the bencoded "v" field of an item.
@@ -107,4 +109,43 @@ func (it item) verify(pub ed25519.PublicKey, salt []byte) bool {
 // sameAs reports whether two items are the same signed item.
 func (it item) sameAs(o item) bool {
 	return it.Seq == o.Seq && bytes.Equal(it.EncodedV, o.EncodedV) && it.Sig == o.Sig
+}
+
+// verifyCache remembers recently verified items, so that the same signed
+// item answered by every node of a read (and read again by later polls) is
+// verified once. It is bounded: when full it starts over.
+type verifyCache struct {
+	mu sync.Mutex
+	ok map[[sha256.Size]byte]struct{}
+}
+
+// verifyCacheSize bounds a verifyCache.
+const verifyCacheSize = 8192
+
+// check reports whether it carries a valid signature by pub under salt.
+func (c *verifyCache) check(it item, salt []byte, pub ed25519.PublicKey) bool {
+	// The key is the hash of exactly what was verified: the signed buffer
+	// (salt, seq, v), the key and the signature.
+	h := sha256.New()
+	h.Write(pub)
+	h.Write(it.Sig[:])
+	h.Write(SignedBuffer(salt, it.Seq, it.EncodedV))
+	var key [sha256.Size]byte
+	h.Sum(key[:0])
+	c.mu.Lock()
+	_, hit := c.ok[key]
+	c.mu.Unlock()
+	if hit {
+		return true
+	}
+	if !it.verify(pub, salt) {
+		return false
+	}
+	c.mu.Lock()
+	if c.ok == nil || len(c.ok) >= verifyCacheSize {
+		c.ok = make(map[[sha256.Size]byte]struct{})
+	}
+	c.ok[key] = struct{}{}
+	c.mu.Unlock()
+	return true
 }

@@ -107,14 +107,16 @@ func (n *Node) precheckPut(m *krpc.Msg, source net.Addr) bool {
 	if m.Q != "put" || m.A == nil || m.A.Cas == 0 || m.A.Seq == nil || m.A.K == bep44.Empty32ByteArray {
 		return true
 	}
-	item := &bep44.Item{V: m.A.V, K: m.A.K, Salt: m.A.Salt, Sig: m.A.Sig, Cas: m.A.Cas, Seq: *m.A.Seq}
-	if bep44.Check(item) != nil {
-		return true // the library answers bad signatures and sizes itself
-	}
 	n.store.mu.Lock()
 	mismatch := n.store.casMismatch(putTarget(m.A), m.A.Cas)
 	n.store.mu.Unlock()
 	if !mismatch {
+		return true
+	}
+	// Only now pay for the signature check: a bad item gets the library's
+	// own answer (206), as the spec orders it before the cas.
+	item := &bep44.Item{V: m.A.V, K: m.A.K, Salt: m.A.Salt, Sig: m.A.Sig, Cas: m.A.Cas, Seq: *m.A.Seq}
+	if bep44.Check(item) != nil {
 		return true
 	}
 	sendKRPCError(n.conn, source, m.T, bep44.ErrCasHashMismatched)

@@ -274,7 +274,7 @@ func (s *Store) verifyReply(r *krpc.Return, salt []byte) (*item, *BadItemKind) {
 		return bad(Malformed)
 	}
 	it := &item{Seq: *r.Seq, EncodedV: append([]byte(nil), r.V...), Sig: r.Sig}
-	if !it.verify(s.opts.PublicKey, salt) {
+	if !s.verified.check(*it, salt, s.opts.PublicKey) {
 		return bad(BadSignature)
 	}
 	if _, err := DecodeValue(it.EncodedV); err != nil {
@@ -343,18 +343,22 @@ func (s *Store) putQuorum(ctx context.Context, v *view, cur item, haveCur bool, 
 // putOne sends one put and classifies the answer: nil, a conflict
 // (301/302, matching backend.ErrConflict), a refusal or a network error.
 func (s *Store) putOne(ctx context.Context, p *peer, salt []byte, it item, cas int64) error {
-	k := [32]byte(s.opts.PublicKey)
-	put := bep44.Put{
-		V:    bencodeRaw(it.EncodedV),
-		K:    &k,
-		Salt: salt,
-		Sig:  it.Sig,
-		Cas:  cas,
-		Seq:  it.Seq,
+	// The query is built here rather than with Server.Put, which first
+	// stores the item in the handle's own store (verifying its signature
+	// again) for nothing.
+	seq := it.Seq
+	args := krpc.MsgArgs{
+		Cas:   cas,
+		Salt:  salt,
+		Seq:   &seq,
+		Sig:   it.Sig,
+		Token: p.token,
+		V:     bencodeRaw(it.EncodedV),
+		K:     [32]byte(s.opts.PublicKey),
 	}
 	qctx, cancel := context.WithTimeout(ctx, 2*s.opts.QueryTimeout)
 	defer cancel()
-	res := s.srv.Put(qctx, dht.NewAddr(p.addr), put, p.token, dht.QueryRateLimiting{})
+	res := s.srv.Query(qctx, dht.NewAddr(p.addr), "put", dht.QueryInput{MsgArgs: args})
 	if res.Err != nil {
 		return res.Err
 	}

@@ -34,6 +34,8 @@ type Store struct {
 	stats statCounters
 	repub *republishSet
 	views *viewCache
+	// verified remembers items whose signatures checked out.
+	verified verifyCache
 }
 
 var _ backend.Store = (*Store)(nil)
