@@ -23,6 +23,9 @@ const (
 	// DefaultRecordLifetime is how long storing nodes keep an item after its
 	// last put: BEP44's "about two hours", set explicitly on every node.
 	DefaultRecordLifetime = 2 * time.Hour
+	// DefaultRepublishWindow is how long a handle keeps items it wrote or
+	// read alive after their last use.
+	DefaultRepublishWindow = 24 * time.Hour
 	// DefaultViewTTL is how long a handle trusts the closest set of a
 	// target it found by traversal.
 	DefaultViewTTL = 30 * time.Second
@@ -63,7 +66,7 @@ type Options struct {
 	// declared in Capabilities. Default DefaultRecordLifetime.
 	RecordLifetime time.Duration
 	// RepublishInterval is how often the handle re-puts the signed items it
-	// wrote or read within the last RecordLifetime. Default
+	// wrote or read within the last RepublishWindow. Default
 	// RecordLifetime/2.
 	RepublishInterval time.Duration
 	// ViewTTL is how long the closest nodes found for a target are asked
@@ -71,6 +74,9 @@ type Options struct {
 	// traverses whenever one of them does not answer). Default
 	// DefaultViewTTL.
 	ViewTTL time.Duration
+	// RepublishWindow is how long after the handle last wrote or read an
+	// item it keeps re-putting it. Default DefaultRepublishWindow.
+	RepublishWindow time.Duration
 	// MaxKeySize is the longest key accepted. Default DefaultMaxKeySize.
 	MaxKeySize int
 	// SendRate is the handle's own send limiter. Default DefaultSendRate.
@@ -132,6 +138,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.ViewTTL <= 0 {
 		o.ViewTTL = DefaultViewTTL
+	}
+	if o.RepublishWindow <= 0 {
+		o.RepublishWindow = DefaultRepublishWindow
 	}
 	if o.MaxKeySize <= 0 {
 		o.MaxKeySize = DefaultMaxKeySize

@@ -90,7 +90,7 @@ func (v *view) best() (item, bool) {
 // item returned is verified; it fails unless ReadQuorum distinct nodes
 // answered.
 func (s *Store) read(ctx context.Context, target Target, salt []byte) (*view, error) {
-	if addrs := s.views.get(target, s.opts.ViewTTL); len(addrs) > 0 {
+	if addrs := s.views.get(target, s.opts.ViewTTL); len(addrs) > 0 && !s.anyDead(addrs) {
 		peers := s.directRound(ctx, target, salt, addrs)
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -139,6 +139,7 @@ func (s *Store) getOne(ctx context.Context, target Target, salt []byte, addr krp
 	qctx, cancel := context.WithTimeout(ctx, 2*s.opts.QueryTimeout)
 	defer cancel()
 	res := s.srv.Get(qctx, dht.NewAddr(addr.UDP()), bep44.Target(target), nil, dht.QueryRateLimiting{})
+	s.noteAnswer(addr.UDP(), res, ctx)
 	r := res.Reply.R
 	if res.Err != nil || r == nil || r.Token == nil || *r.Token == "" {
 		return nil, res
@@ -216,7 +217,7 @@ func (s *Store) traverse(ctx context.Context, target Target, salt []byte) ([]*pe
 		// fill the closest set with half as many distinct nodes.
 		// A node ID is accepted under the first address form seen.
 		NodeFilter: func(n types.AddrMaybeId) bool {
-			if !s.srv.TraversalNodeFilter(n) {
+			if !s.srv.TraversalNodeFilter(n) || s.dead.isDead(n.Addr.ToNodeAddr().UDP()) {
 				return false
 			}
 			if !n.Id.Ok {
@@ -359,6 +360,7 @@ func (s *Store) putOne(ctx context.Context, p *peer, salt []byte, it item, cas i
 	qctx, cancel := context.WithTimeout(ctx, 2*s.opts.QueryTimeout)
 	defer cancel()
 	res := s.srv.Query(qctx, dht.NewAddr(p.addr), "put", dht.QueryInput{MsgArgs: args})
+	s.noteAnswer(p.addr, res, ctx)
 	if res.Err != nil {
 		return res.Err
 	}
@@ -400,3 +402,24 @@ func (s *Store) repairAsync(v *view, best item) {
 
 // bencodeRaw marks already-bencoded bytes for the library's encoder.
 func bencodeRaw(b []byte) bencode.Bytes { return bencode.Bytes(b) }
+
+// noteAnswer records whether addr answered a query: a timeout (not the
+// caller's own cancellation) marks it dead for a while.
+func (s *Store) noteAnswer(addr *net.UDPAddr, res dht.QueryResult, caller context.Context) {
+	switch {
+	case res.Err == nil:
+		s.dead.alive(addr)
+	case caller.Err() == nil && (errors.Is(res.Err, dht.TransactionTimeout) || errors.Is(res.Err, context.DeadlineExceeded)):
+		s.dead.mark(addr)
+	}
+}
+
+// anyDead reports whether one of addrs is marked dead.
+func (s *Store) anyDead(addrs []*net.UDPAddr) bool {
+	for _, a := range addrs {
+		if s.dead.isDead(a) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,6 +1,7 @@
 package bittorrent
 
 import (
+	"slices"
 	"sync"
 	"time"
 )
@@ -28,6 +29,9 @@ func (r *republishSet) touch(t Target, salt []byte, it item) {
 	defer r.mu.Unlock()
 	e := r.items[t]
 	if e == nil {
+		if len(r.items) >= maxRepublish {
+			r.evictOldest()
+		}
 		r.items[t] = &repubEntry{salt: salt, item: it, used: time.Now()}
 		return
 	}
@@ -37,13 +41,33 @@ func (r *republishSet) touch(t Target, salt []byte, it item) {
 	e.used = time.Now()
 }
 
-// due returns the entries used within lifetime and forgets the others.
-func (r *republishSet) due(lifetime time.Duration) map[Target]repubEntry {
+// maxRepublish bounds the set; beyond it the least recently used tenth is
+// forgotten (and may expire on the network).
+const maxRepublish = 100_000
+
+// evictOldest forgets the least recently used tenth. The caller holds mu.
+func (r *republishSet) evictOldest() {
+	type aged struct {
+		t    Target
+		used time.Time
+	}
+	all := make([]aged, 0, len(r.items))
+	for t, e := range r.items {
+		all = append(all, aged{t, e.used})
+	}
+	slices.SortFunc(all, func(a, b aged) int { return a.used.Compare(b.used) })
+	for _, a := range all[:len(all)/10+1] {
+		delete(r.items, a.t)
+	}
+}
+
+// due returns the entries used within window and forgets the others.
+func (r *republishSet) due(window time.Duration) map[Target]repubEntry {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := make(map[Target]repubEntry, len(r.items))
 	for t, e := range r.items {
-		if time.Since(e.used) > lifetime {
+		if time.Since(e.used) > window {
 			delete(r.items, t)
 			continue
 		}
@@ -76,9 +100,9 @@ func (s *Store) republishLoop() {
 }
 
 // RepublishNow re-puts, once, every signed item the handle wrote or read
-// within the last RecordLifetime to the closest nodes of its target.
+// within the last RepublishWindow to the closest nodes of its target.
 func (s *Store) RepublishNow() {
-	for target, e := range s.repub.due(s.opts.RecordLifetime) {
+	for target, e := range s.repub.due(s.opts.RepublishWindow) {
 		if s.ctx.Err() != nil {
 			return
 		}

@@ -36,6 +36,8 @@ type Store struct {
 	views *viewCache
 	// verified remembers items whose signatures checked out.
 	verified verifyCache
+	// dead lists nodes that stopped answering.
+	dead deadNodes
 }
 
 var _ backend.Store = (*Store)(nil)

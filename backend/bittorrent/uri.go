@@ -39,7 +39,8 @@ func openURI(ctx context.Context, u *url.URL) (backend.Store, error) {
 // nodes), key (a namespace key file, see LoadKeyFile) or pubkey (the
 // namespace public key in hex: a read-only handle), listen (default
 // 127.0.0.1:0), prefix (salt prefix), replicas, write_quorum, read_quorum,
-// query_timeout, lifetime, republish, view_ttl (durations such as 2s).
+// query_timeout, lifetime, republish, republish_window, view_ttl
+// (durations such as 2s).
 func ParseURI(u *url.URL) (Options, error) {
 	var o Options
 	bad := func(format string, args ...any) (Options, error) {
@@ -89,7 +90,7 @@ func ParseURI(u *url.URL) (Options, error) {
 			default:
 				o.ReadQuorum = n
 			}
-		case "query_timeout", "lifetime", "republish", "view_ttl":
+		case "query_timeout", "lifetime", "republish", "republish_window", "view_ttl":
 			d, err := time.ParseDuration(val)
 			if err != nil || d <= 0 {
 				return bad("parameter %q=%q is not a positive duration", name, val)
@@ -101,6 +102,8 @@ func ParseURI(u *url.URL) (Options, error) {
 				o.RecordLifetime = d
 			case "republish":
 				o.RepublishInterval = d
+			case "republish_window":
+				o.RepublishWindow = d
 			default:
 				o.ViewTTL = d
 			}
