@@ -38,6 +38,8 @@ type Store struct {
 	verified verifyCache
 	// dead lists nodes that stopped answering.
 	dead deadNodes
+	// contended paces writes to keys this handle keeps losing races on.
+	contended contention
 }
 
 var _ backend.Store = (*Store)(nil)
@@ -215,12 +217,16 @@ func (s *Store) CompareAndPut(ctx context.Context, key string, expect backend.Ve
 	defer cancel()
 	salt := keySalt(s.opts.SaltPrefix, key)
 	target := MutableTarget(s.opts.PublicKey, salt)
+	if err := s.contended.wait(octx, target); err != nil {
+		return 0, s.finish(ctx, err)
+	}
 	v, err := s.read(octx, target, salt)
 	if err != nil {
 		return 0, s.finish(ctx, fmt.Errorf("bittorrent: put %q: %w", key, err))
 	}
 	cur, found := v.best()
 	if (!found && expect != 0) || (found && backend.Version(cur.Seq) != expect) {
+		s.contended.lost(target)
 		ce := &backend.ConflictError{Key: key, Expected: expect, Known: true}
 		if found {
 			val, err := DecodeValue(cur.EncodedV)
@@ -238,6 +244,7 @@ func (s *Store) CompareAndPut(ctx context.Context, key string, expect backend.Ve
 	next := signItem(s.opts.PrivateKey, salt, int64(expect)+1, EncodeValue(value))
 	res := s.putQuorum(octx, v, cur, found, next, int64(expect))
 	if res.accepted >= s.opts.WriteQuorum {
+		s.contended.won(target)
 		s.repub.touch(target, salt, next)
 		return backend.Version(next.Seq), nil
 	}
@@ -245,6 +252,7 @@ func (s *Store) CompareAndPut(ctx context.Context, key string, expect backend.Ve
 		return 0, err
 	}
 	if res.conflicts > 0 {
+		s.contended.lost(target)
 		return 0, fmt.Errorf("bittorrent: put %q: %d of %d nodes accepted, %d refused with a conflict: %w",
 			key, res.accepted, res.sent, res.conflicts, &backend.ConflictError{Key: key, Expected: expect})
 	}
