@@ -24,7 +24,7 @@ import (
 func TestChurn(t *testing.T) {
 	const nodes, replace, pubs = 20, 6, 10
 	per := 100
-	if testing.Short() {
+	if testing.Short() || !fullScale() {
 		per = 20
 	}
 	g := &guards{}

@@ -11,7 +11,8 @@ import (
 // Swarm is a local network of storing nodes on loopback, for tests,
 // benchmarks and `stickypub swarm`.
 type Swarm struct {
-	opts NodeOptions
+	opts func(i int) NodeOptions
+	next int
 
 	mu    sync.Mutex
 	nodes []*Node
@@ -22,6 +23,12 @@ type Swarm struct {
 // joins through the nodes started before it), then bootstraps every node
 // again so that the routing tables fill in both directions.
 func NewSwarm(ctx context.Context, n int, opts NodeOptions) (*Swarm, error) {
+	return NewSwarmFunc(ctx, n, func(int) NodeOptions { return opts })
+}
+
+// NewSwarmFunc is NewSwarm with the options of the i-th node started
+// (counting replacements) given by opts; Bootstrap is set by the swarm.
+func NewSwarmFunc(ctx context.Context, n int, opts func(i int) NodeOptions) (*Swarm, error) {
 	if n < 1 {
 		return nil, fmt.Errorf("%w: a swarm needs at least one node", errOptions)
 	}
@@ -41,7 +48,11 @@ func NewSwarm(ctx context.Context, n int, opts NodeOptions) (*Swarm, error) {
 
 // add starts one more node that joins through the current ones.
 func (sw *Swarm) add(ctx context.Context) (*Node, error) {
-	o := sw.opts
+	sw.mu.Lock()
+	i := sw.next
+	sw.next++
+	sw.mu.Unlock()
+	o := sw.opts(i)
 	o.Bootstrap = sw.Addrs()
 	if len(o.Bootstrap) > 8 {
 		o.Bootstrap = o.Bootstrap[len(o.Bootstrap)-8:]

@@ -12,7 +12,7 @@ func TestSwarmBittorrent(t *testing.T) {
 	e := newEnv(t)
 	sw := e.start(false, "swarm", "--backend", "bittorrent", "--nodes", "12")
 	uri := sw.next(30 * time.Second).text
-	if !strings.HasPrefix(uri, "bep44://?bootstrap=127.0.0.1:") || !strings.Contains(uri, "&key=/") {
+	if !strings.HasPrefix(uri, "bep44://?bootstrap=127.0.0.1:") || !strings.Contains(uri, "&key=/") || !strings.HasSuffix(uri, "/bep44-namespace.pem") {
 		t.Fatalf("swarm printed %q, want a bep44 URI", uri)
 	}
 	// Subscribe from now, then publish, in other processes.
