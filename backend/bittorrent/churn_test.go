@@ -161,9 +161,20 @@ func collectExact(ctx context.Context, t *testing.T, c *core.Client, sub *core.S
 		}
 	}
 	var lastErr error
+	errs := map[string]int{}
+	defer func() {
+		if len(got) < want {
+			for e, n := range errs {
+				t.Logf("poll error x%d: %s", n, e)
+			}
+		}
+	}()
 	for len(got) < want {
 		if _, err := c.Poll(ctx, sub.Topic()); err != nil {
 			lastErr = err
+			if len(errs) < 20 {
+				errs[err.Error()]++
+			}
 		}
 		drain()
 		if ctx.Err() != nil {

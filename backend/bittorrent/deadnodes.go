@@ -6,45 +6,65 @@ import (
 	"time"
 )
 
-// deadNodes remembers addresses that did not answer a query, so that
+// deadNodes remembers addresses that did not answer queries, so that
 // traversals and direct rounds skip them for a while instead of waiting out
 // a query timeout each time (the library keeps unresponsive nodes in its
-// routing table). An address that answers again is forgotten at once.
+// routing table). An address is skipped after deadAfter consecutive
+// timeouts (one slow answer on a loaded machine is not death), for
+// deadFor; one that answers again is forgotten at once.
 type deadNodes struct {
 	mu    sync.Mutex
-	until map[string]time.Time
+	state map[string]*deadState
 }
 
-// deadFor is how long an unresponsive address is skipped.
-const deadFor = 30 * time.Second
+// deadState is one address's record.
+type deadState struct {
+	misses int
+	until  time.Time
+}
+
+// Skipping parameters.
+const (
+	deadAfter = 2
+	deadFor   = 10 * time.Second
+)
 
 // mark records that addr did not answer.
 func (d *deadNodes) mark(addr net.Addr) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.until == nil || len(d.until) > 4096 {
-		d.until = make(map[string]time.Time)
+	if d.state == nil || len(d.state) > 4096 {
+		d.state = make(map[string]*deadState)
 	}
-	d.until[unmapped(addr)] = time.Now().Add(deadFor)
+	k := unmapped(addr)
+	st := d.state[k]
+	if st == nil {
+		st = &deadState{}
+		d.state[k] = st
+	}
+	st.misses++
+	if st.misses >= deadAfter {
+		st.until = time.Now().Add(deadFor)
+	}
 }
 
 // alive records that addr answered.
 func (d *deadNodes) alive(addr net.Addr) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	delete(d.until, unmapped(addr))
+	delete(d.state, unmapped(addr))
 }
 
 // isDead reports whether addr is being skipped.
 func (d *deadNodes) isDead(addr net.Addr) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	t, ok := d.until[unmapped(addr)]
-	if !ok {
+	st, ok := d.state[unmapped(addr)]
+	if !ok || st.misses < deadAfter {
 		return false
 	}
-	if time.Now().After(t) {
-		delete(d.until, unmapped(addr))
+	if time.Now().After(st.until) {
+		st.misses = deadAfter - 1 // one more timeout skips it again
 		return false
 	}
 	return true

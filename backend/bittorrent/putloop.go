@@ -101,7 +101,11 @@ func (s *Store) read(ctx context.Context, target Target, salt []byte) (*view, er
 		}
 	}
 	s.stats.traversals.Add(1)
-	peers, err := s.traverse(ctx, target, salt)
+	peers, err := s.traverse(ctx, target, salt, true)
+	if err == nil && len(peers) < s.opts.ReadQuorum {
+		// Too many nodes are being skipped as dead: ask them anyway.
+		peers, err = s.traverse(ctx, target, salt, false)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -185,8 +189,9 @@ func (s *Store) directRound(ctx context.Context, target Target, salt []byte, add
 }
 
 // traverse walks the DHT towards target with get queries and returns every
-// distinct node that answered with a token.
-func (s *Store) traverse(ctx context.Context, target Target, salt []byte) ([]*peer, error) {
+// distinct node that answered with a token. With skipDead it does not ask
+// nodes marked dead.
+func (s *Store) traverse(ctx context.Context, target Target, salt []byte, skipDead bool) ([]*peer, error) {
 	var (
 		mu    sync.Mutex
 		byID  = make(map[krpc.ID]*peer)
@@ -217,7 +222,7 @@ func (s *Store) traverse(ctx context.Context, target Target, salt []byte) ([]*pe
 		// fill the closest set with half as many distinct nodes.
 		// A node ID is accepted under the first address form seen.
 		NodeFilter: func(n types.AddrMaybeId) bool {
-			if !s.srv.TraversalNodeFilter(n) || s.dead.isDead(n.Addr.ToNodeAddr().UDP()) {
+			if !s.srv.TraversalNodeFilter(n) || (skipDead && s.dead.isDead(n.Addr.ToNodeAddr().UDP())) {
 				return false
 			}
 			if !n.Id.Ok {
