@@ -37,6 +37,19 @@ type view struct {
 	peers  []*peer
 }
 
+// bestKnown is best, raised to the item the handle itself wrote or read
+// for this target when that one is newer: a read that reached nodes that
+// missed a write (some of the closest nodes were slow, so farther ones
+// answered) must not send the handle back in time. The remembered item is
+// signed, so it is as good as one a node returned.
+func (v *view) bestKnown(s *Store) (item, bool) {
+	b, ok := v.best()
+	if mine, have := s.repub.known(v.target); have && (!ok || mine.Seq > b.Seq) {
+		return mine, true
+	}
+	return b, ok
+}
+
 // best returns the item to trust: the highest seq; among items of equal
 // seq (two writers split the nodes) the one most nodes hold, then the
 // smallest signature, so every reader picks the same one.

@@ -61,6 +61,16 @@ func (r *republishSet) evictOldest() {
 	}
 }
 
+// known returns the item remembered for t, if any.
+func (r *republishSet) known(t Target) (item, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e := r.items[t]; e != nil {
+		return e.item, true
+	}
+	return item{}, false
+}
+
 // due returns the entries used within window and forgets the others.
 func (r *republishSet) due(window time.Duration) map[Target]repubEntry {
 	r.mu.Lock()

@@ -182,7 +182,7 @@ func (s *Store) Get(ctx context.Context, key string) (backend.Entry, error) {
 	if err != nil {
 		return backend.Entry{}, s.finish(ctx, fmt.Errorf("bittorrent: get %q: %w", key, err))
 	}
-	best, ok := v.best()
+	best, ok := v.bestKnown(s)
 	if !ok {
 		return backend.Entry{}, fmt.Errorf("bittorrent: get %q: %w", key, backend.ErrNotFound)
 	}
@@ -224,7 +224,7 @@ func (s *Store) CompareAndPut(ctx context.Context, key string, expect backend.Ve
 	if err != nil {
 		return 0, s.finish(ctx, fmt.Errorf("bittorrent: put %q: %w", key, err))
 	}
-	cur, found := v.best()
+	cur, found := v.bestKnown(s)
 	if (!found && expect != 0) || (found && backend.Version(cur.Seq) != expect) {
 		s.contended.lost(target)
 		ce := &backend.ConflictError{Key: key, Expected: expect, Known: true}
