@@ -120,10 +120,14 @@ func TestBadPeers(t *testing.T) {
 				r := bp.answer(t, ns, salt)
 				ret = &r
 			}
-			startBadNode(t, sw, g, target, ret)
+			bad := startBadNode(t, sw, g, target, ret)
 
+			// The handles know the bad node from the start (a full bucket
+			// of an honest node may not list it), so it is certainly the
+			// closest node they ask.
+			boot := append(sw.Addrs(), bad.Addr().String())
 			open := func() *bittorrent.Store {
-				st, err := bittorrent.Open(ctx, bittorrent.Options{Bootstrap: sw.Addrs(), PrivateKey: ns, WrapConn: g.wrap, Logger: quietLogger()})
+				st, err := bittorrent.Open(ctx, bittorrent.Options{Bootstrap: boot, PrivateKey: ns, WrapConn: g.wrap, Logger: quietLogger()})
 				require.NoError(t, err)
 				t.Cleanup(func() { _ = st.Close() })
 				return st
