@@ -122,7 +122,7 @@ func (s *suite) testSubscriptionTTL(t *testing.T) {
 func (s *suite) testRetention(t *testing.T) {
 	f := s.setup(t, stressTimeout)
 	topic := testTopic(t)
-	store := limited{Store: f.store, max: 1000}
+	store := limited{Store: f.store, max: min(1000, f.caps.MaxValueSize)}
 	const pubsN, per, keep = 2, 200, 100
 	opts := []core.Option{core.WithRetention(core.Retention{MaxMessages: keep}), core.WithFoldWindow(8)}
 	early := f.client(store, opts...)
@@ -178,7 +178,7 @@ func (s *suite) testRetention(t *testing.T) {
 func (s *suite) testLargeValues(t *testing.T) {
 	f := s.setup(t, stressTimeout)
 	topic := testTopic(t)
-	store := limited{Store: f.store, max: 1000}
+	store := limited{Store: f.store, max: min(1000, f.caps.MaxValueSize)}
 	pub := f.client(store)
 	var want [][]byte
 	for i := range 5 {

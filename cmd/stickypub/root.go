@@ -95,6 +95,9 @@ The store is a URI (--store, or the STICKYPUB_STORE environment variable):
                                the file
   redis://127.0.0.1:6379/0     Redis (rediss:// for TLS, redis+cluster://
                                host1:port,host2:port for Redis Cluster)
+  bep44://?bootstrap=HOST:PORT,...&key=FILE
+                               BEP44 items on a BitTorrent DHT (see
+                               "stickypub swarm --backend bittorrent")
   mem:                         in this process's memory only (gone when the
                                command exits; for trying things out)
 
@@ -154,7 +157,7 @@ one keeps the file open and serves the others on a Unix socket next to it
 	pf.BoolVarP(&a.verbose, "verbose", "v", false, "log what the tool does on stderr")
 
 	root.AddCommand(newPublishCmd(a), newSubscribeCmd(a), newInfoCmd(a), newIdentityCmd(a), newDoctorCmd(a))
-	root.AddCommand(newServeCmd(a), newBenchCmd(a))
+	root.AddCommand(newServeCmd(a), newBenchCmd(a), newSwarmCmd(a))
 	return root
 }
 
