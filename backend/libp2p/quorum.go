@@ -1,0 +1,305 @@
+package libp2p
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	kb "github.com/libp2p/go-libp2p-kbucket"
+	recpb "github.com/libp2p/go-libp2p-record/pb"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/stickypub/stickypub/backend"
+)
+
+// replicas returns the key's replica set: the Options.Replicas servers
+// closest to it.
+func (s *Store) replicas(ctx context.Context, dk string) ([]peer.ID, error) {
+	var peers []peer.ID
+	switch s.opts.Lookup {
+	case LookupTable:
+		peers = s.n.dht.RoutingTable().NearestPeers(kb.ConvertKey(dk), s.opts.Replicas)
+	default:
+		var err error
+		peers, err = s.n.dht.GetClosestPeers(ctx, dk)
+		if err != nil && len(peers) == 0 {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, fmt.Errorf("%w: finding the replica set: %v", backend.ErrUnavailable, err)
+		}
+		// The lookup returns the closest peers, nearest first.
+		peers = kb.SortClosestPeers(peers, kb.ConvertKey(dk))
+		if len(peers) > s.opts.Replicas {
+			peers = peers[:s.opts.Replicas]
+		}
+	}
+	if len(peers) == 0 {
+		return nil, fmt.Errorf("%w: no server known", backend.ErrUnavailable)
+	}
+	return peers, nil
+}
+
+// putTo sends rec to p.
+func (s *Store) putTo(ctx context.Context, p peer.ID, dk string, rec []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.RPCTimeout)
+	defer cancel()
+	r := &recpb.Record{Key: []byte(dk), Value: rec}
+	return s.n.msgr.PutValue(ctx, p, r)
+}
+
+// answer is one replica's reply to a read.
+type answer struct {
+	p       peer.ID
+	rec     record
+	raw     []byte
+	err     error // no answer (network, timeout)
+	corrupt bool  // answered something that is not our record
+}
+
+// getFrom asks p for the record of dk.
+func (s *Store) getFrom(ctx context.Context, p peer.ID, dk string) answer {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.RPCTimeout)
+	defer cancel()
+	r, _, err := s.n.msgr.GetValue(ctx, p, dk)
+	a := answer{p: p}
+	switch {
+	case err != nil && strings.Contains(err.Error(), "incorrect record"):
+		a.corrupt = true
+	case err != nil:
+		a.err = err
+	case r == nil:
+		a.rec = record{flags: flagAbsent}
+	default:
+		rec, derr := decodeRecord(r.GetValue(), s.opts.MaxValueSize)
+		if derr != nil {
+			a.corrupt = true
+		} else {
+			a.rec, a.raw = rec, r.GetValue()
+		}
+	}
+	if a.corrupt {
+		s.stats.corrupt.Add(1)
+	}
+	return a
+}
+
+// write sends rec to the replica set and counts acceptances. On a
+// conflict it returns the best record the refusing replicas hold (nil if
+// none told).
+func (s *Store) write(ctx context.Context, dk string, rec record) (*record, error) {
+	peers, err := s.replicas(ctx, dk)
+	if err != nil {
+		return nil, err
+	}
+	need := quorum(s.opts.WriteQuorum, len(peers))
+	raw := rec.encode()
+	type result struct {
+		p   peer.ID
+		err error
+	}
+	results := make(chan result, len(peers))
+	// Sends outlive an early success: they finish under the handle's
+	// context, so every replica gets the record.
+	sendCtx, cancelSends := context.WithCancel(s.ctx)
+	stop := context.AfterFunc(ctx, cancelSends)
+	for _, p := range peers {
+		s.wg.Go(func() { results <- result{p, s.putTo(sendCtx, p, dk, raw)} })
+	}
+	accepted := 0
+	var failed []peer.ID
+	for range peers {
+		r := <-results
+		if r.err == nil {
+			accepted++
+		} else {
+			failed = append(failed, r.p)
+		}
+		if accepted >= need {
+			break
+		}
+	}
+	if accepted >= need {
+		// Let the remaining sends finish on their own, even when ctx ends.
+		stop()
+		s.wg.Go(func() {
+			defer cancelSends()
+			<-sendCtx.Done()
+		})
+		go func() {
+			// Drain the results of the sends still running, then
+			// release their context.
+			for range len(peers) - accepted - len(failed) {
+				<-results
+			}
+			cancelSends()
+		}()
+		s.tracked.touch(dk, rec.withFlags(flagRepair).encode(), time.Now())
+		return nil, nil
+	}
+	stop()
+	cancelSends()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	// Too few acceptances: ask the refusing replicas what they hold. One
+	// that holds this very write took it (its answer was lost).
+	answers := make(chan answer, len(failed))
+	for _, p := range failed {
+		go func() { answers <- s.getFrom(ctx, p, dk) }()
+	}
+	var (
+		unreachable int
+		best        *record
+	)
+	for range failed {
+		a := <-answers
+		switch {
+		case a.err != nil:
+			unreachable++
+		case a.corrupt:
+		case a.rec.sameWrite(rec):
+			accepted++
+		case a.rec.version != rec.expect:
+			if best == nil || a.rec.version > best.version {
+				r := a.rec
+				best = &r
+			}
+		}
+	}
+	switch {
+	case accepted >= need:
+		s.tracked.touch(dk, rec.withFlags(flagRepair).encode(), time.Now())
+		return nil, nil
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
+	case accepted+unreachable < need:
+		return best, fmt.Errorf("%w: %d of %d replicas accepted (%d needed), %d refused",
+			backend.ErrConflict, accepted, len(peers), need, len(peers)-accepted-unreachable)
+	default:
+		return nil, fmt.Errorf("%w: %d of %d replicas accepted (%d needed), %d did not answer",
+			backend.ErrUnavailable, accepted, len(peers), need, unreachable)
+	}
+}
+
+// read asks the replica set for dk and returns the chosen record (the
+// absence marker when the key does not exist).
+func (s *Store) read(ctx context.Context, dk string) (record, error) {
+	peers, err := s.replicas(ctx, dk)
+	if err != nil {
+		return record{}, err
+	}
+	need := quorum(s.opts.ReadQuorum, len(peers))
+	answers := make(chan answer, len(peers))
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for _, p := range peers {
+		go func() { answers <- s.getFrom(rctx, p, dk) }()
+	}
+	var (
+		got     []answer
+		replied int
+		grace   <-chan time.Time
+	)
+collect:
+	for range peers {
+		select {
+		case a := <-answers:
+			got = append(got, a)
+			if a.err == nil {
+				replied++
+			}
+			if replied == need && grace == nil {
+				t := time.NewTimer(s.opts.ReadGrace)
+				defer t.Stop()
+				grace = t.C
+			}
+		case <-grace:
+			break collect
+		case <-ctx.Done():
+			break collect
+		}
+	}
+	if replied < need {
+		if err := ctx.Err(); err != nil {
+			return record{}, err
+		}
+		return record{}, fmt.Errorf("%w: %d of %d replicas answered (%d needed)", backend.ErrUnavailable, replied, len(peers), need)
+	}
+	best, support, corrupt := s.choose(got, len(peers))
+	if corrupt == replied {
+		return record{}, fmt.Errorf("%w: every replica that answered (%d) returned garbage", backend.ErrCorrupt, corrupt)
+	}
+	_ = support
+	if !best.absent() {
+		s.repair(dk, best, got)
+		s.tracked.touch(dk, best.withFlags(flagRepair).encode(), time.Now())
+	}
+	return best, nil
+}
+
+// choose picks the highest version that at least agreement(n) answers
+// hold identically; the absence marker when there is none.
+func (s *Store) choose(got []answer, n int) (best record, support, corrupt int) {
+	type cand struct {
+		rec   record
+		count int
+	}
+	var cands []*cand
+	for _, a := range got {
+		switch {
+		case a.corrupt:
+			corrupt++
+			continue
+		case a.err != nil || a.rec.absent():
+			continue
+		}
+		found := false
+		for _, c := range cands {
+			if c.rec.sameWrite(a.rec) {
+				c.count++
+				found = true
+				break
+			}
+		}
+		if !found {
+			cands = append(cands, &cand{rec: a.rec, count: 1})
+		}
+	}
+	agree := s.opts.agreement(n)
+	best = record{flags: flagAbsent}
+	for _, c := range cands {
+		if c.count < agree {
+			s.stats.unconfirmed.Add(1)
+			continue
+		}
+		if support == 0 || c.rec.version > best.version ||
+			(c.rec.version == best.version && (c.count > support || (c.count == support && bytes.Compare(c.rec.value, best.value) > 0))) {
+			best, support = c.rec, c.count
+		}
+	}
+	return best, support, corrupt
+}
+
+// repair sends best, as a repair copy, to the answering replicas that
+// hold nothing or an older version, in the background.
+func (s *Store) repair(dk string, best record, got []answer) {
+	raw := best.withFlags(flagRepair).encode()
+	for _, a := range got {
+		if a.err != nil || a.corrupt || (!a.rec.absent() && a.rec.version >= best.version) {
+			continue
+		}
+		select {
+		case s.repairs <- struct{}{}:
+		default:
+			return // enough repairs in flight; a later read repairs the rest
+		}
+		s.stats.repairs.Add(1)
+		s.wg.Go(func() {
+			defer func() { <-s.repairs }()
+			_ = s.putTo(s.ctx, a.p, dk, raw)
+		})
+	}
+}
