@@ -34,7 +34,7 @@ const (
 	DefaultRPCTimeout = 5 * time.Second
 	// DefaultReadGrace is how long Get keeps waiting for slower replicas
 	// once a read quorum has answered.
-	DefaultReadGrace = 100 * time.Millisecond
+	DefaultReadGrace = 25 * time.Millisecond
 	// DefaultHintWindow is how long change hints are gathered before one
 	// pubsub message carries them all.
 	DefaultHintWindow = 10 * time.Millisecond

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	kb "github.com/libp2p/go-libp2p-kbucket"
@@ -86,9 +87,16 @@ func (s *Store) getFrom(ctx context.Context, p peer.ID, dk string) answer {
 	return a
 }
 
-// write sends rec to the replica set and counts acceptances. On a
-// conflict it returns the best record the refusing replicas hold (nil if
-// none told).
+// write stores rec on the replica set and counts acceptances.
+//
+// The closest replica, the key's leader, gets the record first: its
+// per-node compare-and-put orders concurrent writers, so a loser learns it
+// lost without touching the other replicas (otherwise concurrent writers
+// split the replicas between them and none reaches a quorum). A leader
+// that refuses is not believed alone: a quorum read decides between a
+// conflict and a leader that is wrong (stale, lying), which is then
+// skipped. An unreachable leader is skipped too. On a conflict write
+// returns the current record when it is known.
 func (s *Store) write(ctx context.Context, dk string, rec record) (*record, error) {
 	peers, err := s.replicas(ctx, dk)
 	if err != nil {
@@ -96,51 +104,33 @@ func (s *Store) write(ctx context.Context, dk string, rec record) (*record, erro
 	}
 	need := quorum(s.opts.WriteQuorum, len(peers))
 	raw := rec.encode()
-	type result struct {
-		p   peer.ID
-		err error
-	}
-	results := make(chan result, len(peers))
-	// Sends outlive an early success: they finish under the handle's
-	// context, so every replica gets the record.
-	sendCtx, cancelSends := context.WithCancel(s.ctx)
-	stop := context.AfterFunc(ctx, cancelSends)
-	for _, p := range peers {
-		s.wg.Go(func() { results <- result{p, s.putTo(sendCtx, p, dk, raw)} })
-	}
+	leader, rest := peers[0], peers[1:]
 	accepted := 0
-	var failed []peer.ID
-	for range peers {
-		r := <-results
-		if r.err == nil {
-			accepted++
-		} else {
-			failed = append(failed, r.p)
+	lerr := s.putTo(ctx, leader, dk, raw)
+	if lerr == nil {
+		accepted = 1
+	} else {
+		if err := ctx.Err(); err != nil {
+			return nil, err
 		}
-		if accepted >= need {
-			break
+		a := s.getFrom(ctx, leader, dk)
+		switch {
+		case a.err == nil && !a.corrupt && a.rec.sameWrite(rec):
+			accepted = 1 // it took the record; the answer was lost
+		case a.err != nil || a.corrupt:
+			// Unreachable or lying: go on without it.
+		default:
+			cur, err := s.confirmConflict(ctx, dk, rec, leader)
+			if err != nil || cur != nil {
+				return cur, err
+			}
 		}
 	}
+	accepted, failed := s.fanOut(ctx, dk, raw, rest, need, accepted)
 	if accepted >= need {
-		// Let the remaining sends finish on their own, even when ctx ends.
-		stop()
-		s.wg.Go(func() {
-			defer cancelSends()
-			<-sendCtx.Done()
-		})
-		go func() {
-			// Drain the results of the sends still running, then
-			// release their context.
-			for range len(peers) - accepted - len(failed) {
-				<-results
-			}
-			cancelSends()
-		}()
 		s.tracked.touch(dk, rec.withFlags(flagRepair).encode(), time.Now())
 		return nil, nil
 	}
-	stop()
-	cancelSends()
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -182,6 +172,102 @@ func (s *Store) write(ctx context.Context, dk string, rec record) (*record, erro
 		return nil, fmt.Errorf("%w: %d of %d replicas accepted (%d needed), %d did not answer",
 			backend.ErrUnavailable, accepted, len(peers), need, unreachable)
 	}
+}
+
+// confirmConflict runs after the leader refused rec: a quorum read shows
+// whether the key really moved past rec.expect, and then it returns the
+// current record with a conflict error. When the read still shows
+// rec.expect, either a winner's write is not visible yet or the leader is
+// wrong (stale, lying). The first time, the caller gets a conflict without
+// a current entry (it re-reads and retries); when the same leader refuses
+// the same expected version again, it is skipped: confirmConflict returns
+// (nil, nil) and the write goes to the other replicas.
+func (s *Store) confirmConflict(ctx context.Context, dk string, rec record, leader peer.ID) (*record, error) {
+	cur, err := s.read(ctx, dk)
+	if err != nil {
+		return nil, err
+	}
+	if cur.version != rec.expect {
+		return &cur, fmt.Errorf("%w: the key is at version %d", backend.ErrConflict, cur.version)
+	}
+	if s.suspects.again(dk, rec.expect, leader) {
+		return nil, nil
+	}
+	return nil, fmt.Errorf("%w: the key's leader refused version %d, which a read quorum still shows", backend.ErrConflict, rec.expect)
+}
+
+// suspects remembers leaders that refused a write the read quorum did not
+// explain, per key and expected version.
+type suspects struct {
+	mu sync.Mutex
+	m  map[suspect]struct{}
+}
+
+type suspect struct {
+	dk     string
+	expect uint64
+	leader peer.ID
+}
+
+// again records a refusal and reports whether it was already recorded.
+func (s *suspects) again(dk string, expect uint64, leader peer.ID) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := suspect{dk, expect, leader}
+	if _, ok := s.m[k]; ok {
+		delete(s.m, k)
+		return true
+	}
+	if s.m == nil || len(s.m) > 10_000 {
+		s.m = make(map[suspect]struct{})
+	}
+	s.m[k] = struct{}{}
+	return false
+}
+
+// fanOut sends raw to peers until accepted reaches need, returning the
+// acceptances and the peers that refused or failed. Sends still running at
+// that point finish in the background under the handle's context, so every
+// replica gets the record.
+func (s *Store) fanOut(ctx context.Context, dk string, raw []byte, peers []peer.ID, need, accepted int) (int, []peer.ID) {
+	type result struct {
+		p   peer.ID
+		err error
+	}
+	results := make(chan result, len(peers))
+	sendCtx, cancelSends := context.WithCancel(s.ctx)
+	stop := context.AfterFunc(ctx, cancelSends)
+	for _, p := range peers {
+		s.wg.Go(func() { results <- result{p, s.putTo(sendCtx, p, dk, raw)} })
+	}
+	var failed []peer.ID
+	done := 0
+	for ; done < len(peers) && accepted < need; done++ {
+		r := <-results
+		if r.err == nil {
+			accepted++
+		} else {
+			failed = append(failed, r.p)
+		}
+	}
+	if accepted >= need && done < len(peers) {
+		stop() // the late sends no longer follow ctx
+		left := len(peers) - done
+		s.wg.Go(func() {
+			defer cancelSends()
+			for range left {
+				select {
+				case <-results:
+				case <-sendCtx.Done():
+					return
+				}
+			}
+		})
+		return accepted, failed
+	}
+	stop()
+	cancelSends()
+	return accepted, failed
 }
 
 // read asks the replica set for dk and returns the chosen record (the

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	dht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
@@ -36,12 +37,17 @@ type Store struct {
 	closed atomic.Bool
 	once   sync.Once
 
-	tracked *tracker
-	hints   *hinter
-	stats   counters
+	tracked  *tracker
+	hints    *hinter
+	suspects suspects
+	stats    counters
 	// repairs bounds concurrent background repair sends.
 	repairs chan struct{}
 }
+
+// tableRefresh is how often a LookupTable handle refreshes its routing
+// table.
+const tableRefresh = 10 * time.Second
 
 // Stats are a handle's counters since it was opened.
 type Stats struct {
@@ -72,12 +78,12 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, err
 	}
 	cfg := nodeConfig{
-		network:    o.Network,
-		listen:     o.Listen,
-		maxValue:   o.MaxValueSize,
-		recordAge:  o.RecordLifetime,
-		gater:      newDialGater(o.AllowDial, nil),
-		logger:     o.Logger,
+		network:   o.Network,
+		listen:    o.Listen,
+		maxValue:  o.MaxValueSize,
+		recordAge: o.RecordLifetime,
+		gater:     newDialGater(o.AllowDial, nil),
+		logger:    o.Logger,
 	}
 	if o.KeyFile != "" {
 		if cfg.priv, err = LoadOrCreateKey(o.KeyFile); err != nil {
@@ -105,10 +111,14 @@ func New(ctx context.Context, h host.Host, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	n, err := newNode(ctx, nodeConfig{
+	cfg := nodeConfig{
 		network: o.Network, host: h, maxValue: o.MaxValueSize,
 		recordAge: o.RecordLifetime, logger: o.Logger,
-	})
+	}
+	if o.Lookup == LookupTable {
+		cfg.extraOptions = append(cfg.extraOptions, dht.RoutingTableRefreshPeriod(tableRefresh))
+	}
+	n, err := newNode(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -233,10 +233,14 @@ func (s *Swarm) Bootstrap(max int) []string {
 }
 
 // Options returns client Options that join this swarm: its network,
-// limits, dial filter and up to four bootstrap peers.
+// limits, dial filter and up to four bootstrap peers. Replica sets come
+// from the client's routing table (LookupTable): a local swarm is small
+// enough that every client's table holds every server, which saves a
+// lookup per operation.
 func (s *Swarm) Options() Options {
 	o := Options{
 		Network:        s.opts.Network,
+		Lookup:         LookupTable,
 		Bootstrap:      s.Bootstrap(4),
 		MaxValueSize:   s.opts.MaxValueSize,
 		RecordLifetime: s.opts.RecordLifetime,
