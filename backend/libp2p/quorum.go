@@ -165,12 +165,13 @@ func (s *Store) write(ctx context.Context, dk string, rec record) (*record, erro
 		return nil, nil
 	case ctx.Err() != nil:
 		return nil, ctx.Err()
-	case accepted+unreachable < need:
+	case accepted+unreachable < need && best != nil:
+		// A conflict needs evidence: a replica holding another version.
 		return best, fmt.Errorf("%w: %d of %d replicas accepted (%d needed), %d refused",
 			backend.ErrConflict, accepted, len(peers), need, len(peers)-accepted-unreachable)
 	default:
-		return nil, fmt.Errorf("%w: %d of %d replicas accepted (%d needed), %d did not answer",
-			backend.ErrUnavailable, accepted, len(peers), need, unreachable)
+		return nil, fmt.Errorf("%w: %d of %d replicas accepted (%d needed), %d did not answer, %d refused without holding another version",
+			backend.ErrUnavailable, accepted, len(peers), need, unreachable, len(peers)-accepted-unreachable)
 	}
 }
 
@@ -178,8 +179,8 @@ func (s *Store) write(ctx context.Context, dk string, rec record) (*record, erro
 // whether the key really moved past rec.expect, and then it returns the
 // current record with a conflict error. When the read still shows
 // rec.expect, either a winner's write is not visible yet or the leader is
-// wrong (stale, lying). The first time, the caller gets a conflict without
-// a current entry (it re-reads and retries); when the same leader refuses
+// wrong (stale, lying). The first time, the caller gets
+// backend.ErrUnavailable (it retries); when the same leader refuses
 // the same expected version again, it is skipped: confirmConflict returns
 // (nil, nil) and the write goes to the other replicas.
 func (s *Store) confirmConflict(ctx context.Context, dk string, rec record, leader peer.ID) (*record, error) {
@@ -193,7 +194,9 @@ func (s *Store) confirmConflict(ctx context.Context, dk string, rec record, lead
 	if s.suspects.again(dk, rec.expect, leader) {
 		return nil, nil
 	}
-	return nil, fmt.Errorf("%w: the key's leader refused version %d, which a read quorum still shows", backend.ErrConflict, rec.expect)
+	// Not a conflict: nothing shows the key moved (and a create that
+	// reported a conflict would be taken for "already there").
+	return nil, fmt.Errorf("%w: the key's leader refused version %d, which a read quorum still shows; retry", backend.ErrUnavailable, rec.expect)
 }
 
 // suspects remembers leaders that refused a write the read quorum did not
