@@ -2,6 +2,9 @@ package libp2p
 
 import (
 	"context"
+
+	ds "github.com/ipfs/go-datastore"
+	dssync "github.com/ipfs/go-datastore/sync"
 	"io"
 	"log/slog"
 	"testing"
@@ -64,3 +67,5 @@ func openStore(t *testing.T, ctx context.Context, sw *Swarm, tweak func(*Options
 }
 
 func backendVersion(v uint64) backend.Version { return backend.Version(v) }
+
+func memDatastore() ds.Batching { return dssync.MutexWrap(ds.NewMapDatastore()) }

@@ -17,8 +17,11 @@ const namespace = "stickypub"
 const (
 	// DefaultNetwork names the private network when Options.Network is empty.
 	DefaultNetwork = "stickypub"
-	// DefaultReplicas is the replica set size: the DHT's own k.
-	DefaultReplicas = 20
+	// DefaultReplicas is the replica set size. The DHT's own k is 20,
+	// sized for the open internet; a private network with a write quorum
+	// of a majority keeps every record through the loss of 4 of its 10
+	// replicas at half the traffic (see docs/libp2p.md).
+	DefaultReplicas = 10
 	// DefaultMaxKeySize is the longest key, in bytes, not counting the prefix.
 	DefaultMaxKeySize = 512
 	// DefaultMaxValueSize is the largest value, in bytes. Every write sends

@@ -10,6 +10,7 @@ import (
 
 	kb "github.com/libp2p/go-libp2p-kbucket"
 	recpb "github.com/libp2p/go-libp2p-record/pb"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/stickypub/stickypub/backend"
@@ -45,10 +46,42 @@ func (s *Store) replicas(ctx context.Context, dk string) ([]peer.ID, error) {
 
 // putTo sends rec to p.
 func (s *Store) putTo(ctx context.Context, p peer.ID, dk string, rec []byte) error {
-	ctx, cancel := context.WithTimeout(ctx, s.opts.RPCTimeout)
+	rctx, cancel := context.WithTimeout(ctx, s.opts.RPCTimeout)
 	defer cancel()
 	r := &recpb.Record{Key: []byte(dk), Value: rec}
-	return s.n.msgr.PutValue(ctx, p, r)
+	err := s.n.msgr.PutValue(rctx, p, r)
+	if err != nil {
+		s.dropIfGone(ctx, p)
+	}
+	return err
+}
+
+// dropIfGone removes p from the routing table when a request failed
+// because p cannot be reached (not for a refusal on a live connection, nor
+// because the caller gave up), so replica sets move on to live servers.
+func (s *Store) dropIfGone(ctx context.Context, p peer.ID) {
+	if ctx.Err() != nil || s.n.host.Network().Connectedness(p) == network.Connected {
+		return
+	}
+	s.n.dht.RoutingTable().RemovePeer(p)
+}
+
+// catchUp brings a replica that holds nothing (a new node, or one whose
+// copy expired) up to rec.expect with the previous record this handle
+// knows, then sends rec again. It reports whether the replica took rec.
+func (s *Store) catchUp(ctx context.Context, p peer.ID, dk string, rec record, raw []byte) bool {
+	prev, ok := s.tracked.get(dk)
+	if !ok {
+		return false
+	}
+	pr, err := decodeRecord(prev, 0)
+	if err != nil || pr.version != rec.expect {
+		return false
+	}
+	if s.putTo(ctx, p, dk, prev) != nil {
+		return false
+	}
+	return s.putTo(ctx, p, dk, raw) == nil
 }
 
 // answer is one replica's reply to a read.
@@ -65,6 +98,9 @@ func (s *Store) getFrom(ctx context.Context, p peer.ID, dk string) answer {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.RPCTimeout)
 	defer cancel()
 	r, _, err := s.n.msgr.GetValue(ctx, p, dk)
+	if err != nil {
+		s.dropIfGone(ctx, p)
+	}
 	a := answer{p: p}
 	switch {
 	case err != nil && strings.Contains(err.Error(), "incorrect record"):
@@ -106,8 +142,9 @@ func (s *Store) write(ctx context.Context, dk string, rec record) (*record, erro
 	raw := rec.encode()
 	leader, rest := peers[0], peers[1:]
 	accepted := 0
-	lerr := s.putTo(ctx, leader, dk, raw)
-	if lerr == nil {
+	if s.suspects.has(leader, time.Now()) {
+		rest = peers // no leader stage
+	} else if err := s.putTo(ctx, leader, dk, raw); err == nil {
 		accepted = 1
 	} else {
 		if err := ctx.Err(); err != nil {
@@ -119,6 +156,8 @@ func (s *Store) write(ctx context.Context, dk string, rec record) (*record, erro
 			accepted = 1 // it took the record; the answer was lost
 		case a.err != nil || a.corrupt:
 			// Unreachable or lying: go on without it.
+		case a.rec.absent() && rec.expect > 0 && s.catchUp(ctx, leader, dk, rec, raw):
+			accepted = 1
 		default:
 			cur, err := s.confirmConflict(ctx, dk, rec, leader)
 			if err != nil || cur != nil {
@@ -152,6 +191,8 @@ func (s *Store) write(ctx context.Context, dk string, rec record) (*record, erro
 		case a.corrupt:
 		case a.rec.sameWrite(rec):
 			accepted++
+		case a.rec.absent() && rec.expect > 0 && s.catchUp(ctx, a.p, dk, rec, raw):
+			accepted++
 		case a.rec.version != rec.expect:
 			if best == nil || a.rec.version > best.version {
 				r := a.rec
@@ -179,10 +220,10 @@ func (s *Store) write(ctx context.Context, dk string, rec record) (*record, erro
 // whether the key really moved past rec.expect, and then it returns the
 // current record with a conflict error. When the read still shows
 // rec.expect, either a winner's write is not visible yet or the leader is
-// wrong (stale, lying). The first time, the caller gets
-// backend.ErrUnavailable (it retries); when the same leader refuses
-// the same expected version again, it is skipped: confirmConflict returns
-// (nil, nil) and the write goes to the other replicas.
+// wrong (stale, lying, refusing everything): the leader becomes a suspect
+// for suspectFor, skipped as the leader of every key meanwhile, and the
+// caller gets backend.ErrUnavailable (not a conflict: a create that
+// reported a conflict would be taken for "already there").
 func (s *Store) confirmConflict(ctx context.Context, dk string, rec record, leader peer.ID) (*record, error) {
 	cur, err := s.read(ctx, dk)
 	if err != nil {
@@ -191,41 +232,38 @@ func (s *Store) confirmConflict(ctx context.Context, dk string, rec record, lead
 	if cur.version != rec.expect {
 		return &cur, fmt.Errorf("%w: the key is at version %d", backend.ErrConflict, cur.version)
 	}
-	if s.suspects.again(dk, rec.expect, leader) {
-		return nil, nil
-	}
-	// Not a conflict: nothing shows the key moved (and a create that
-	// reported a conflict would be taken for "already there").
-	return nil, fmt.Errorf("%w: the key's leader refused version %d, which a read quorum still shows; retry", backend.ErrUnavailable, rec.expect)
+	s.suspects.add(leader, time.Now().Add(suspectFor))
+	return nil, fmt.Errorf("%w: the key's leader %s refused version %d, which a read quorum still shows; retry", backend.ErrUnavailable, leader, rec.expect)
 }
 
-// suspects remembers leaders that refused a write the read quorum did not
-// explain, per key and expected version.
+// suspectFor is how long a leader that refused without reason is skipped.
+const suspectFor = time.Minute
+
+// suspects are peers skipped as leaders until a time.
 type suspects struct {
 	mu sync.Mutex
-	m  map[suspect]struct{}
+	m  map[peer.ID]time.Time
 }
 
-type suspect struct {
-	dk     string
-	expect uint64
-	leader peer.ID
-}
-
-// again records a refusal and reports whether it was already recorded.
-func (s *suspects) again(dk string, expect uint64, leader peer.ID) bool {
+func (s *suspects) add(p peer.ID, until time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	k := suspect{dk, expect, leader}
-	if _, ok := s.m[k]; ok {
-		delete(s.m, k)
-		return true
+	if s.m == nil {
+		s.m = make(map[peer.ID]time.Time)
 	}
-	if s.m == nil || len(s.m) > 10_000 {
-		s.m = make(map[suspect]struct{})
+	s.m[p] = until
+}
+
+// has reports whether p is a suspect now.
+func (s *suspects) has(p peer.ID, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	until, ok := s.m[p]
+	if ok && now.After(until) {
+		delete(s.m, p)
+		return false
 	}
-	s.m[k] = struct{}{}
-	return false
+	return ok
 }
 
 // fanOut sends raw to peers until accepted reaches need, returning the

@@ -48,6 +48,14 @@ func (t *tracker) evict(n int) {
 	}
 }
 
+// get returns the record tracked for dk.
+func (t *tracker) get(dk string) ([]byte, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.m[dk]
+	return e.rec, ok
+}
+
 // due returns the records used since cutoff, and forgets older ones.
 func (t *tracker) due(cutoff time.Time) map[string][]byte {
 	t.mu.Lock()

@@ -196,3 +196,12 @@ func (o Options) URI() string {
 	dur("connect_timeout", o.ConnectTimeout)
 	return Scheme + "://?" + q.Encode()
 }
+
+// parseURIString parses a URI string into Options.
+func parseURIString(uri string) (Options, error) {
+	u, err := url.Parse(uri)
+	if err != nil {
+		return Options{}, fmt.Errorf("%w: %v", backend.ErrBadURI, err)
+	}
+	return ParseURI(u)
+}
