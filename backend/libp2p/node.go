@@ -224,6 +224,25 @@ func (n *node) waitTable(ctx context.Context, want int) error {
 	return nil
 }
 
+// waitStable waits until the routing table's size has not changed for
+// settle.
+func (n *node) waitStable(ctx context.Context, settle time.Duration) error {
+	t := time.NewTicker(settle / 6)
+	defer t.Stop()
+	size, since := n.dht.RoutingTable().Size(), time.Now()
+	for time.Since(since) < settle {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("routing table still growing (%d peers): %w", size, ctx.Err())
+		case <-t.C:
+		}
+		if now := n.dht.RoutingTable().Size(); now != size {
+			size, since = now, time.Now()
+		}
+	}
+	return nil
+}
+
 // close stops the node and, when it owns them, its host and datastore.
 func (n *node) close() error {
 	n.closeOnce.Do(func() {

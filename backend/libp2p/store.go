@@ -49,6 +49,10 @@ type Store struct {
 // table.
 const tableRefresh = 10 * time.Second
 
+// tableSettle is how long a LookupTable handle's routing table must stay
+// the same size before Open returns.
+const tableSettle = 300 * time.Millisecond
+
 // Stats are a handle's counters since it was opened.
 type Stats struct {
 	// Corrupt counts answers from peers that were not valid records of
@@ -181,6 +185,14 @@ func (s *Store) join(ctx context.Context) error {
 		}
 	case <-ctx.Done():
 		return fmt.Errorf("%w: joining the network: %v", backend.ErrUnavailable, ctx.Err())
+	}
+	if s.opts.Lookup == LookupTable {
+		// Replica sets come from the table: wait until it stops growing
+		// (servers found by the refresh are added once identified), so
+		// that the first writes go where later reads look.
+		if err := s.n.waitStable(ctx, tableSettle); err != nil {
+			return fmt.Errorf("%w: %v", backend.ErrUnavailable, err)
+		}
 	}
 	return nil
 }

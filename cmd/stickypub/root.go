@@ -16,6 +16,7 @@ import (
 
 	// The adapters register their URI schemes with backend.Open.
 	_ "github.com/stickypub/stickypub/backend/bolt"
+	_ "github.com/stickypub/stickypub/backend/libp2p"
 	_ "github.com/stickypub/stickypub/backend/memory"
 	_ "github.com/stickypub/stickypub/backend/redis"
 )
@@ -156,7 +157,7 @@ one keeps the file open and serves the others on a Unix socket next to it
 		"time limit of a one-shot command (publish: of each batch) and of the setup of subscribe")
 	pf.BoolVarP(&a.verbose, "verbose", "v", false, "log what the tool does on stderr")
 
-	root.AddCommand(newPublishCmd(a), newSubscribeCmd(a), newInfoCmd(a), newIdentityCmd(a))
+	root.AddCommand(newPublishCmd(a), newSubscribeCmd(a), newInfoCmd(a), newIdentityCmd(a), newSwarmCmd(a))
 	return root
 }
 
