@@ -13,6 +13,7 @@ import (
 	"time"
 
 	dht "github.com/libp2p/go-libp2p-kad-dht"
+	kb "github.com/libp2p/go-libp2p-kbucket"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
@@ -329,4 +330,28 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
+}
+
+// DHT is the handle's Kademlia node, for tools that use the library
+// directly (benchmarks comparing with its own PutValue).
+func (s *Store) DHT() *dht.IpfsDHT { return s.n.dht }
+
+// RecordKey is the DHT record key under which key is stored.
+func (s *Store) RecordKey(key string) string { return s.dhtKey(key) }
+
+// CreateRecord encodes value as the record that creates a key (version
+// 1), the value a direct library PutValue must carry to pass the
+// network's validator.
+func CreateRecord(value []byte) []byte { return record{version: 1, value: value}.encode() }
+
+// PutToOnePeer sends value (an encoded record, see CreateRecord) under key
+// to the closest server in the handle's routing table, in one PUT_VALUE
+// request: the library's raw per-peer put, for benchmarks.
+func (s *Store) PutToOnePeer(ctx context.Context, key string, value []byte) error {
+	dk := s.dhtKey(key)
+	peers := s.n.dht.RoutingTable().NearestPeers(kb.ConvertKey(dk), 1)
+	if len(peers) == 0 {
+		return fmt.Errorf("%w: no server known", backend.ErrUnavailable)
+	}
+	return s.putTo(ctx, peers[0], dk, value)
 }
