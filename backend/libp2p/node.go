@@ -142,6 +142,7 @@ func newNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
 		dht.DisableProviders(),
 		// Never the public bootstrap list: peers are connected explicitly.
 		dht.BootstrapPeers(),
+		dht.WithCustomMessageSender(newStreamSender),
 	}
 	dopts = append(dopts, cfg.extraOptions...)
 	bg, cancel := context.WithCancel(context.Background())
