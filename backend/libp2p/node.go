@@ -2,6 +2,7 @@ package libp2p
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	pb "github.com/libp2p/go-libp2p-kad-dht/pb"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	pubsubpb "github.com/libp2p/go-libp2p-pubsub/pb"
 	lprecord "github.com/libp2p/go-libp2p-record"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
@@ -153,7 +155,17 @@ func newNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
 	if n.msgr, err = pb.NewProtocolMessenger(n.dht.MessageSender()); err != nil {
 		return n, fmt.Errorf("libp2p: messenger: %w", err)
 	}
-	if n.ps, err = pubsub.NewGossipSub(bg, n.host); err != nil {
+	// Hints are only hints: unsigned (verifying a signature on every
+	// relay cost more than the rest of the hint path), identified by
+	// their content, so identical hints are relayed once.
+	if n.ps, err = pubsub.NewGossipSub(bg, n.host,
+		pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign),
+		pubsub.WithNoAuthor(),
+		pubsub.WithMessageIdFn(func(m *pubsubpb.Message) string {
+			sum := sha256.Sum256(m.GetData())
+			return string(sum[:])
+		}),
+	); err != nil {
 		return n, fmt.Errorf("libp2p: pubsub: %w", err)
 	}
 	if n.topic, err = n.ps.Join(hintTopic(cfg.network)); err != nil {

@@ -142,8 +142,11 @@ func (s *Store) write(ctx context.Context, dk string, rec record) (*record, erro
 	raw := rec.encode()
 	leader, rest := peers[0], peers[1:]
 	accepted := 0
-	if s.suspects.has(leader, time.Now()) {
-		rest = peers // no leader stage
+	if rec.expect == 0 || s.suspects.has(leader, time.Now()) {
+		// No leader stage for a create (most are content-addressed blobs,
+		// whose concurrent writers write the same bytes), nor with a
+		// suspect leader.
+		rest = peers
 	} else if err := s.putTo(ctx, leader, dk, raw); err == nil {
 		accepted = 1
 	} else {
@@ -312,7 +315,10 @@ func (s *Store) fanOut(ctx context.Context, dk string, raw []byte, peers []peer.
 }
 
 // read asks the replica set for dk and returns the chosen record (the
-// absence marker when the key does not exist).
+// absence marker when the key does not exist). The closest read-quorum of
+// replicas is asked first; when they all hold the same record, that is the
+// answer. Otherwise (disagreement, garbage, silence, or nothing found) the
+// rest are asked too, and stragglers get ReadGrace once a quorum answered.
 func (s *Store) read(ctx context.Context, dk string) (record, error) {
 	peers, err := s.replicas(ctx, dk)
 	if err != nil {
@@ -322,31 +328,48 @@ func (s *Store) read(ctx context.Context, dk string) (record, error) {
 	answers := make(chan answer, len(peers))
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	for _, p := range peers {
-		go func() { answers <- s.getFrom(rctx, p, dk) }()
+	ask := func(ps []peer.ID) {
+		for _, p := range ps {
+			go func() { answers <- s.getFrom(rctx, p, dk) }()
+		}
 	}
 	var (
 		got     []answer
 		replied int
 		grace   <-chan time.Time
 	)
-collect:
-	for range peers {
+	ask(peers[:need])
+	for range need {
 		select {
 		case a := <-answers:
 			got = append(got, a)
 			if a.err == nil {
 				replied++
 			}
-			if replied == need && grace == nil {
+		case <-ctx.Done():
+			return record{}, ctx.Err()
+		}
+	}
+	if replied < need || !unanimous(got) || got[0].rec.absent() {
+		ask(peers[need:])
+	collect:
+		for range peers[need:] {
+			if replied >= need && grace == nil {
 				t := time.NewTimer(s.opts.ReadGrace)
 				defer t.Stop()
 				grace = t.C
 			}
-		case <-grace:
-			break collect
-		case <-ctx.Done():
-			break collect
+			select {
+			case a := <-answers:
+				got = append(got, a)
+				if a.err == nil {
+					replied++
+				}
+			case <-grace:
+				break collect
+			case <-ctx.Done():
+				break collect
+			}
 		}
 	}
 	if replied < need {
@@ -355,11 +378,10 @@ collect:
 		}
 		return record{}, fmt.Errorf("%w: %d of %d replicas answered (%d needed)", backend.ErrUnavailable, replied, len(peers), need)
 	}
-	best, support, corrupt := s.choose(got, len(peers))
+	best, corrupt := s.choose(got, len(peers))
 	if corrupt == replied {
 		return record{}, fmt.Errorf("%w: every replica that answered (%d) returned garbage", backend.ErrCorrupt, corrupt)
 	}
-	_ = support
 	if !best.absent() {
 		s.repair(dk, best, got)
 		s.tracked.touch(dk, best.withFlags(flagRepair).encode(), time.Now())
@@ -367,9 +389,29 @@ collect:
 	return best, nil
 }
 
+// unanimous reports whether every answer that came back holds the same
+// write (or nothing), with no garbage.
+func unanimous(got []answer) bool {
+	var first *record
+	for i := range got {
+		a := &got[i]
+		switch {
+		case a.err != nil:
+			continue
+		case a.corrupt:
+			return false
+		case first == nil:
+			first = &a.rec
+		case !first.sameWrite(a.rec):
+			return false
+		}
+	}
+	return true
+}
+
 // choose picks the highest version that at least agreement(n) answers
 // hold identically; the absence marker when there is none.
-func (s *Store) choose(got []answer, n int) (best record, support, corrupt int) {
+func (s *Store) choose(got []answer, n int) (best record, corrupt int) {
 	type cand struct {
 		rec   record
 		count int
@@ -397,6 +439,7 @@ func (s *Store) choose(got []answer, n int) (best record, support, corrupt int) 
 	}
 	agree := s.opts.agreement(n)
 	best = record{flags: flagAbsent}
+	support := 0
 	for _, c := range cands {
 		if c.count < agree {
 			s.stats.unconfirmed.Add(1)
@@ -407,7 +450,7 @@ func (s *Store) choose(got []answer, n int) (best record, support, corrupt int) 
 			best, support = c.rec, c.count
 		}
 	}
-	return best, support, corrupt
+	return best, corrupt
 }
 
 // repair sends best, as a repair copy, to the answering replicas that

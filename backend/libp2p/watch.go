@@ -133,7 +133,7 @@ func (h *hinter) subscribe() error {
 			if err != nil {
 				return
 			}
-			if m.ReceivedFrom == self || m.GetFrom() == self {
+			if m.ReceivedFrom == self {
 				continue // own hints were dispatched when written
 			}
 			h.receive(m.Data)
