@@ -124,7 +124,7 @@ func TestBadPeerRefuser(t *testing.T) {
 	st := openStore(t, ctx, sw, nil)
 	var v backend.Version
 	for i := range 20 {
-		nv, err := st.CompareAndPut(ctx, fmt.Sprintf("k%d", i%4), 0, []byte("x"))
+		nv, err := st.CompareAndPut(ctx, fmt.Sprintf("k%d", i%4), 0, fmt.Appendf(nil, "x%d", i))
 		if i < 4 {
 			require.NoError(t, err, "create %d", i)
 			v = nv
