@@ -133,7 +133,7 @@ func TestBadPeerRefuser(t *testing.T) {
 		}
 	}
 	require.NotZero(t, v)
-	runProtocol(t, ctx, sw, 5, 40)
+	runProtocol(t, ctx, sw, 5, badPeerMessages())
 }
 
 // TestBadPeerStale: 4 of 20 nodes keep the first record of every key and
@@ -156,7 +156,7 @@ func TestBadPeerStale(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, backend.Entry{Value: fmt.Appendf(nil, "%d", i), Version: v}, e, "read after write %d", i)
 	}
-	runProtocol(t, ctx, sw, 5, 40)
+	runProtocol(t, ctx, sw, 5, badPeerMessages())
 }
 
 // TestBadPeerLiars: 2 nodes answer garbage and 2 answer forged records
@@ -187,7 +187,7 @@ func TestBadPeerLiars(t *testing.T) {
 	t.Logf("handle stats after 10 writes and reads: %+v", stats)
 	require.NotZero(t, stats.Corrupt, "garbage answers counted")
 	require.NotZero(t, stats.Unconfirmed, "forged answers not believed")
-	runProtocol(t, ctx, sw, 5, 40)
+	runProtocol(t, ctx, sw, 5, badPeerMessages())
 
 	// A network of nothing but garbage: the read is typed.
 	gctx := testCtx(t, time.Minute)
@@ -204,4 +204,13 @@ func TestBadPeerLiars(t *testing.T) {
 	require.NoError(t, err)
 	_, err = gs.Get(gctx, "g")
 	require.ErrorIs(t, err, backend.ErrCorrupt)
+}
+
+// badPeerMessages is how many messages each publisher of a bad-peer test
+// sends: 40, or 10 under the race detector.
+func badPeerMessages() int {
+	if raceEnabled {
+		return 10
+	}
+	return 40
 }

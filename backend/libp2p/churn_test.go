@@ -11,14 +11,18 @@ import (
 	"github.com/stickypub/stickypub/core"
 )
 
-// TestChurn: while 10 publishers x 100 messages run on a 20-node swarm,
-// 30% of the nodes (6) are killed one after another and each is replaced
-// by a new, empty node. Every acknowledged message reaches a live
+// TestChurn: while 10 publishers x 100 messages (20 under -race) run on a
+// 20-node swarm, 30% of the nodes (6) are killed one after another and
+// each is replaced by a new, empty node. Every acknowledged message reaches a live
 // subscriber (subscribed before) and a late one (from the start,
 // afterwards) exactly once.
 func TestChurn(t *testing.T) {
 	ctx := testCtx(t, 6*time.Minute)
-	const nodes, kills, pubsN, per = 20, 6, 10, 100
+	const nodes, kills, pubsN = 20, 6, 10
+	per := 100
+	if raceEnabled {
+		per = 20 // the race detector slows every request 5-10x
+	}
 	sw := newTestSwarm(t, ctx, nodes, nil)
 	uri := sw.URI()
 	topic := "churn"
