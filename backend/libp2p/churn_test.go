@@ -17,7 +17,7 @@ import (
 // subscriber (subscribed before) and a late one (from the start,
 // afterwards) exactly once.
 func TestChurn(t *testing.T) {
-	ctx := testCtx(t, 6*time.Minute)
+	ctx := testCtx(t, 10*time.Minute)
 	const nodes, kills, pubsN = 20, 6, 10
 	per := 100
 	if raceEnabled {

@@ -33,8 +33,9 @@
 // garbage) and repairs replicas that are empty or behind. The level this
 // gives is backend.PerNodeCAS: see docs/libp2p.md.
 //
-// Records expire on the storing nodes (RecordLifetime); a handle re-puts
-// what it wrote or read within the last lifetime every RefreshInterval.
+// Records expire on the storing nodes (RecordLifetime); while it is open,
+// a handle re-puts what it wrote or read (the last MaxTracked records,
+// within KeepFor when set) every RefreshInterval.
 //
 // # Push
 //
@@ -51,7 +52,7 @@
 // Parameters: network, bootstrap (repeatable), listen (repeatable),
 // allow_dial (CIDR, repeatable), prefix, key_file, lookup (network|table),
 // replicas, write_quorum, read_quorum, agree, max_key_size,
-// max_value_size, max_tracked, record_lifetime, refresh, rpc_timeout,
+// max_value_size, max_tracked, record_lifetime, refresh, keep_for, rpc_timeout,
 // read_grace, hint_window, watch_poll, connect_timeout. New accepts an
 // existing libp2p host instead.
 package libp2p

@@ -105,10 +105,13 @@ type Options struct {
 	// RecordLifetime is the storing nodes' record age limit; 0 means
 	// DefaultRecordLifetime.
 	RecordLifetime time.Duration
-	// RefreshInterval is how often records the handle wrote or read
-	// within the last RecordLifetime are re-put; 0 means a quarter of
-	// RecordLifetime, negative disables refreshing.
+	// RefreshInterval is how often the records the handle wrote or read
+	// are re-put while it is open; 0 means a quarter of RecordLifetime,
+	// negative disables refreshing.
 	RefreshInterval time.Duration
+	// KeepFor limits refreshing to records written or read within this
+	// long; 0 refreshes every tracked record while the handle is open.
+	KeepFor time.Duration
 	// MaxTracked bounds the records remembered for refreshing; 0 means
 	// DefaultMaxTracked.
 	MaxTracked int
@@ -193,6 +196,8 @@ func (o Options) withDefaults() (Options, error) {
 		return o, fmt.Errorf("%w: MaxKeySize %d", errOptions, o.MaxKeySize)
 	case o.MaxValueSize < 0 || o.MaxValueSize > MaxValueSizeLimit:
 		return o, fmt.Errorf("%w: MaxValueSize %d is outside 1..%d", errOptions, o.MaxValueSize, MaxValueSizeLimit)
+	case o.KeepFor < 0:
+		return o, fmt.Errorf("%w: KeepFor %v", errOptions, o.KeepFor)
 	case o.RecordLifetime < 0:
 		return o, fmt.Errorf("%w: RecordLifetime %v", errOptions, o.RecordLifetime)
 	}

@@ -79,7 +79,8 @@ func (t *tracker) len() int {
 }
 
 // refreshLoop re-puts, every RefreshInterval, the records written or read
-// within the last RecordLifetime, to the key's current replica set. A
+// through the handle (within the last KeepFor, when set), to the key's
+// current replica set. A
 // replica that holds the same write takes it as a refresh (its record age
 // restarts); one that is empty or behind takes it as a repair; one that
 // holds a newer version refuses it.
@@ -98,7 +99,11 @@ func (s *Store) refreshLoop() {
 
 // refreshOnce re-puts every tracked record once, a few at a time.
 func (s *Store) refreshOnce(ctx context.Context) {
-	due := s.tracked.due(time.Now().Add(-s.opts.RecordLifetime))
+	var cutoff time.Time // zero: keep everything tracked
+	if s.opts.KeepFor > 0 {
+		cutoff = time.Now().Add(-s.opts.KeepFor)
+	}
+	due := s.tracked.due(cutoff)
 	sem := make(chan struct{}, 8)
 	var wg sync.WaitGroup
 	for dk, rec := range due {

@@ -98,7 +98,7 @@ func TestURI(t *testing.T) {
 		Network: "demo", Bootstrap: []string{"/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA"},
 		Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Prefix: "p/1", KeyFile: "/tmp/k", Lookup: LookupTable,
 		Replicas: 7, WriteQuorum: 5, ReadQuorum: 4, Agree: 3, MaxKeySize: 100, MaxValueSize: 1000, MaxTracked: 10,
-		RecordLifetime: time.Hour, RefreshInterval: -1, RPCTimeout: time.Second, ReadGrace: time.Millisecond,
+		RecordLifetime: time.Hour, RefreshInterval: -1, KeepFor: time.Minute, RPCTimeout: time.Second, ReadGrace: time.Millisecond,
 		HintWindow: -1, WatchPoll: time.Second, ConnectTimeout: 3 * time.Second, AllowDial: LoopbackOnly,
 	}
 	got, err := parseURIString(o.URI())

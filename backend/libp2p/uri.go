@@ -109,6 +109,8 @@ func ParseURI(u *url.URL) (Options, error) {
 			o.RecordLifetime, err = duration(v)
 		case "refresh":
 			o.RefreshInterval, err = time.ParseDuration(v)
+		case "keep_for":
+			o.KeepFor, err = duration(v)
 		case "rpc_timeout":
 			o.RPCTimeout, err = duration(v)
 		case "read_grace":
@@ -189,6 +191,7 @@ func (o Options) URI() string {
 	num("max_tracked", o.MaxTracked)
 	dur("record_lifetime", o.RecordLifetime)
 	dur("refresh", o.RefreshInterval)
+	dur("keep_for", o.KeepFor)
 	dur("rpc_timeout", o.RPCTimeout)
 	dur("read_grace", o.ReadGrace)
 	dur("hint_window", o.HintWindow)
