@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
-	ma "github.com/multiformats/go-multiaddr"
 )
 
 // LoopbackOnly is the dial filter of local swarms: IPv4 and IPv6 loopback.
@@ -294,14 +293,4 @@ func (s *Swarm) Close() error {
 	}
 	wg.Wait()
 	return errors.Join(errs...)
-}
-
-// addrOf returns node i's first address (tests).
-func (s *Swarm) addrOf(i int) ma.Multiaddr {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if i < 0 || i >= len(s.nodes) || s.nodes[i] == nil {
-		return nil
-	}
-	return s.nodes[i].addrs()[0]
 }
