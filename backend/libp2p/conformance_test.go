@@ -47,7 +47,7 @@ func (h *harness) Close() {
 // swarmHarness returns a MakeHarness over one swarm of n nodes that lives
 // as long as the calling test.
 func swarmHarness(t *testing.T, n int, query url.Values) conformance.MakeHarness {
-	ctx := testCtx(t, 2*time.Minute)
+	ctx := testCtx(t, 4*time.Minute) // starting 20 nodes under -race on a busy machine
 	sw := newTestSwarm(t, ctx, n, nil)
 	base := sw.URI()
 	return func(_ context.Context, t *testing.T) (conformance.Harness, error) {

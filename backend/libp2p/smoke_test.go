@@ -10,7 +10,7 @@ import (
 )
 
 func TestSmoke(t *testing.T) {
-	ctx := testCtx(t, 60*time.Second)
+	ctx := testCtx(t, 3*time.Minute)
 	start := time.Now()
 	sw := newTestSwarm(t, ctx, 20, nil)
 	t.Logf("swarm of 20 up in %v", time.Since(start))
