@@ -352,9 +352,14 @@ func (s *Store) read(ctx context.Context, dk string) (record, error) {
 	}
 	if replied < need || !unanimous(got) || got[0].rec.absent() {
 		ask(peers[need:])
+		agree := s.opts.agreement(len(peers))
 	collect:
 		for range peers[need:] {
-			if replied >= need && grace == nil {
+			// Stragglers get ReadGrace once a quorum answered and some
+			// record has enough identical copies; until then (nothing
+			// found yet, or too few copies) every replica is waited for,
+			// each bounded by RPCTimeout.
+			if grace == nil && replied >= need && agreed(got, agree) {
 				t := time.NewTimer(s.opts.ReadGrace)
 				defer t.Stop()
 				grace = t.C
@@ -387,6 +392,25 @@ func (s *Store) read(ctx context.Context, dk string) (record, error) {
 		s.tracked.touch(dk, best.withFlags(flagRepair).encode(), time.Now())
 	}
 	return best, nil
+}
+
+// agreed reports whether at least agree answers hold the same write.
+func agreed(got []answer, agree int) bool {
+	for i := range got {
+		if got[i].err != nil || got[i].corrupt || got[i].rec.absent() {
+			continue
+		}
+		n := 0
+		for j := range got {
+			if got[j].err == nil && !got[j].corrupt && got[j].rec.sameWrite(got[i].rec) {
+				n++
+			}
+		}
+		if n >= agree {
+			return true
+		}
+	}
+	return false
 }
 
 // unanimous reports whether every answer that came back holds the same
