@@ -17,6 +17,7 @@ import (
 
 	// The adapters register their URI schemes with backend.Open.
 	_ "github.com/stickypub/stickypub/backend/bolt"
+	_ "github.com/stickypub/stickypub/backend/libp2p"
 	_ "github.com/stickypub/stickypub/backend/memory"
 	_ "github.com/stickypub/stickypub/backend/redis"
 )

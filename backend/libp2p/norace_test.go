@@ -1,0 +1,6 @@
+//go:build !race
+
+package libp2p
+
+// raceEnabled sizes the multi-node tests down under the race detector.
+const raceEnabled = false

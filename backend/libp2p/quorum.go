@@ -1,0 +1,499 @@
+package libp2p
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	kb "github.com/libp2p/go-libp2p-kbucket"
+	recpb "github.com/libp2p/go-libp2p-record/pb"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/stickypub/stickypub/backend"
+)
+
+// replicas returns the key's replica set: the Options.Replicas servers
+// closest to it.
+func (s *Store) replicas(ctx context.Context, dk string) ([]peer.ID, error) {
+	var peers []peer.ID
+	switch s.opts.Lookup {
+	case LookupTable:
+		peers = s.n.dht.RoutingTable().NearestPeers(kb.ConvertKey(dk), s.opts.Replicas)
+	default:
+		var err error
+		peers, err = s.n.dht.GetClosestPeers(ctx, dk)
+		if err != nil && len(peers) == 0 {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, fmt.Errorf("%w: finding the replica set: %v", backend.ErrUnavailable, err)
+		}
+		// The lookup returns the closest peers, nearest first.
+		peers = kb.SortClosestPeers(peers, kb.ConvertKey(dk))
+		if len(peers) > s.opts.Replicas {
+			peers = peers[:s.opts.Replicas]
+		}
+	}
+	if len(peers) == 0 {
+		return nil, fmt.Errorf("%w: no server known", backend.ErrUnavailable)
+	}
+	return peers, nil
+}
+
+// putTo sends rec to p.
+func (s *Store) putTo(ctx context.Context, p peer.ID, dk string, rec []byte) error {
+	rctx, cancel := context.WithTimeout(ctx, s.opts.RPCTimeout)
+	defer cancel()
+	r := &recpb.Record{Key: []byte(dk), Value: rec}
+	err := s.n.msgr.PutValue(rctx, p, r)
+	if err != nil {
+		s.dropIfGone(ctx, p)
+	}
+	return err
+}
+
+// dropIfGone removes p from the routing table when a request failed
+// because p cannot be reached (not for a refusal on a live connection, nor
+// because the caller gave up), so replica sets move on to live servers.
+func (s *Store) dropIfGone(ctx context.Context, p peer.ID) {
+	if ctx.Err() != nil || s.n.host.Network().Connectedness(p) == network.Connected {
+		return
+	}
+	s.n.dht.RoutingTable().RemovePeer(p)
+}
+
+// catchUp brings a replica that holds nothing (a new node, or one whose
+// copy expired) up to rec.expect with the previous record this handle
+// knows, then sends rec again. It reports whether the replica took rec.
+func (s *Store) catchUp(ctx context.Context, p peer.ID, dk string, rec record, raw []byte) bool {
+	prev, ok := s.tracked.get(dk)
+	if !ok {
+		return false
+	}
+	pr, err := decodeRecord(prev, 0)
+	if err != nil || pr.version != rec.expect {
+		return false
+	}
+	if s.putTo(ctx, p, dk, prev) != nil {
+		return false
+	}
+	return s.putTo(ctx, p, dk, raw) == nil
+}
+
+// answer is one replica's reply to a read.
+type answer struct {
+	p       peer.ID
+	rec     record
+	raw     []byte
+	err     error // no answer (network, timeout)
+	corrupt bool  // answered something that is not our record
+}
+
+// getFrom asks p for the record of dk.
+func (s *Store) getFrom(ctx context.Context, p peer.ID, dk string) answer {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.RPCTimeout)
+	defer cancel()
+	r, _, err := s.n.msgr.GetValue(ctx, p, dk)
+	if err != nil {
+		s.dropIfGone(ctx, p)
+	}
+	a := answer{p: p}
+	switch {
+	case err != nil && strings.Contains(err.Error(), "incorrect record"):
+		a.corrupt = true
+	case err != nil:
+		a.err = err
+	case r == nil:
+		a.rec = record{flags: flagAbsent}
+	default:
+		rec, derr := decodeRecord(r.GetValue(), s.opts.MaxValueSize)
+		if derr != nil {
+			a.corrupt = true
+		} else {
+			a.rec, a.raw = rec, r.GetValue()
+		}
+	}
+	if a.corrupt {
+		s.stats.corrupt.Add(1)
+	}
+	return a
+}
+
+// write stores rec on the replica set and counts acceptances.
+//
+// The closest replica, the key's leader, gets the record first: its
+// per-node compare-and-put orders concurrent writers, so a loser learns it
+// lost without touching the other replicas (otherwise concurrent writers
+// split the replicas between them and none reaches a quorum). A leader
+// that refuses is not believed alone: a quorum read decides between a
+// conflict and a leader that is wrong (stale, lying), which is then
+// skipped. An unreachable leader is skipped too. On a conflict write
+// returns the current record when it is known.
+func (s *Store) write(ctx context.Context, dk string, rec record) (*record, error) {
+	peers, err := s.replicas(ctx, dk)
+	if err != nil {
+		return nil, err
+	}
+	need := quorum(s.opts.WriteQuorum, len(peers))
+	raw := rec.encode()
+	leader, rest := peers[0], peers[1:]
+	accepted := 0
+	if rec.expect == 0 || s.suspects.has(leader, time.Now()) {
+		// No leader stage for a create (most are content-addressed blobs,
+		// whose concurrent writers write the same bytes), nor with a
+		// suspect leader.
+		rest = peers
+	} else if err := s.putTo(ctx, leader, dk, raw); err == nil {
+		accepted = 1
+	} else {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		a := s.getFrom(ctx, leader, dk)
+		switch {
+		case a.err == nil && !a.corrupt && a.rec.sameWrite(rec):
+			accepted = 1 // it took the record; the answer was lost
+		case a.err != nil || a.corrupt:
+			// Unreachable or lying: go on without it.
+		case a.rec.absent() && rec.expect > 0 && s.catchUp(ctx, leader, dk, rec, raw):
+			accepted = 1
+		default:
+			cur, err := s.confirmConflict(ctx, dk, rec, leader)
+			if err != nil || cur != nil {
+				return cur, err
+			}
+		}
+	}
+	accepted, failed := s.fanOut(ctx, dk, raw, rest, need, accepted)
+	if accepted >= need {
+		s.tracked.touch(dk, rec.withFlags(flagRepair).encode(), time.Now())
+		return nil, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	// Too few acceptances: ask the refusing replicas what they hold. One
+	// that holds this very write took it (its answer was lost).
+	answers := make(chan answer, len(failed))
+	for _, p := range failed {
+		go func() { answers <- s.getFrom(ctx, p, dk) }()
+	}
+	var (
+		unreachable int
+		best        *record
+	)
+	for range failed {
+		a := <-answers
+		switch {
+		case a.err != nil:
+			unreachable++
+		case a.corrupt:
+		case a.rec.sameWrite(rec):
+			accepted++
+		case a.rec.absent() && rec.expect > 0 && s.catchUp(ctx, a.p, dk, rec, raw):
+			accepted++
+		case a.rec.version != rec.expect:
+			if best == nil || a.rec.version > best.version {
+				r := a.rec
+				best = &r
+			}
+		}
+	}
+	switch {
+	case accepted >= need:
+		s.tracked.touch(dk, rec.withFlags(flagRepair).encode(), time.Now())
+		return nil, nil
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
+	case accepted+unreachable < need && best != nil:
+		// A conflict needs evidence: a replica holding another version.
+		return best, fmt.Errorf("%w: %d of %d replicas accepted (%d needed), %d refused",
+			backend.ErrConflict, accepted, len(peers), need, len(peers)-accepted-unreachable)
+	default:
+		return nil, fmt.Errorf("%w: %d of %d replicas accepted (%d needed), %d did not answer, %d refused without holding another version",
+			backend.ErrUnavailable, accepted, len(peers), need, unreachable, len(peers)-accepted-unreachable)
+	}
+}
+
+// confirmConflict runs after the leader refused rec: a quorum read shows
+// whether the key really moved past rec.expect, and then it returns the
+// current record with a conflict error. When the read still shows
+// rec.expect, either a winner's write is not visible yet or the leader is
+// wrong (stale, lying, refusing everything): the leader becomes a suspect
+// for suspectFor, skipped as the leader of every key meanwhile, and the
+// caller gets backend.ErrUnavailable (not a conflict: a create that
+// reported a conflict would be taken for "already there").
+func (s *Store) confirmConflict(ctx context.Context, dk string, rec record, leader peer.ID) (*record, error) {
+	cur, err := s.read(ctx, dk)
+	if err != nil {
+		return nil, err
+	}
+	if cur.version != rec.expect {
+		return &cur, fmt.Errorf("%w: the key is at version %d", backend.ErrConflict, cur.version)
+	}
+	s.suspects.add(leader, time.Now().Add(suspectFor))
+	return nil, fmt.Errorf("%w: the key's leader %s refused version %d, which a read quorum still shows; retry", backend.ErrUnavailable, leader, rec.expect)
+}
+
+// suspectFor is how long a leader that refused without reason is skipped.
+const suspectFor = time.Minute
+
+// suspects are peers skipped as leaders until a time.
+type suspects struct {
+	mu sync.Mutex
+	m  map[peer.ID]time.Time
+}
+
+func (s *suspects) add(p peer.ID, until time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil {
+		s.m = make(map[peer.ID]time.Time)
+	}
+	s.m[p] = until
+}
+
+// has reports whether p is a suspect now.
+func (s *suspects) has(p peer.ID, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	until, ok := s.m[p]
+	if ok && now.After(until) {
+		delete(s.m, p)
+		return false
+	}
+	return ok
+}
+
+// fanOut sends raw to peers until accepted reaches need, returning the
+// acceptances and the peers that refused or failed. Sends still running at
+// that point finish in the background under the handle's context, so every
+// replica gets the record.
+func (s *Store) fanOut(ctx context.Context, dk string, raw []byte, peers []peer.ID, need, accepted int) (int, []peer.ID) {
+	type result struct {
+		p   peer.ID
+		err error
+	}
+	results := make(chan result, len(peers))
+	sendCtx, cancelSends := context.WithCancel(s.ctx)
+	stop := context.AfterFunc(ctx, cancelSends)
+	for _, p := range peers {
+		s.wg.Go(func() { results <- result{p, s.putTo(sendCtx, p, dk, raw)} })
+	}
+	var failed []peer.ID
+	done := 0
+	for ; done < len(peers) && accepted < need; done++ {
+		r := <-results
+		if r.err == nil {
+			accepted++
+		} else {
+			failed = append(failed, r.p)
+		}
+	}
+	if accepted >= need && done < len(peers) {
+		stop() // the late sends no longer follow ctx
+		left := len(peers) - done
+		s.wg.Go(func() {
+			defer cancelSends()
+			for range left {
+				select {
+				case <-results:
+				case <-sendCtx.Done():
+					return
+				}
+			}
+		})
+		return accepted, failed
+	}
+	stop()
+	cancelSends()
+	return accepted, failed
+}
+
+// read asks the replica set for dk and returns the chosen record (the
+// absence marker when the key does not exist). The closest read-quorum of
+// replicas is asked first; when they all hold the same record, that is the
+// answer. Otherwise (disagreement, garbage, silence, or nothing found) the
+// rest are asked too, and stragglers get ReadGrace once a quorum answered.
+func (s *Store) read(ctx context.Context, dk string) (record, error) {
+	peers, err := s.replicas(ctx, dk)
+	if err != nil {
+		return record{}, err
+	}
+	need := quorum(s.opts.ReadQuorum, len(peers))
+	answers := make(chan answer, len(peers))
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ask := func(ps []peer.ID) {
+		for _, p := range ps {
+			go func() { answers <- s.getFrom(rctx, p, dk) }()
+		}
+	}
+	var (
+		got     []answer
+		replied int
+		grace   <-chan time.Time
+	)
+	ask(peers[:need])
+	for range need {
+		select {
+		case a := <-answers:
+			got = append(got, a)
+			if a.err == nil {
+				replied++
+			}
+		case <-ctx.Done():
+			return record{}, ctx.Err()
+		}
+	}
+	if replied < need || !unanimous(got) || got[0].rec.absent() {
+		ask(peers[need:])
+		agree := s.opts.agreement(len(peers))
+	collect:
+		for range peers[need:] {
+			// Stragglers get ReadGrace once a quorum answered and some
+			// record has enough identical copies; until then (nothing
+			// found yet, or too few copies) every replica is waited for,
+			// each bounded by RPCTimeout.
+			if grace == nil && replied >= need && agreed(got, agree) {
+				t := time.NewTimer(s.opts.ReadGrace)
+				defer t.Stop()
+				grace = t.C
+			}
+			select {
+			case a := <-answers:
+				got = append(got, a)
+				if a.err == nil {
+					replied++
+				}
+			case <-grace:
+				break collect
+			case <-ctx.Done():
+				break collect
+			}
+		}
+	}
+	if replied < need {
+		if err := ctx.Err(); err != nil {
+			return record{}, err
+		}
+		return record{}, fmt.Errorf("%w: %d of %d replicas answered (%d needed)", backend.ErrUnavailable, replied, len(peers), need)
+	}
+	best, corrupt := s.choose(got, len(peers))
+	if corrupt == replied {
+		return record{}, fmt.Errorf("%w: every replica that answered (%d) returned garbage", backend.ErrCorrupt, corrupt)
+	}
+	if !best.absent() {
+		s.repair(dk, best, got)
+		s.tracked.touch(dk, best.withFlags(flagRepair).encode(), time.Now())
+	}
+	return best, nil
+}
+
+// agreed reports whether at least agree answers hold the same write.
+func agreed(got []answer, agree int) bool {
+	for i := range got {
+		if got[i].err != nil || got[i].corrupt || got[i].rec.absent() {
+			continue
+		}
+		n := 0
+		for j := range got {
+			if got[j].err == nil && !got[j].corrupt && got[j].rec.sameWrite(got[i].rec) {
+				n++
+			}
+		}
+		if n >= agree {
+			return true
+		}
+	}
+	return false
+}
+
+// unanimous reports whether every answer that came back holds the same
+// write (or nothing), with no garbage.
+func unanimous(got []answer) bool {
+	var first *record
+	for i := range got {
+		a := &got[i]
+		switch {
+		case a.err != nil:
+			continue
+		case a.corrupt:
+			return false
+		case first == nil:
+			first = &a.rec
+		case !first.sameWrite(a.rec):
+			return false
+		}
+	}
+	return true
+}
+
+// choose picks the highest version that at least agreement(n) answers
+// hold identically; the absence marker when there is none.
+func (s *Store) choose(got []answer, n int) (best record, corrupt int) {
+	type cand struct {
+		rec   record
+		count int
+	}
+	var cands []*cand
+	for _, a := range got {
+		switch {
+		case a.corrupt:
+			corrupt++
+			continue
+		case a.err != nil || a.rec.absent():
+			continue
+		}
+		found := false
+		for _, c := range cands {
+			if c.rec.sameWrite(a.rec) {
+				c.count++
+				found = true
+				break
+			}
+		}
+		if !found {
+			cands = append(cands, &cand{rec: a.rec, count: 1})
+		}
+	}
+	agree := s.opts.agreement(n)
+	best = record{flags: flagAbsent}
+	support := 0
+	for _, c := range cands {
+		if c.count < agree {
+			s.stats.unconfirmed.Add(1)
+			continue
+		}
+		if support == 0 || c.rec.version > best.version ||
+			(c.rec.version == best.version && (c.count > support || (c.count == support && bytes.Compare(c.rec.value, best.value) > 0))) {
+			best, support = c.rec, c.count
+		}
+	}
+	return best, corrupt
+}
+
+// repair sends best, as a repair copy, to the answering replicas that
+// hold nothing or an older version, in the background.
+func (s *Store) repair(dk string, best record, got []answer) {
+	raw := best.withFlags(flagRepair).encode()
+	for _, a := range got {
+		if a.err != nil || a.corrupt || (!a.rec.absent() && a.rec.version >= best.version) {
+			continue
+		}
+		select {
+		case s.repairs <- struct{}{}:
+		default:
+			return // enough repairs in flight; a later read repairs the rest
+		}
+		s.stats.repairs.Add(1)
+		s.wg.Go(func() {
+			defer func() { <-s.repairs }()
+			_ = s.putTo(s.ctx, a.p, dk, raw)
+		})
+	}
+}
