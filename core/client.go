@@ -55,6 +55,8 @@ type options struct {
 	foldWindow     int
 	now            func() time.Time
 	hub            *Hub
+	durableFloor   DurableFloor
+	noReclaim      bool
 }
 
 // Option configures a Client.

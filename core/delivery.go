@@ -16,6 +16,10 @@ import (
 // segment was durable before its announcement, so missing is final.
 const missingLimitWeak = 20
 
+// reasonRetention is the Gap.Reason of messages dropped by retention before
+// the subscription received them.
+const reasonRetention = "dropped by retention before delivery"
+
 // Poll delivers what is new on topic and returns how many messages it
 // delivered.
 func (c *Client) Poll(ctx context.Context, topic string) (int, error) {
@@ -84,14 +88,20 @@ func (s *Subscription) poll(ctx context.Context) (int, error) {
 		return 0, nil // nothing new, or a stale read
 	}
 	if s.cursor < st.RetainFrom {
-		base, err := c.retainedBase(ctx, st)
-		if err != nil {
-			return 0, err
-		}
 		// Retention dropped announcements this subscription had not
-		// processed yet: what it never received is reported, not skipped.
-		for p, h := range base {
-			s.gap(p, s.next(p), h, "dropped by retention before delivery")
+		// processed yet: what it never received from the publishers it
+		// knows is reported, not skipped (heads as of RetainFrom, from the
+		// registry; a publisher whose entry cannot be read is reported
+		// when it next announces, see deliver).
+		for _, p := range slices.SortedFunc(maps.Keys(s.expected), comparePID) {
+			h, err := c.registryHead(ctx, s.tk, st.RetainReg, p)
+			if err != nil {
+				if retryable(err) {
+					return 0, err
+				}
+				continue
+			}
+			s.gap(p, s.next(p), h, reasonRetention)
 		}
 		s.cursor = st.RetainFrom
 	}
@@ -116,9 +126,9 @@ func (s *Subscription) poll(ctx context.Context) (int, error) {
 		s.cursor++
 	}
 	complete := true
-	for p, h := range st.Heads {
-		if h < s.next(p) {
-			continue
+	for p, h := range st.hot {
+		if _, known := s.expected[p]; !known || h < s.next(p) {
+			continue // never seen: its announcements start it at From
 		}
 		k, err := s.catchUp(ctx, p)
 		n += k
@@ -139,29 +149,59 @@ func (s *Subscription) poll(ctx context.Context) (int, error) {
 // linearizable): the coordinator is the publisher registry, and each
 // registered publisher's signed head record says how far its log reaches.
 // Registrations are remembered, so a stale or replaced coordinator cannot
-// make a publisher disappear. A head that cannot be read now is skipped and
-// read again at the next poll.
+// make a publisher disappear.
+//
+// A poll reads only the heads that can have changed since the previous
+// one: publishers whose activity lease was live since then (see active.go),
+// newly registered ones, and those whose delivery did not complete. A
+// subscription whose previous poll is too old for the leases to be trusted
+// (or its first poll) reads every registered head once (a full sweep).
 func (s *Subscription) pollHeads(ctx context.Context) (int, error) {
 	c := s.c
+	start := c.now()
 	st, _, err := c.readCoord(ctx, s.tk)
 	if err != nil {
 		return 0, err
 	}
-	for p := range st.Heads {
+	want, full, err := changedSince(st, func() (map[PublisherID]uint64, error) { return c.registered(ctx, s.tk, st) }, s.lastPoll, start)
+	if err != nil {
+		return 0, err
+	}
+	for p := range want {
 		s.known[p] = true
 	}
-	pids := slices.SortedFunc(maps.Keys(s.known), comparePID)
+	if full {
+		for p := range s.known {
+			want[p] = true
+		}
+	}
+	for p := range s.pending {
+		want[p] = true
+	}
+	pids := slices.SortedFunc(maps.Keys(want), comparePID)
 	heads, errs := c.readHeads(ctx, s.tk, pids)
+	clean := true
 	n := 0
 	for i, p := range pids {
+		delete(s.pending, p)
 		h := heads[i]
 		if h == nil {
-			if errors.Is(errs[i], ErrMalformed) || errors.Is(errs[i], ErrBadSignature) {
+			switch {
+			case errors.Is(errs[i], ErrMalformed) || errors.Is(errs[i], ErrBadSignature):
 				s.invalidOnce(digest([]byte(errs[i].Error())), errs[i])
 				errs[i] = nil
+			case errors.Is(errs[i], backend.ErrNotFound):
+				// Registered, so its head was written: not visible yet.
+				if s.headMissing[p]++; s.headMissing[p] < missingLimitWeak {
+					s.pending[p] = true
+				}
+			default:
+				s.pending[p] = true
+				clean = false
 			}
 			continue
 		}
+		delete(s.headMissing, p)
 		if h.Base > s.next(p) {
 			_, had := s.expected[p]
 			if s.opts.fromStart && !had {
@@ -169,14 +209,23 @@ func (s *Subscription) pollHeads(ctx context.Context) (int, error) {
 				// it starts at what the publisher retains, as a late joiner.
 				s.expected[p] = h.Base
 			} else {
-				s.gap(p, s.next(p), h.Base-1, "dropped by retention before delivery")
+				s.gap(p, s.next(p), h.Base-1, reasonRetention)
 			}
 		}
 		k, err := s.deliver(ctx, announcement{Pub: p, Seg: h.Seg, To: h.Last})
 		n += k
 		if err != nil {
+			for _, q := range pids[i:] {
+				s.pending[q] = true
+			}
 			return n, err
 		}
+		if s.next(p) <= h.Last {
+			s.pending[p] = true // not all delivered: look again next poll
+		}
+	}
+	if clean {
+		s.lastPoll = start
 	}
 	var joined []error
 	for _, err := range errs {
@@ -255,6 +304,17 @@ func (s *Subscription) invalid(err error) {
 // publisher's signed head record. A segment that is definitively missing is
 // a gap: it is reported and skipped.
 func (s *Subscription) deliver(ctx context.Context, a announcement) (int, error) {
+	if a.From > 0 {
+		if _, known := s.expected[a.Pub]; !known {
+			// First sight in ordered mode: the publisher's messages before
+			// this announcement are not this subscription's (FromNow) or
+			// are outside retention (FromStart).
+			s.expected[a.Pub] = max(a.From, s.next(a.Pub))
+		} else if a.From > s.next(a.Pub) {
+			// Announcements in between were skipped: dropped by retention.
+			s.gap(a.Pub, s.next(a.Pub), a.From-1, reasonRetention)
+		}
+	}
 	from := s.next(a.Pub)
 	if a.To < from {
 		return 0, nil

@@ -47,35 +47,39 @@ func (c *Client) Info(ctx context.Context, topic string) (TopicInfo, error) {
 	}
 	tk := newTopicKeys(topic)
 	var (
-		st   *coordState
-		v    backend.Version
-		base map[PublisherID]uint64
+		st          *coordState
+		v           backend.Version
+		heads, base map[PublisherID]uint64
 	)
 	err := retryIO(ctx, func() (err error) {
-		if st, v, err = c.readCoord(ctx, tk); err == nil {
-			base, err = c.retainedBase(ctx, st)
+		if st, v, err = c.readCoord(ctx, tk); err != nil {
+			return err
 		}
+		if heads, err = c.registered(ctx, tk, st); err != nil {
+			return err
+		}
+		// Heads as of RetainFrom: messages up to them are outside retention.
+		base, err = c.registryAll(ctx, tk, st.RetainReg)
 		return err
 	})
 	if err != nil {
 		return TopicInfo{}, err
 	}
-	base = maps.Clone(base)
 	if !c.ordered {
 		// The coordinator only registers publishers: their head records
 		// say how far each log reaches and what it retains.
-		pids := slices.SortedFunc(maps.Keys(st.Heads), comparePID)
-		heads, _ := c.readHeads(ctx, tk, pids)
-		for i, h := range heads {
+		pids := slices.SortedFunc(maps.Keys(heads), comparePID)
+		hrs, _ := c.readHeads(ctx, tk, pids)
+		for i, h := range hrs {
 			if h != nil {
-				st.Heads[pids[i]] = max(st.Heads[pids[i]], h.Last)
+				heads[pids[i]] = max(heads[pids[i]], h.Last)
 				base[pids[i]] = h.Base - 1
 			}
 		}
 	}
 	info := TopicInfo{Topic: topic, Version: v, Announcements: st.Count, RetainedFrom: st.RetainFrom}
-	for _, p := range slices.SortedFunc(maps.Keys(st.Heads), comparePID) {
-		h := st.Heads[p]
+	for _, p := range slices.SortedFunc(maps.Keys(heads), comparePID) {
+		h := heads[p]
 		info.Publishers = append(info.Publishers, PublisherInfo{ID: p, LastSeq: h})
 		info.Messages += h
 		info.RetainedMessages += h - min(h, base[p])

@@ -153,6 +153,7 @@ type topicPublisher struct {
 	recent     []segSpan
 	lastAnn    announcement
 	registered bool // registration seen in the coordinator (unordered mode)
+	leaseUntil int64 // activity lease written in the coordinator (unordered mode)
 	inflight   *inflightBatch
 }
 
@@ -452,11 +453,8 @@ func (p *topicPublisher) flush(ctx context.Context, b *inflightBatch) error {
 		if err := p.confirmHead(ctx); err != nil {
 			return err
 		}
-		if !p.registered {
-			if _, err := c.announce(ctx, p.tk, coordOp{anns: []announcement{ann}}); err != nil {
-				return err
-			}
-			p.registered = true
+		if err := p.register(ctx, ann); err != nil {
+			return err
 		}
 	}
 	p.lastAnn = ann
@@ -569,11 +567,20 @@ func (p *topicPublisher) verify(ctx context.Context) {
 	if err != nil {
 		return
 	}
-	if h, ok := st.Heads[c.pid]; (c.ordered && h >= p.lastAnn.To) || (!c.ordered && ok) {
+	h, err := c.headOf(ctx, p.tk, st, c.pid)
+	if err != nil {
 		return
 	}
+	leaseOK := c.ordered || p.leaseUntil <= c.now().UnixNano() || st.Active[c.pid] >= p.leaseUntil
+	if leaseOK && ((c.ordered && h >= p.lastAnn.To) || (!c.ordered && h > 0)) {
+		return
+	}
+	op := coordOp{anns: []announcement{p.lastAnn}}
+	if !leaseOK {
+		op.active = map[PublisherID]int64{c.pid: p.leaseUntil}
+	}
 	c.stats.retries.Add(1)
-	if _, err := c.announce(ctx, p.tk, coordOp{anns: []announcement{p.lastAnn}}); err != nil {
+	if _, err := c.announce(ctx, p.tk, op); err != nil {
 		c.opts.logger.Warn("stickypub: re-announce failed", "topic", p.tk.name, "err", err)
 	}
 }

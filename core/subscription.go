@@ -78,6 +78,12 @@ type Subscription struct {
 	missing  map[Ref]int
 	seenBad  map[Ref]bool
 	known    map[PublisherID]bool // registered publishers (unordered mode)
+	// Unordered mode: when the previous complete poll started, the
+	// publishers to read again whatever the leases say, and how many polls
+	// a registered publisher's head has been missing.
+	lastPoll    time.Time
+	pending     map[PublisherID]bool
+	headMissing map[PublisherID]int
 	pre      map[Ref]*prefetched  // segments prefetched for this poll
 }
 
@@ -143,18 +149,16 @@ func (c *Client) subscribe(ctx context.Context, topic string, opts []SubscribeOp
 		return nil, err
 	}
 	s := &Subscription{c: c, tk: tk, opts: o, msgs: make(chan *Message, o.buffer), gaps: make(chan Gap, 256),
-		expected: map[PublisherID]uint64{}, missing: map[Ref]int{}, seenBad: map[Ref]bool{}, known: map[PublisherID]bool{}}
+		expected: map[PublisherID]uint64{}, missing: map[Ref]int{}, seenBad: map[Ref]bool{}, known: map[PublisherID]bool{},
+		pending: map[PublisherID]bool{}, headMissing: map[PublisherID]int{}}
+	// In ordered mode a publisher first seen in an announcement starts at
+	// the announcement's From (its head just before it), so no copy of
+	// every publisher's head is needed here.
+	s.base = map[PublisherID]uint64{}
 	if o.fromStart {
-		err = retryIO(ctx, func() (err error) {
-			s.base, err = c.retainedBase(ctx, st)
-			return err
-		})
-		if err != nil {
-			return nil, err
-		}
 		s.cursor = st.RetainFrom
 	} else {
-		s.base, s.cursor, s.coordVer = maps.Clone(st.Heads), st.Count, v
+		s.cursor, s.coordVer = st.Count, v
 		if !c.ordered {
 			if err := s.baseFromHeads(ctx, st); err != nil {
 				return nil, err
@@ -184,7 +188,16 @@ func (c *Client) subscribe(ctx context.Context, topic string, opts []SubscribeOp
 // what every registered publisher's head record shows now.
 func (s *Subscription) baseFromHeads(ctx context.Context, st *coordState) error {
 	s.base = map[PublisherID]uint64{}
-	pids := slices.SortedFunc(maps.Keys(st.Heads), comparePID)
+	start := s.c.now()
+	var reg map[PublisherID]uint64
+	err := retryIO(ctx, func() (err error) {
+		reg, err = s.c.registered(ctx, s.tk, st)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	pids := slices.SortedFunc(maps.Keys(reg), comparePID)
 	for attempt := 0; len(pids) > 0; attempt++ {
 		heads, errs := s.c.readHeads(ctx, s.tk, pids)
 		var again []PublisherID
@@ -203,6 +216,7 @@ func (s *Subscription) baseFromHeads(ctx context.Context, st *coordState) error 
 			}
 		}
 	}
+	s.lastPoll = start
 	return nil
 }
 

@@ -1,0 +1,159 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"slices"
+
+	"github.com/stickypub/stickypub/backend"
+)
+
+// DurableFloor reports the oldest position that durable subscribers of a
+// topic still need, so that reclaiming never deletes it: the lowest
+// announcement index (ordered mode) any durable subscriber has not yet
+// acknowledged past. ok false means no durable subscriber needs anything
+// below retention. An error skips reclaiming for that fold (nothing is
+// deleted on doubt).
+type DurableFloor func(ctx context.Context, topic string) (index uint64, ok bool, err error)
+
+// WithDurableFloor installs the hook that bounds reclaiming by durable
+// subscribers' positions. Until durable subscriptions exist, the default
+// reports none.
+func WithDurableFloor(fn DurableFloor) Option { return func(o *options) { o.durableFloor = fn } }
+
+// WithoutReclaim keeps everything retention dropped in the store (by
+// default it is deleted on stores that implement backend.Deleter).
+func WithoutReclaim() Option { return func(o *options) { o.noReclaim = true } }
+
+// reclaim deletes the history that st already had below retention and
+// returns the new ReclaimedTo. It runs while folding, before the folded
+// coordinator is written, on the state that writer read: what it deletes
+// was published as dropped by an earlier fold, so a reader that started
+// from a coordinator written since then never needs it (one fold of grace
+// for readers that started before; a reader that still finds a record
+// gone reports a gap with its range).
+//
+// What it deletes, per dropped snapshot (oldest first): the segments of
+// every announcement (walking Prev from the announced segment down to the
+// announcement's first seq) with their chunks, the registry blobs that the
+// snapshot's fold replaced, and the snapshot blob itself (last, so that an
+// interrupted reclaim is finished by the next fold). Deleting what is
+// already gone is not an error, so concurrent folds may both do it.
+//
+// Only in ordered mode (where the coordinator's retention is the topic's),
+// only on stores with backend.Deleter, and never at or above the durable
+// floor.
+func (c *engine) reclaim(ctx context.Context, tk topicKeys, st *coordState) uint64 {
+	d, ok := c.store.(backend.Deleter)
+	if !ok || !c.ordered || c.cfg.noReclaim || st.RetainFrom <= st.ReclaimedTo {
+		return st.ReclaimedTo
+	}
+	target := st.RetainFrom
+	if c.cfg.durableFloor != nil {
+		idx, ok, err := c.cfg.durableFloor(ctx, tk.name)
+		if err != nil {
+			c.cfg.logger.Warn("stickypub: durable floor unknown, not reclaiming", "topic", tk.name, "err", err)
+			return st.ReclaimedTo
+		}
+		if ok {
+			target = min(target, idx)
+		}
+	}
+	if target <= st.ReclaimedTo {
+		return st.ReclaimedTo
+	}
+	// Collect the snapshots entirely below target, newest first, stopping
+	// at what is already reclaimed.
+	var dropped []*snapshot
+	var refs []Ref
+	for ref := st.Snap; !ref.IsZero(); {
+		s, err := c.loadSnapshot(ctx, ref)
+		if err != nil {
+			c.cfg.logger.Warn("stickypub: reclaim: read snapshot", "topic", tk.name, "err", err)
+			return st.ReclaimedTo
+		}
+		if s.From < st.ReclaimedTo {
+			break
+		}
+		if s.From+uint64(len(s.Anns)) <= target {
+			dropped = append(dropped, s)
+			refs = append(refs, ref)
+		}
+		if s.From <= st.ReclaimedTo {
+			break
+		}
+		ref = s.Prev
+	}
+	done := st.ReclaimedTo
+	for i := len(dropped) - 1; i >= 0; i-- {
+		s := dropped[i]
+		if s.From != done {
+			break // not contiguous with what is reclaimed (should not happen)
+		}
+		if err := c.reclaimSnapshot(ctx, d, tk, s, refs[i]); err != nil {
+			c.cfg.logger.Warn("stickypub: reclaim", "topic", tk.name, "err", err)
+			break
+		}
+		done = s.From + uint64(len(s.Anns))
+		c.reclaimed.Add(1)
+	}
+	return done
+}
+
+// reclaimSnapshot deletes one dropped snapshot and what only it reaches.
+func (c *engine) reclaimSnapshot(ctx context.Context, d backend.Deleter, tk topicKeys, s *snapshot, ref Ref) error {
+	err := c.blobs.parallel(ctx, len(s.Anns), func(ctx context.Context, i int) error {
+		return c.reclaimAnn(ctx, d, s.Anns[i])
+	})
+	if err != nil {
+		return err
+	}
+	garbage, err := c.registryGarbage(ctx, tk, s.BaseReg, s.EndReg)
+	if err != nil && !errors.Is(err, backend.ErrNotFound) {
+		return err
+	}
+	for _, g := range garbage {
+		if err := c.blobs.delete(ctx, d, g, 0); err != nil {
+			return err
+		}
+	}
+	return c.blobs.delete(ctx, d, ref, 0)
+}
+
+// reclaimAnn deletes the segments holding announcement a's range.
+func (c *engine) reclaimAnn(ctx context.Context, d backend.Deleter, a announcement) error {
+	for ref := a.Seg; !ref.IsZero(); {
+		data, err := c.blobs.get(ctx, ref)
+		if errors.Is(err, backend.ErrNotFound) || errors.Is(err, ErrMalformed) {
+			return nil // already gone, or not ours to judge
+		}
+		if err != nil {
+			return err
+		}
+		sg, err := decodeSegment(data)
+		if err != nil || PublisherIDOf(sg.Publisher) != a.Pub || sg.last() < a.From {
+			return nil // never delete what the announcement does not name
+		}
+		if err := c.blobs.delete(ctx, d, ref, 0); err != nil {
+			return err
+		}
+		if sg.First <= a.From {
+			return nil
+		}
+		ref = sg.Prev
+	}
+	return nil
+}
+
+// reclaimBlobs deletes blobs nobody references any more (best effort).
+func (c *engine) reclaimBlobs(ctx context.Context, refs []Ref) {
+	d, ok := c.store.(backend.Deleter)
+	if !ok || c.cfg.noReclaim {
+		return
+	}
+	for _, ref := range slices.Compact(refs) {
+		if err := c.blobs.delete(ctx, d, ref, 0); err != nil {
+			c.cfg.logger.Warn("stickypub: reclaim blob", "ref", ref, "err", err)
+		}
+	}
+}
