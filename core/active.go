@@ -2,6 +2,8 @@ package core
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"time"
 )
 
@@ -17,13 +19,18 @@ const (
 	// activeLease is how long a lease lasts; a publisher renews it (one
 	// coordinator write) when less than half is left, so an active
 	// publisher writes the coordinator about every activeLease/2.
-	activeLease = 30 * time.Second
+	activeLease = 2 * time.Minute
 	// activeGrace is how long an expired lease stays in the coordinator.
 	// A subscriber whose previous poll is older than activeGrace/2 cannot
 	// rely on the leases and reads every registered head (a full sweep).
 	// The margin also absorbs clock skew between writers and readers of
 	// up to activeGrace/2 - activeLease/2.
 	activeGrace = 2 * activeLease
+	// sweepPerPoll is how many other registered publishers a poll reads
+	// besides the changed ones, round-robin, so that a stale read (weak
+	// stores may serve one at any time) is corrected within
+	// registered/sweepPerPoll polls while a poll stays O(changed).
+	sweepPerPoll = 4
 )
 
 // register makes sure the publisher is registered in the coordinator
@@ -74,4 +81,26 @@ func changedSince(st *coordState, registered func() (map[PublisherID]uint64, err
 		out[p] = true // registered since the last fold
 	}
 	return out, false, nil
+}
+
+// sweepNext returns the next n publishers of known in round-robin order
+// after the cursor *after (which it advances), skipping those in skip.
+func sweepNext(known map[PublisherID]bool, after *PublisherID, n int, skip map[PublisherID]bool) []PublisherID {
+	if len(known) == 0 || n <= 0 {
+		return nil
+	}
+	all := slices.SortedFunc(maps.Keys(known), comparePID)
+	i, _ := slices.BinarySearchFunc(all, *after, comparePID)
+	var out []PublisherID
+	for k := 0; k < len(all) && len(out) < n; k++ {
+		p := all[(i+k)%len(all)]
+		if p == *after && k == 0 {
+			continue
+		}
+		if !skip[p] {
+			out = append(out, p)
+		}
+		*after = p
+	}
+	return out
 }

@@ -299,3 +299,56 @@ func (b *blobStore) deleteKey(ctx context.Context, d backend.Deleter, ref Ref) e
 	}
 	return nil
 }
+
+// refresh re-writes blob ref and its chunks with the same bytes, which
+// restarts their lifetime on a store whose records expire. A node that is
+// gone is written again from the content (cached or read).
+func (b *blobStore) refresh(ctx context.Context, ref Ref) error {
+	e, err := b.kv.Get(ctx, blobKey(ref))
+	if errors.Is(err, backend.ErrNotFound) {
+		data, gerr := b.get(ctx, ref)
+		if gerr != nil {
+			return gerr
+		}
+		return b.putNode(ctx, ref, data)
+	}
+	if err != nil {
+		return fmt.Errorf("core: read blob %s to refresh it: %w", ref, err)
+	}
+	if len(e.Value) > 0 {
+		body := e.Value[1:]
+		var list []byte
+		switch e.Value[0] {
+		case blobIndex:
+			list = body
+		case blobIndirect:
+			if len(body) == 32 {
+				if err := b.refresh(ctx, Ref(body)); err != nil {
+					return err
+				}
+				list, _ = b.getNode(ctx, Ref(body), 1, true)
+			}
+		}
+		for i := 0; i+32 <= len(list); i += 32 {
+			if err := b.rewrite(ctx, Ref(list[i:i+32])); err != nil {
+				return err
+			}
+		}
+	}
+	if _, err := b.kv.CompareAndPut(ctx, blobKey(ref), e.Version, e.Value); err != nil && !errors.Is(err, backend.ErrConflict) {
+		return fmt.Errorf("core: refresh blob %s: %w", ref, err)
+	}
+	return nil
+}
+
+// rewrite re-writes one chunk key with its own bytes.
+func (b *blobStore) rewrite(ctx context.Context, ref Ref) error {
+	e, err := b.kv.Get(ctx, blobKey(ref))
+	if err != nil {
+		return fmt.Errorf("core: read chunk %s to refresh it: %w", ref, err)
+	}
+	if _, err := b.kv.CompareAndPut(ctx, blobKey(ref), e.Version, e.Value); err != nil && !errors.Is(err, backend.ErrConflict) {
+		return fmt.Errorf("core: refresh chunk %s: %w", ref, err)
+	}
+	return nil
+}

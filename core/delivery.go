@@ -178,6 +178,11 @@ func (s *Subscription) pollHeads(ctx context.Context) (int, error) {
 	for p := range s.pending {
 		want[p] = true
 	}
+	if !full {
+		for _, p := range sweepNext(s.known, &s.sweep, sweepPerPoll, want) {
+			want[p] = true
+		}
+	}
 	pids := slices.SortedFunc(maps.Keys(want), comparePID)
 	heads, errs := c.readHeads(ctx, s.tk, pids)
 	clean := true

@@ -152,8 +152,9 @@ type topicPublisher struct {
 	base       uint64 // first retained seq, written in the head record
 	recent     []segSpan
 	lastAnn    announcement
-	registered bool // registration seen in the coordinator (unordered mode)
-	leaseUntil int64 // activity lease written in the coordinator (unordered mode)
+	registered bool      // registration seen in the coordinator (unordered mode)
+	leaseUntil int64     // activity lease written in the coordinator (unordered mode)
+	refreshed  time.Time // when its records were last refreshed (expiring stores)
 	inflight   *inflightBatch
 }
 
@@ -333,7 +334,10 @@ func (p *topicPublisher) run() {
 	}
 	p.mu.Unlock()
 	p.verify(c.ctx)
+	refreshTick, stopRefresh := p.refreshTicker()
+	defer stopRefresh()
 	for {
+		p.maybeRefresh(c.ctx)
 		p.mu.Lock()
 		for p.inflight == nil && len(p.queue) == 0 && !p.closing {
 			p.mu.Unlock()
@@ -341,6 +345,8 @@ func (p *topicPublisher) run() {
 			case <-p.wake:
 			case <-tick:
 				p.verify(c.ctx)
+			case <-refreshTick:
+				p.maybeRefresh(c.ctx)
 			case <-c.ctx.Done():
 			}
 			p.mu.Lock()

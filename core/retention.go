@@ -118,4 +118,3 @@ func (c *engine) annsFrom(ctx context.Context, st *coordState, from uint64) ([]a
 	}
 	return append(out, st.Window...), nil
 }
-

@@ -14,11 +14,14 @@ type Stats struct {
 	Gaps                uint64 // gaps reported
 	ActiveSubscriptions int
 	Polling             bool
+	Refreshes           uint64 // refresh rounds of own records on an expiring store
+	Reclaimed           uint64 // snapshots whose history was deleted below retention (shared by a Hub's clients)
 }
 
 type counters struct {
 	published, received, failures, retries atomic.Uint64
 	invalid, duplicates, expired, gaps     atomic.Uint64
+	refreshes                              atomic.Uint64
 }
 
 // Stats returns the client's statistics.
@@ -31,5 +34,6 @@ func (c *Client) Stats() Stats {
 		Published: s.published.Load(), Received: s.received.Load(), Failures: s.failures.Load(),
 		Retries: s.retries.Load() + c.engine.retries.Load(), Invalid: s.invalid.Load(), Duplicates: s.duplicates.Load(),
 		Expired: s.expired.Load(), Gaps: s.gaps.Load(), ActiveSubscriptions: active, Polling: polling,
+		Refreshes: s.refreshes.Load(), Reclaimed: c.engine.reclaimed.Load(),
 	}
 }

@@ -84,7 +84,8 @@ type Subscription struct {
 	lastPoll    time.Time
 	pending     map[PublisherID]bool
 	headMissing map[PublisherID]int
-	pre      map[Ref]*prefetched  // segments prefetched for this poll
+	sweep       PublisherID         // round-robin position among known publishers
+	pre         map[Ref]*prefetched // segments prefetched for this poll
 }
 
 // Topic returns the subscribed topic.
