@@ -162,8 +162,8 @@ type foldPlan struct {
 	from, to    uint64
 	snap        Ref
 	registry    Ref
+	oldRegistry Ref
 	retainFrom  uint64
-	retainReg   Ref
 	reclaimedTo uint64
 }
 
@@ -176,10 +176,8 @@ func (p *foldPlan) applyTo(st *coordState) bool {
 	}
 	st.Window = slices.Clone(st.Window[p.to-p.from:])
 	st.rebuildHot()
-	st.Snap, st.SnapCount, st.Registry = p.snap, p.to, p.registry
-	if p.retainFrom > st.RetainFrom {
-		st.RetainFrom, st.RetainReg = p.retainFrom, p.retainReg
-	}
+	st.Snap, st.SnapCount, st.Registry, st.OldRegistry = p.snap, p.to, p.registry, p.oldRegistry
+	st.RetainFrom = max(st.RetainFrom, p.retainFrom)
 	st.ReclaimedTo = max(st.ReclaimedTo, p.reclaimedTo)
 	return true
 }
@@ -196,8 +194,8 @@ func (c *engine) prepareFold(ctx context.Context, tk topicKeys) (*foldPlan, erro
 	if err != nil {
 		return nil, err
 	}
-	return &foldPlan{from: st.SnapCount, to: st.Count, snap: next.Snap, registry: next.Registry,
-		retainFrom: next.RetainFrom, retainReg: next.RetainReg, reclaimedTo: next.ReclaimedTo}, nil
+	return &foldPlan{from: st.SnapCount, to: st.Count, snap: next.Snap, registry: next.Registry, oldRegistry: next.OldRegistry,
+		retainFrom: next.RetainFrom, reclaimedTo: next.ReclaimedTo}, nil
 }
 
 // blobNeed names the registry lookups an engine-side update missed.

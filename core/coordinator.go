@@ -36,13 +36,13 @@ type coordState struct {
 	// Snap is the newest snapshot: announcements [.., SnapCount), linked
 	// to older snapshots.
 	Snap Ref
-	// Registry is the root of the publisher registry as of SnapCount.
-	Registry Ref
-	// RetainFrom is the first announcement index still retained, and
-	// RetainReg the registry as of RetainFrom (the heads below which
-	// messages are outside retention).
+	// Registry is the root of the publisher registry as of SnapCount, and
+	// OldRegistry the one before the last fold (kept for one more fold, so
+	// that readers of the previous coordinator can still use it).
+	Registry    Ref
+	OldRegistry Ref
+	// RetainFrom is the first announcement index still retained.
 	RetainFrom uint64
-	RetainReg  Ref
 	// ReclaimedTo: the history below this announcement index has been
 	// deleted from the store (stores with backend.Deleter).
 	ReclaimedTo uint64
@@ -195,8 +195,8 @@ func (s *coordState) encode() []byte {
 	e.uvarint(s.SnapCount)
 	e.raw(s.Snap[:])
 	e.raw(s.Registry[:])
+	e.raw(s.OldRegistry[:])
 	e.uvarint(s.RetainFrom)
-	e.raw(s.RetainReg[:])
 	e.uvarint(s.ReclaimedTo)
 	e.uvarint(uint64(len(s.Window)))
 	for _, a := range s.Window {
@@ -237,8 +237,8 @@ func decodeCoordState(b []byte) (*coordState, error) {
 	s.SnapCount = d.uvarint()
 	copy(s.Snap[:], d.raw(32))
 	copy(s.Registry[:], d.raw(32))
+	copy(s.OldRegistry[:], d.raw(32))
 	s.RetainFrom = d.uvarint()
-	copy(s.RetainReg[:], d.raw(32))
 	s.ReclaimedTo = d.uvarint()
 	n := d.count(51)
 	for i := 0; i < n && d.err == nil; i++ {
@@ -287,19 +287,18 @@ func comparePID(a, b PublisherID) int {
 }
 
 // snapshot is an immutable blob holding announcements [From,
-// From+len(Anns)) folded out of the coordinator, the registry before and
-// after them (references, not copies), and a link to the previous snapshot.
+// From+len(Anns)) folded out of the coordinator, their message count and
+// newest time, and a link to the previous snapshot. It holds no copy of
+// the publishers' heads: each announcement carries its range [From, To].
 type snapshot struct {
 	Prev    Ref
 	From    uint64
 	Anns    []announcement
 	Msgs    uint64 // messages covered by Anns
 	MaxTime int64  // newest announcement time
-	BaseReg Ref    // registry as of From
-	EndReg  Ref    // registry as of From+len(Anns)
 }
 
-const snapshotTag = 'N' // format 2: registry references
+const snapshotTag = 'N' // format 2: announcements with From, no heads
 
 func (s *snapshot) encode() []byte {
 	var e encoder
@@ -312,8 +311,6 @@ func (s *snapshot) encode() []byte {
 	}
 	e.uvarint(s.Msgs)
 	e.varint(s.MaxTime)
-	e.raw(s.BaseReg[:])
-	e.raw(s.EndReg[:])
 	return e.b
 }
 
@@ -331,8 +328,6 @@ func decodeSnapshot(b []byte) (*snapshot, error) {
 	}
 	s.Msgs = d.uvarint()
 	s.MaxTime = d.varint()
-	copy(s.BaseReg[:], d.raw(32))
-	copy(s.EndReg[:], d.raw(32))
 	if err := d.done(); err != nil {
 		return nil, malformed("snapshot: %v", err)
 	}

@@ -17,7 +17,7 @@ func FuzzDecoders(f *testing.F) {
 	st := newCoordState()
 	_, _ = st.apply(coordOp{anns: []announcement{{Pub: id.ID(), To: 3}}, subs: map[PublisherID]int64{id.ID(): 9},
 		active: map[PublisherID]int64{id.ID(): 7}}, 0, nil)
-	snap := &snapshot{From: 0, Anns: st.Window, Msgs: 3, EndReg: Ref{1}}
+	snap := &snapshot{From: 0, Anns: st.Window, Msgs: 3}
 	shard := &regShard{Prefix: id.ID()[0], Heads: map[PublisherID]uint64{id.ID(): 3}}
 	root := &regRoot{Shards: map[byte]Ref{id.ID()[0]: {2}}}
 	for _, seed := range [][]byte{

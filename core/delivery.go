@@ -89,21 +89,11 @@ func (s *Subscription) poll(ctx context.Context) (int, error) {
 	}
 	if s.cursor < st.RetainFrom {
 		// Retention dropped announcements this subscription had not
-		// processed yet: what it never received from the publishers it
-		// knows is reported, not skipped (heads as of RetainFrom, from the
-		// registry; a publisher whose entry cannot be read is reported
-		// when it next announces, see deliver).
-		for _, p := range slices.SortedFunc(maps.Keys(s.expected), comparePID) {
-			h, err := c.registryHead(ctx, s.tk, st.RetainReg, p)
-			if err != nil {
-				if retryable(err) {
-					return 0, err
-				}
-				continue
-			}
-			s.gap(p, s.next(p), h, reasonRetention)
-		}
-		s.cursor = st.RetainFrom
+		// processed yet. What it never received from a publisher it knows
+		// is reported, not skipped: when the publisher's next retained
+		// announcement starts past it (deliver), or, once every retained
+		// announcement is processed, up to the publisher's head (below).
+		s.cursor, s.jumped = st.RetainFrom, true
 	}
 	if s.cursor > st.Count { // a weaker backend replaced a longer history
 		s.cursor = st.Count
@@ -124,6 +114,18 @@ func (s *Subscription) poll(ctx context.Context) (int, error) {
 			return n, err
 		}
 		s.cursor++
+	}
+	if s.jumped {
+		// Every retained announcement is processed: a known publisher's
+		// head still ahead of what was delivered lies in dropped ones.
+		for _, p := range slices.SortedFunc(maps.Keys(s.expected), comparePID) {
+			h, err := c.headOf(ctx, s.tk, st, p)
+			if err != nil {
+				return n, err // s.jumped stays: done at the next poll
+			}
+			s.gap(p, s.next(p), h, reasonRetention)
+		}
+		s.jumped = false
 	}
 	complete := true
 	for p, h := range st.hot {

@@ -47,9 +47,10 @@ func (c *Client) Info(ctx context.Context, topic string) (TopicInfo, error) {
 	}
 	tk := newTopicKeys(topic)
 	var (
-		st          *coordState
-		v           backend.Version
-		heads, base map[PublisherID]uint64
+		st       *coordState
+		v        backend.Version
+		heads    map[PublisherID]uint64
+		retained uint64
 	)
 	err := retryIO(ctx, func() (err error) {
 		if st, v, err = c.readCoord(ctx, tk); err != nil {
@@ -58,13 +59,13 @@ func (c *Client) Info(ctx context.Context, topic string) (TopicInfo, error) {
 		if heads, err = c.registered(ctx, tk, st); err != nil {
 			return err
 		}
-		// Heads as of RetainFrom: messages up to them are outside retention.
-		base, err = c.registryAll(ctx, tk, st.RetainReg)
+		retained, err = c.retainedMessages(ctx, st)
 		return err
 	})
 	if err != nil {
 		return TopicInfo{}, err
 	}
+	base := map[PublisherID]uint64{}
 	if !c.ordered {
 		// The coordinator only registers publishers: their head records
 		// say how far each log reaches and what it retains.
@@ -82,7 +83,12 @@ func (c *Client) Info(ctx context.Context, topic string) (TopicInfo, error) {
 		h := heads[p]
 		info.Publishers = append(info.Publishers, PublisherInfo{ID: p, LastSeq: h})
 		info.Messages += h
-		info.RetainedMessages += h - min(h, base[p])
+		if !c.ordered {
+			info.RetainedMessages += h - min(h, base[p])
+		}
+	}
+	if c.ordered {
+		info.RetainedMessages = retained
 	}
 	now := c.now().UnixNano()
 	for _, p := range slices.SortedFunc(maps.Keys(st.Subs), comparePID) {

@@ -35,15 +35,16 @@ func WithoutReclaim() Option { return func(o *options) { o.noReclaim = true } }
 //
 // What it deletes, per dropped snapshot (oldest first): the segments of
 // every announcement (walking Prev from the announced segment down to the
-// announcement's first seq) with their chunks, the registry blobs that the
-// snapshot's fold replaced, and the snapshot blob itself (last, so that an
-// interrupted reclaim is finished by the next fold). Deleting what is
+// announcement's first seq) with their chunks, and the snapshot blob
+// itself (last, so that an interrupted reclaim is finished by the next
+// fold). Deleting what is
 // already gone is not an error, so concurrent folds may both do it.
 //
 // Only in ordered mode (where the coordinator's retention is the topic's),
 // only on stores with backend.Deleter, and never at or above the durable
 // floor.
 func (c *engine) reclaim(ctx context.Context, tk topicKeys, st *coordState) uint64 {
+	c.reclaimRegistry(ctx, tk, st)
 	d, ok := c.store.(backend.Deleter)
 	if !ok || !c.ordered || c.cfg.noReclaim || st.RetainFrom <= st.ReclaimedTo {
 		return st.ReclaimedTo
@@ -100,6 +101,30 @@ func (c *engine) reclaim(ctx context.Context, tk topicKeys, st *coordState) uint
 	return done
 }
 
+// reclaimRegistry deletes the registry blobs that the fold before st's
+// last one replaced (st.OldRegistry's root and the shards st.Registry no
+// longer shares): nobody who read a coordinator written since the last
+// fold uses them.
+func (c *engine) reclaimRegistry(ctx context.Context, tk topicKeys, st *coordState) {
+	d, ok := c.store.(backend.Deleter)
+	if !ok || c.cfg.noReclaim {
+		return
+	}
+	garbage, err := c.registryGarbage(ctx, tk, st.OldRegistry, st.Registry)
+	if err != nil {
+		if !errors.Is(err, backend.ErrNotFound) { // gone: reclaimed already
+			c.cfg.logger.Warn("stickypub: reclaim registry", "topic", tk.name, "err", err)
+		}
+		return
+	}
+	for _, g := range garbage {
+		if err := c.blobs.delete(ctx, d, g, 0); err != nil {
+			c.cfg.logger.Warn("stickypub: reclaim registry", "topic", tk.name, "err", err)
+			return
+		}
+	}
+}
+
 // reclaimSnapshot deletes one dropped snapshot and what only it reaches.
 func (c *engine) reclaimSnapshot(ctx context.Context, d backend.Deleter, tk topicKeys, s *snapshot, ref Ref) error {
 	err := c.blobs.parallel(ctx, len(s.Anns), func(ctx context.Context, i int) error {
@@ -107,15 +132,6 @@ func (c *engine) reclaimSnapshot(ctx context.Context, d backend.Deleter, tk topi
 	})
 	if err != nil {
 		return err
-	}
-	garbage, err := c.registryGarbage(ctx, tk, s.BaseReg, s.EndReg)
-	if err != nil && !errors.Is(err, backend.ErrNotFound) {
-		return err
-	}
-	for _, g := range garbage {
-		if err := c.blobs.delete(ctx, d, g, 0); err != nil {
-			return err
-		}
 	}
 	return c.blobs.delete(ctx, d, ref, 0)
 }

@@ -26,15 +26,15 @@ func (c *engine) loadSnapshot(ctx context.Context, ref Ref) (*snapshot, error) {
 
 // fold moves the coordinator window into a new immutable snapshot, folds
 // the window's heads into the registry, applies the retention policy and
-// reclaims what an earlier fold dropped from retention. It only writes
-// content-addressed blobs (and deletes unreachable ones), so concurrent
-// folds of the same state are harmless.
+// reclaims what an earlier fold dropped from retention (and the registry
+// blobs two folds old). It only writes content-addressed blobs (and deletes
+// unreachable ones), so concurrent folds of the same state are harmless.
 func (c *engine) fold(ctx context.Context, tk topicKeys, st *coordState) (*coordState, error) {
-	endReg, err := c.updateRegistry(ctx, tk, st.Registry, st.hot)
+	reg, err := c.updateRegistry(ctx, tk, st.Registry, st.hot)
 	if err != nil {
 		return nil, err
 	}
-	snap := &snapshot{Prev: st.Snap, From: st.SnapCount, Anns: st.Window, BaseReg: st.Registry, EndReg: endReg}
+	snap := &snapshot{Prev: st.Snap, From: st.SnapCount, Anns: st.Window}
 	for _, a := range snap.Anns {
 		snap.Msgs += a.To - a.From + 1
 		snap.MaxTime = max(snap.MaxTime, a.Time)
@@ -44,46 +44,68 @@ func (c *engine) fold(ctx context.Context, tk topicKeys, st *coordState) (*coord
 		return nil, err
 	}
 	next := st.clone()
-	next.Snap, next.SnapCount, next.Window, next.Registry = ref, st.Count, nil, endReg
+	next.Snap, next.SnapCount, next.Window = ref, st.Count, nil
+	next.Registry, next.OldRegistry = reg, st.Registry
 	next.rebuildHot()
-	next.RetainFrom, next.RetainReg = c.retainFrom(ctx, snap, st.RetainFrom, st.RetainReg)
+	next.RetainFrom = c.retainFrom(ctx, snap, st.RetainFrom)
 	next.ReclaimedTo = c.reclaim(ctx, tk, st)
 	return next, nil
 }
 
 // retainFrom walks the snapshot chain from newest and returns the first
-// announcement index the retention policy keeps, and the registry as of
-// that index. Read errors keep more, not less.
-func (c *engine) retainFrom(ctx context.Context, newest *snapshot, old uint64, oldReg Ref) (uint64, Ref) {
+// announcement index the retention policy keeps. Read errors keep more,
+// not less.
+func (c *engine) retainFrom(ctx context.Context, newest *snapshot, old uint64) uint64 {
 	r := c.cfg.retention
 	if r.MaxMessages == 0 && r.MaxAge == 0 {
-		return old, oldReg
+		return old
 	}
 	cutoff := int64(0)
 	if r.MaxAge > 0 {
 		cutoff = c.now().Add(-r.MaxAge).UnixNano()
 	}
-	keep, keepReg := newest.From+uint64(len(newest.Anns)), newest.EndReg
+	keep := newest.From + uint64(len(newest.Anns))
 	var total uint64
 	for s := newest; s != nil; {
 		if s.MaxTime < cutoff {
 			break
 		}
-		keep, keepReg = s.From, s.BaseReg
+		keep = s.From
 		total += s.Msgs
 		if (r.MaxMessages > 0 && total >= r.MaxMessages) || s.Prev.IsZero() || s.From <= old {
 			break
 		}
 		next, err := c.loadSnapshot(ctx, s.Prev)
 		if err != nil {
-			return old, oldReg
+			return old
 		}
 		s = next
 	}
-	if keep <= old {
-		return old, oldReg
+	return max(keep, old)
+}
+
+// retainedMessages counts the messages of the retained announcements
+// (Info), reading the retained snapshots.
+func (c *engine) retainedMessages(ctx context.Context, st *coordState) (uint64, error) {
+	var n uint64
+	for _, a := range st.Window {
+		n += a.To - a.From + 1
 	}
-	return keep, keepReg
+	for ref := st.Snap; !ref.IsZero(); {
+		s, err := c.loadSnapshot(ctx, ref)
+		if err != nil {
+			return 0, err
+		}
+		if s.From < st.RetainFrom {
+			break
+		}
+		n += s.Msgs
+		if s.From == st.RetainFrom {
+			break
+		}
+		ref = s.Prev
+	}
+	return n, nil
 }
 
 // annsFrom returns the announcements with index >= from, in order, reading

@@ -72,6 +72,7 @@ type Subscription struct {
 	pollMu   sync.Mutex
 	closed   bool
 	cursor   uint64
+	jumped   bool // the cursor jumped over dropped announcements (ordered mode)
 	coordVer backend.Version
 	base     map[PublisherID]uint64
 	expected map[PublisherID]uint64
