@@ -77,9 +77,6 @@ func changedSince(st *coordState, registered func() (map[PublisherID]uint64, err
 			out[p] = true
 		}
 	}
-	for p := range st.hot {
-		out[p] = true // registered since the last fold
-	}
 	return out, false, nil
 }
 

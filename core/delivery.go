@@ -118,7 +118,9 @@ func (s *Subscription) poll(ctx context.Context) (int, error) {
 	if s.jumped {
 		// Every retained announcement is processed: a known publisher's
 		// head still ahead of what was delivered lies in dropped ones.
-		for _, p := range slices.SortedFunc(maps.Keys(s.expected), comparePID) {
+		known := maps.Clone(s.base)
+		maps.Copy(known, s.expected)
+		for _, p := range slices.SortedFunc(maps.Keys(known), comparePID) {
 			h, err := c.headOf(ctx, s.tk, st, p)
 			if err != nil {
 				return n, err // s.jumped stays: done at the next poll
@@ -312,13 +314,18 @@ func (s *Subscription) invalid(err error) {
 // a gap: it is reported and skipped.
 func (s *Subscription) deliver(ctx context.Context, a announcement) (int, error) {
 	if a.From > 0 {
-		if _, known := s.expected[a.Pub]; !known {
-			// First sight in ordered mode: the publisher's messages before
-			// this announcement are not this subscription's (FromNow) or
-			// are outside retention (FromStart).
-			s.expected[a.Pub] = max(a.From, s.next(a.Pub))
+		_, seen := s.expected[a.Pub]
+		_, based := s.base[a.Pub]
+		if !seen && !based && s.opts.fromStart {
+			// First sight by a FromStart subscription: the publisher's
+			// messages before its first retained announcement are outside
+			// retention.
+			s.expected[a.Pub] = a.From
 		} else if a.From > s.next(a.Pub) {
-			// Announcements in between were skipped: dropped by retention.
+			// Announcements this subscription never processed cover the
+			// range before From: they were dropped by retention. (A
+			// FromNow subscription knows every publisher's head at its
+			// start, so nothing before its start is reported.)
 			s.gap(a.Pub, s.next(a.Pub), a.From-1, reasonRetention)
 		}
 	}

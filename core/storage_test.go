@@ -229,3 +229,207 @@ func TestIdlePublisherKeepsPlace(t *testing.T) {
 	require.Len(t, info.Publishers, 2)
 	require.EqualValues(t, 25, info.Messages)
 }
+
+// drainCovered reads everything queued on sub: messages and gaps, counting
+// how often each (publisher, seq) was delivered or reported.
+func drainCovered(sub *Subscription, covered map[string]int) {
+	for {
+		select {
+		case m := <-sub.Messages():
+			covered[fmt.Sprintf("%s/%d", m.PublisherID, m.Seq)]++
+		case g := <-sub.Gaps():
+			for q := g.From; q <= g.To; q++ {
+				covered[fmt.Sprintf("%s/%d", g.Publisher, q)]++
+			}
+		default:
+			return
+		}
+	}
+}
+
+// TestReclaimKeepsStoreFlat publishes 4,000 messages (batches of 10) with
+// a retention of 200 on a store with Delete: what retention dropped is
+// deleted, so the store holds as much after 4,000 messages as after 1,000;
+// a late joiner still receives the retained history without a gap, and a
+// subscriber that fell behind gets every message either delivered or
+// reported as dropped by retention, exactly once.
+func TestReclaimKeepsStoreFlat(t *testing.T) {
+	ctx := testCtx(t)
+	st := newTrackStore()
+	defer st.Close()
+	opts := []Option{WithRetention(Retention{MaxMessages: 200}), WithFoldWindow(8)}
+	pub := newClient(t, st, opts...)
+	lagging := newClient(t, st)
+	lsub, err := lagging.Subscribe(ctx, "flat", WithoutPush(), WithBuffer(5000))
+	require.NoError(t, err)
+	const total, batch = 4000, 10
+	var at1000 int
+	for i := 0; i < total; i += batch {
+		payloads := make([][]byte, batch)
+		for j := range payloads {
+			payloads[j] = fmt.Appendf(nil, "message %d", i+j+1)
+		}
+		_, err := pub.PublishBatch(ctx, "flat", payloads)
+		require.NoError(t, err)
+		if i+batch == 1000 {
+			_, at1000, _ = st.usage("")
+		}
+	}
+	keys, atEnd, _ := st.usage("")
+	t.Logf("store after 1000 messages: %d B; after %d: %d B in %d keys; snapshots reclaimed: %d",
+		at1000, total, atEnd, keys, pub.Stats().Reclaimed)
+	require.Positive(t, pub.Stats().Reclaimed)
+	require.Less(t, atEnd, at1000*13/10, "the store grows with the messages published")
+
+	info, err := pub.Info(ctx, "flat")
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, info.RetainedMessages, uint64(200))
+	late := newClient(t, st)
+	sub, err := late.Subscribe(ctx, "flat", FromStart(), WithoutPush(), WithBuffer(5000))
+	require.NoError(t, err)
+	msgs := receive(t, ctx, late, sub, int(info.RetainedMessages))
+	for i, m := range msgs {
+		require.EqualValues(t, total-int(info.RetainedMessages)+i+1, m.Seq)
+	}
+	require.Zero(t, late.Stats().Gaps)
+	require.Zero(t, late.Stats().Invalid)
+
+	covered := map[string]int{}
+	for attempt := 0; len(covered) < total; attempt++ {
+		_, err := lagging.Poll(ctx, "flat")
+		require.NoError(t, err)
+		drainCovered(lsub, covered)
+		require.Less(t, attempt, 100, "lagging subscriber: %d of %d covered", len(covered), total)
+	}
+	require.Len(t, covered, total)
+	for id, n := range covered {
+		require.Equal(t, 1, n, "message %s delivered or reported %d times", id, n)
+	}
+	require.Positive(t, lagging.Stats().Gaps)
+}
+
+// TestReclaimRespectsDurableFloor: a durable subscriber's floor below
+// retention stops reclaiming there.
+func TestReclaimRespectsDurableFloor(t *testing.T) {
+	ctx := testCtx(t)
+	st := newTrackStore()
+	defer st.Close()
+	var floor atomic.Uint64
+	hook := func(ctx context.Context, topic string) (uint64, bool, error) {
+		require.Equal(t, "floor", topic)
+		return floor.Load(), true, nil
+	}
+	opts := []Option{WithRetention(Retention{MaxMessages: 50}), WithFoldWindow(4), WithDurableFloor(hook)}
+	pub := newClient(t, st, opts...)
+	publish := func(n int) {
+		for range n {
+			_, err := pub.PublishBatch(ctx, "floor", [][]byte{[]byte("a"), []byte("b")})
+			require.NoError(t, err)
+		}
+	}
+	publish(200) // 400 messages, 200 announcements
+	require.Zero(t, pub.Stats().Reclaimed, "reclaimed below a durable subscriber's position")
+	first, _, err := pub.readCoord(ctx, newTopicKeys("floor"))
+	require.NoError(t, err)
+	require.Positive(t, first.RetainFrom)
+	require.Zero(t, first.ReclaimedTo)
+
+	floor.Store(40)
+	publish(40)
+	st2, _, err := pub.readCoord(ctx, newTopicKeys("floor"))
+	require.NoError(t, err)
+	require.Positive(t, pub.Stats().Reclaimed)
+	require.LessOrEqual(t, st2.ReclaimedTo, uint64(40), "reclaimed past the durable floor")
+	require.Positive(t, st2.ReclaimedTo)
+}
+
+// fakeClock is a settable clock for WithClock.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// TestUnorderedPollCostFollowsChange: on a store that is not linearizable,
+// a poll of a topic with 1,000 idle publishers and one active one reads a
+// constant number of records (the coordinator, the active publisher's
+// head, a few round-robin re-reads and the new segments), not 1,000 heads
+// as before issue 7.
+func TestUnorderedPollCostFollowsChange(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	st := newTrackStore()
+	st.level = backend.Eventual
+	defer st.Close()
+	clk := &fakeClock{t: time.Now()}
+	hub, err := NewHub(st, WithClock(clk.now))
+	require.NoError(t, err)
+	defer hub.Close()
+	const idle = 1000
+	opts := []Option{WithHub(hub), WithClock(clk.now), WithVerifyInterval(time.Hour)}
+	sem := make(chan struct{}, 64)
+	var wg sync.WaitGroup
+	for i := range idle {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			id, err := GenerateIdentity()
+			if !assertNoErr(t, err) {
+				return
+			}
+			c, err := New(st, id, opts...)
+			if !assertNoErr(t, err) {
+				return
+			}
+			_, err = c.Publish(ctx, "cost", fmt.Appendf(nil, "idle %d", i))
+			assertNoErr(t, err)
+			assertNoErr(t, c.Close(ctx))
+		})
+	}
+	wg.Wait()
+	require.False(t, t.Failed())
+	clk.advance(activeGrace + time.Minute) // every idle lease expires and is dropped
+
+	active := newClient(t, st, opts...)
+	_, err = active.Publish(ctx, "cost", []byte("active 1"))
+	require.NoError(t, err)
+	sc := newClient(t, st, WithClock(clk.now), WithVerifyInterval(time.Hour))
+	sub, err := sc.Subscribe(ctx, "cost", WithoutPush())
+	require.NoError(t, err)
+	for round := 2; round <= 4; round++ {
+		_, err = active.Publish(ctx, "cost", fmt.Appendf(nil, "active %d", round))
+		require.NoError(t, err)
+		before := st.gets.Load()
+		n, err := sc.Poll(ctx, "cost")
+		require.NoError(t, err)
+		reads := st.gets.Load() - before
+		require.Equal(t, 1, n)
+		m := <-sub.Messages()
+		require.Equal(t, fmt.Sprintf("active %d", round), string(m.Payload))
+		t.Logf("poll with %d idle publishers and 1 active: %d reads", idle, reads)
+		require.LessOrEqual(t, reads, int64(12), "a poll reads more than what changed")
+	}
+	info, err := sc.Info(ctx, "cost")
+	require.NoError(t, err)
+	require.Len(t, info.Publishers, idle+1, "idle publishers lost their registration")
+}
+
+// assertNoErr reports err without stopping the goroutine's caller.
+func assertNoErr(t *testing.T, err error) bool {
+	if err != nil {
+		t.Error(err)
+		return false
+	}
+	return true
+}

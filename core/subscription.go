@@ -153,15 +153,25 @@ func (c *Client) subscribe(ctx context.Context, topic string, opts []SubscribeOp
 	s := &Subscription{c: c, tk: tk, opts: o, msgs: make(chan *Message, o.buffer), gaps: make(chan Gap, 256),
 		expected: map[PublisherID]uint64{}, missing: map[Ref]int{}, seenBad: map[Ref]bool{}, known: map[PublisherID]bool{},
 		pending: map[PublisherID]bool{}, headMissing: map[PublisherID]int{}}
-	// In ordered mode a publisher first seen in an announcement starts at
-	// the announcement's From (its head just before it), so no copy of
-	// every publisher's head is needed here.
+	// A FromStart subscription starts each publisher at its first retained
+	// announcement's From. A FromNow one starts after every registered
+	// publisher's current head (read once here, from the registry), so
+	// that if it later falls behind retention it reports exactly what it
+	// missed.
 	s.base = map[PublisherID]uint64{}
 	if o.fromStart {
 		s.cursor = st.RetainFrom
 	} else {
 		s.cursor, s.coordVer = st.Count, v
-		if !c.ordered {
+		if c.ordered {
+			err = retryIO(ctx, func() (err error) {
+				s.base, err = c.registered(ctx, tk, st)
+				return err
+			})
+			if err != nil {
+				return nil, err
+			}
+		} else {
 			if err := s.baseFromHeads(ctx, st); err != nil {
 				return nil, err
 			}
