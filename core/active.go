@@ -19,7 +19,7 @@ const (
 	// activeLease is how long a lease lasts; a publisher renews it (one
 	// coordinator write) when less than half is left, so an active
 	// publisher writes the coordinator about every activeLease/2.
-	activeLease = 2 * time.Minute
+	activeLease = 10 * time.Minute
 	// activeGrace is how long an expired lease stays in the coordinator.
 	// A subscriber whose previous poll is older than activeGrace/2 cannot
 	// rely on the leases and reads every registered head (a full sweep).
