@@ -573,6 +573,9 @@ func (p *topicPublisher) verify(ctx context.Context) {
 	if err != nil {
 		return
 	}
+	if !c.ordered && p.leaseUntil > 0 && st.Active[c.pid] >= p.leaseUntil {
+		return // the lease is there, so subscribers read this publisher's head
+	}
 	h, err := c.headOf(ctx, p.tk, st, c.pid)
 	if err != nil {
 		return
