@@ -321,11 +321,14 @@ func (s *Subscription) deliver(ctx context.Context, a announcement) (int, error)
 			// messages before its first retained announcement are outside
 			// retention.
 			s.expected[a.Pub] = a.From
-		} else if a.From > s.next(a.Pub) {
-			// Announcements this subscription never processed cover the
-			// range before From: they were dropped by retention. (A
-			// FromNow subscription knows every publisher's head at its
-			// start, so nothing before its start is reported.)
+		} else if s.jumped && a.From > s.next(a.Pub) {
+			// The first announcement of this publisher after a jump over
+			// retention: the range before From lies in announcements that
+			// were dropped. (A FromNow subscription knows every
+			// publisher's head at its start, so nothing before its start
+			// is reported.) Without a jump, a From ahead of what was
+			// delivered means an announcement failed verification: the
+			// walk back along Prev finds the real messages.
 			s.gap(a.Pub, s.next(a.Pub), a.From-1, reasonRetention)
 		}
 	}
