@@ -51,10 +51,13 @@ type FaultConfig struct {
 }
 
 // DHTFaults is the profile used by the suite's own tests: the faults of the
-// two DHT backends (stale reads, silently replaced writes, errors before and
-// after the fact, latency) and BEP44's 1000-byte value limit.
+// two DHT backends (stale reads, silently replaced writes, two writers told
+// success at the same version, errors before and after the fact, latency)
+// and BEP44's 1000-byte value limit. Record expiry is not in it (the
+// protocol suite's topics would expire between steps); tests that need it
+// set RecordLifetime.
 var DHTFaults = FaultConfig{
-	Seed: 1, StaleReadRate: 0.05, LostUpdateRate: 0.2, ErrorRate: 0.01, AmbiguousRate: 0.01,
+	Seed: 1, StaleReadRate: 0.05, LostUpdateRate: 0.2, SameVersionRate: 0.05, ErrorRate: 0.01, AmbiguousRate: 0.01,
 	MaxLatency: 200 * time.Microsecond, MaxValueSize: 1000,
 }
 
