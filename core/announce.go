@@ -261,8 +261,18 @@ func (c *engine) updateCoord(ctx context.Context, up backend.Updater, tk topicKe
 }
 
 // coldLookup returns a registry lookup for st that reads blobs as needed.
+// In unordered mode a registry blob that is gone (expired: nobody refreshes
+// the registry on a DHT) reads as "not registered", which only costs a
+// repeated registration; in ordered mode it is an error (the coordinator
+// was replaced and the blob reclaimed: read the coordinator again).
 func (c *engine) coldLookup(ctx context.Context, tk topicKeys, st *coordState) headLookup {
-	return func(p PublisherID) (uint64, error) { return c.registryHead(ctx, tk, st.Registry, p) }
+	return func(p PublisherID) (uint64, error) {
+		h, err := c.registryHead(ctx, tk, st.Registry, p)
+		if err != nil && !c.ordered && errors.Is(err, backend.ErrNotFound) {
+			return 0, nil
+		}
+		return h, err
+	}
 }
 
 // headOf returns p's highest announced seq in st.
@@ -306,6 +316,11 @@ func (c *engine) casCoord(ctx context.Context, tk topicKeys, op coordOp, maxRace
 		next := st.clone()
 		var changed bool
 		if changed, err = next.apply(op, c.now().UnixNano(), c.coldLookup(ctx, tk, next)); err != nil {
+			if errors.Is(err, backend.ErrNotFound) && attempt < 8 {
+				// A registry blob of a replaced coordinator was reclaimed.
+				cached = false
+				st, v, err = c.readCoord(ctx, tk)
+			}
 			continue
 		}
 		if !changed {

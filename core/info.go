@@ -2,6 +2,7 @@ package core
 
 import (
 	"context"
+	"errors"
 	"maps"
 	"slices"
 	"time"
@@ -52,7 +53,7 @@ func (c *Client) Info(ctx context.Context, topic string) (TopicInfo, error) {
 		heads    map[PublisherID]uint64
 		retained uint64
 	)
-	err := retryIO(ctx, func() (err error) {
+	read := func() (err error) {
 		if st, v, err = c.readCoord(ctx, tk); err != nil {
 			return err
 		}
@@ -61,7 +62,11 @@ func (c *Client) Info(ctx context.Context, topic string) (TopicInfo, error) {
 		}
 		retained, err = c.retainedMessages(ctx, st)
 		return err
-	})
+	}
+	err := retryIO(ctx, read)
+	for attempt := 0; errors.Is(err, backend.ErrNotFound) && attempt < 5; attempt++ {
+		err = retryIO(ctx, read) // a blob of an older coordinator was reclaimed meanwhile
+	}
 	if err != nil {
 		return TopicInfo{}, err
 	}

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"sort"
 	"sync"
+
+	"github.com/stickypub/stickypub/backend"
 )
 
 // The registry is the full map publisher → highest announced seq of a
@@ -207,6 +209,14 @@ func (c *engine) loadRegShard(ctx context.Context, tk topicKeys, ref Ref) (*regS
 	return s, nil
 }
 
+// lostRegistry reports a registry blob that is gone for good: in unordered
+// mode (DHTs) nobody refreshes the registry, so its blobs expire and their
+// entries are lost ("what nobody refreshes may vanish"); the registry goes
+// on without them. In ordered mode a missing blob is an error.
+func (c *engine) lostRegistry(err error) bool {
+	return !c.ordered && errors.Is(err, backend.ErrNotFound)
+}
+
 // registryHead returns p's head in the registry rooted at root (0 when p
 // is not registered).
 func (c *engine) registryHead(ctx context.Context, tk topicKeys, root Ref, p PublisherID) (uint64, error) {
@@ -254,6 +264,9 @@ func (c *engine) updateRegistry(ctx context.Context, tk topicKeys, root Ref, hea
 		return root, nil
 	}
 	r, err := c.loadRegRoot(ctx, tk, root)
+	if err != nil && c.lostRegistry(err) {
+		r, err = &regRoot{Shards: map[byte]Ref{}}, nil
+	}
 	if err != nil {
 		return Ref{}, err
 	}
@@ -271,10 +284,12 @@ func (c *engine) updateRegistry(ctx context.Context, tk topicKeys, root Ref, hea
 		sh := &regShard{Prefix: k, Heads: map[PublisherID]uint64{}}
 		if old, ok := r.Shards[k]; ok {
 			prev, err := c.loadRegShard(ctx, tk, old)
-			if err != nil {
+			switch {
+			case err == nil:
+				sh.Heads = maps.Clone(prev.Heads)
+			case !c.lostRegistry(err):
 				return err
 			}
-			sh.Heads = maps.Clone(prev.Heads)
 		}
 		for p, h := range byPrefix[k] {
 			sh.Heads[p] = max(sh.Heads[p], h)
@@ -306,6 +321,9 @@ func (c *engine) updateRegistry(ctx context.Context, tk topicKeys, root Ref, hea
 // subscriber start-up in unordered mode; O(publishers) by nature).
 func (c *engine) registryAll(ctx context.Context, tk topicKeys, root Ref) (map[PublisherID]uint64, error) {
 	r, err := c.loadRegRoot(ctx, tk, root)
+	if err != nil && c.lostRegistry(err) {
+		return map[PublisherID]uint64{}, nil
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -314,6 +332,9 @@ func (c *engine) registryAll(ctx context.Context, tk topicKeys, root Ref) (map[P
 	err = c.blobs.parallel(ctx, len(keys), func(ctx context.Context, i int) error {
 		var err error
 		shards[i], err = c.loadRegShard(ctx, tk, r.Shards[keys[i]])
+		if err != nil && c.lostRegistry(err) {
+			shards[i], err = &regShard{}, nil
+		}
 		return err
 	})
 	if err != nil {

@@ -164,10 +164,21 @@ func (c *Client) subscribe(ctx context.Context, topic string, opts []SubscribeOp
 	} else {
 		s.cursor, s.coordVer = st.Count, v
 		if c.ordered {
-			err = retryIO(ctx, func() (err error) {
-				s.base, err = c.registered(ctx, tk, st)
-				return err
-			})
+			for attempt := 0; ; attempt++ {
+				err = retryIO(ctx, func() (err error) {
+					s.base, err = c.registered(ctx, tk, st)
+					return err
+				})
+				if !errors.Is(err, backend.ErrNotFound) || attempt >= 5 {
+					break
+				}
+				// The registry of the coordinator read was reclaimed by two
+				// folds since: start from a newer one.
+				if err = retryIO(ctx, func() (err error) { st, v, err = c.readCoord(ctx, tk); return err }); err != nil {
+					break
+				}
+				s.cursor, s.coordVer = st.Count, v
+			}
 			if err != nil {
 				return nil, err
 			}
