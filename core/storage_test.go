@@ -19,8 +19,9 @@ import (
 // counting reads, so tests can measure what the protocol stores and how
 // much a poll reads. It forwards Update and Delete (not Watch).
 type trackStore struct {
-	inner *memory.Store
-	level backend.Consistency // declared consistency (0: the inner one)
+	inner    *memory.Store
+	level    backend.Consistency // declared consistency (0: the inner one)
+	maxValue int                 // declared value limit (0: the inner one)
 	gets  atomic.Int64
 
 	mu    sync.Mutex
@@ -36,6 +37,9 @@ func (s *trackStore) Capabilities() backend.Capabilities {
 	if s.level != 0 {
 		c.Consistency = s.level
 	}
+	if s.maxValue != 0 {
+		c.MaxValueSize = s.maxValue
+	}
 	return c
 }
 
@@ -47,6 +51,9 @@ func (s *trackStore) Get(ctx context.Context, key string) (backend.Entry, error)
 }
 
 func (s *trackStore) CompareAndPut(ctx context.Context, key string, expect backend.Version, value []byte) (backend.Version, error) {
+	if err := backend.CheckValue(value, s.Capabilities()); err != nil {
+		return 0, err
+	}
 	v, err := s.inner.CompareAndPut(ctx, key, expect, value)
 	if err == nil {
 		s.mu.Lock()
@@ -70,6 +77,9 @@ func (s *trackStore) Update(ctx context.Context, key string, fn backend.UpdateFu
 	var size int
 	v, err := s.inner.Update(ctx, key, func(cur backend.Entry) ([]byte, error) {
 		b, err := fn(cur)
+		if err == nil {
+			err = backend.CheckValue(b, s.Capabilities())
+		}
 		size = len(key) + len(b)
 		return b, err
 	})
@@ -432,4 +442,45 @@ func assertNoErr(t *testing.T, err error) bool {
 		return false
 	}
 	return true
+}
+
+// TestOldCoordinatorBlobsReclaimed: a coordinator too large for one value
+// is stored as a blob; each write that replaces it deletes the old blob
+// (and its chunks), so subscriber churn does not pile up blobs.
+func TestOldCoordinatorBlobsReclaimed(t *testing.T) {
+	ctx := testCtx(t)
+	st := newTrackStore()
+	st.maxValue = 1000
+	defer st.Close()
+	c := newClient(t, st)
+	_, err := c.Publish(ctx, "churn", []byte("m"))
+	require.NoError(t, err)
+	var subs []*Client
+	for range 60 {
+		sc := newClient(t, st)
+		_, err := sc.Subscribe(ctx, "churn", WithoutPush())
+		require.NoError(t, err)
+		subs = append(subs, sc)
+	}
+	e, err := st.Get(ctx, newTopicKeys("churn").coord)
+	require.NoError(t, err)
+	require.Equal(t, byte(coordBlob), e.Value[0], "the coordinator should have outgrown a value")
+	blobs := func() int {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		n := 0
+		for k := range st.sizes {
+			if strings.HasPrefix(k, "x/") {
+				n++
+			}
+		}
+		return n
+	}
+	before := blobs()
+	for _, sc := range subs[:30] {
+		require.NoError(t, sc.Unsubscribe(ctx, "churn"))
+	}
+	after := blobs()
+	t.Logf("blob keys: %d with 60 subscribers, %d after 30 unsubscribed (30 coordinator rewrites)", before, after)
+	require.LessOrEqual(t, after, before, "old coordinator blobs were not reclaimed")
 }
