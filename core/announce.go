@@ -112,8 +112,12 @@ func (c *engine) mergeCoord(ctx context.Context, tk topicKeys, op coordOp) (*coo
 	}
 	var plan *foldPlan
 	misses := 0
+	c.prewarm(ctx, tk, op)
 	for attempt := 0; ; attempt++ {
 		st, need, err := c.updateCoord(ctx, up, tk, op, plan)
+		if err == nil && st != nil {
+			c.rememberWritten(tk, st, 0) // for prewarm; the version is not used on Updater stores
+		}
 		switch {
 		case errors.Is(err, errNeedFold):
 			// Write the snapshot blob outside the transaction, then fold
@@ -148,6 +152,23 @@ func (c *engine) mergeCoord(ctx context.Context, tk topicKeys, op coordOp) (*coo
 			}
 		default:
 			return st, err
+		}
+	}
+}
+
+// prewarm loads into the cache the registry blobs that merging op into
+// the newest coordinator state this engine has seen needs, so that the
+// engine-side update rarely aborts for a cache miss.
+func (c *engine) prewarm(ctx context.Context, tk topicKeys, op coordOp) {
+	st, _, ok := c.lastWritten(tk)
+	if !ok || st.Registry.IsZero() {
+		return
+	}
+	for _, a := range op.anns {
+		if _, hot := st.hot[a.Pub]; !hot {
+			if _, err := c.cachedRegistryHead(st.Registry, a.Pub); err != nil {
+				_, _ = c.registryHead(ctx, tk, st.Registry, a.Pub)
+			}
 		}
 	}
 }

@@ -18,8 +18,8 @@ func FuzzDecoders(f *testing.F) {
 	_, _ = st.apply(coordOp{anns: []announcement{{Pub: id.ID(), To: 3}}, subs: map[PublisherID]int64{id.ID(): 9},
 		active: map[PublisherID]int64{id.ID(): 7}}, 0, nil)
 	snap := &snapshot{From: 0, Anns: st.Window, Msgs: 3}
-	shard := &regShard{Prefix: id.ID()[0], Heads: map[PublisherID]uint64{id.ID(): 3}}
-	root := &regRoot{Shards: map[byte]Ref{id.ID()[0]: {2}}}
+	shard := &regShard{Bits: 8, Prefix: id.ID()[0], Heads: map[PublisherID]uint64{id.ID(): 3}}
+	root := &regRoot{Bits: 8, Shards: map[byte]Ref{id.ID()[0]: {2}}}
 	for _, seed := range [][]byte{
 		seg.encode(), st.encode(), snap.encode(), encodeRegShard("t", shard), encodeRegRoot("t", root),
 		newHeadRecord(id, "t", 1, 3, Ref{}).encode(),

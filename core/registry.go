@@ -14,28 +14,43 @@ import (
 
 // The registry is the full map publisher → highest announced seq of a
 // topic, as of the coordinator's last fold. It is a two-level,
-// content-addressed tree of blobs: a root listing one shard per non-empty
-// first byte of the publisher ID, and shards holding sorted (publisher,
-// head) pairs. A fold rewrites only the shards of the publishers it folds
-// (plus the root), so its cost follows change, and the coordinator carries
-// only the root's reference: publishers that stopped announcing leave the
-// hot record without losing their place in history.
+// content-addressed tree of blobs: a root listing the shards, and shards
+// holding sorted (publisher, head) pairs, a publisher's shard being the
+// first Bits bits of its ID. Bits starts at 0 (one shard) and grows when a
+// shard would exceed regShardMax entries (the one fold that grows it
+// rewrites every shard). A fold rewrites only the shards of the publishers
+// it folds (plus the root), so its cost follows change, and the coordinator
+// carries only the root's reference: publishers that stopped announcing
+// leave the hot record without losing their place in history.
 //
 // Both blob kinds start with the topic's ID, so a registry blob is never
 // shared between topics and can be reclaimed with its topic's history.
 const (
 	registryRootTag  = 'G'
 	registryShardTag = 'E'
+	// regShardMax is the most entries a shard holds before the registry
+	// splits its shards (about 2.4 KB).
+	regShardMax = 128
 )
+
+// shardOf is the shard of publisher p in a registry of 2^bits shards.
+func shardOf(p PublisherID, bits byte) byte {
+	if bits == 0 {
+		return 0
+	}
+	return p[0] >> (8 - bits)
+}
 
 // regRoot is a decoded registry root.
 type regRoot struct {
+	Bits   byte
 	Shards map[byte]Ref
 }
 
-// regShard is a decoded registry shard: every publisher whose ID starts
-// with Prefix, with its head.
+// regShard is a decoded registry shard: every publisher whose shard is
+// Prefix, with its head.
 type regShard struct {
+	Bits   byte
 	Prefix byte
 	Heads  map[PublisherID]uint64
 }
@@ -44,6 +59,7 @@ func encodeRegRoot(topicID string, r *regRoot) []byte {
 	var e encoder
 	e.byte(registryRootTag)
 	e.str(topicID)
+	e.byte(r.Bits)
 	keys := slices.Sorted(maps.Keys(r.Shards))
 	e.uvarint(uint64(len(keys)))
 	for _, k := range keys {
@@ -62,14 +78,18 @@ func decodeRegRoot(topicID string, b []byte) (*regRoot, error) {
 	if id := string(d.bytes()); d.err == nil && id != topicID {
 		return nil, malformed("registry root of another topic")
 	}
+	r := &regRoot{Bits: d.byte()}
 	n := d.count(33)
-	r := &regRoot{Shards: make(map[byte]Ref, n)}
+	r.Shards = make(map[byte]Ref, n)
 	for i := 0; i < n && d.err == nil; i++ {
 		k := d.byte()
 		r.Shards[k] = Ref(d.raw(32))
 	}
 	if err := d.done(); err != nil {
 		return nil, malformed("registry root: %v", err)
+	}
+	if r.Bits > 8 {
+		return nil, malformed("registry root with %d bits", r.Bits)
 	}
 	return r, nil
 }
@@ -78,6 +98,7 @@ func encodeRegShard(topicID string, s *regShard) []byte {
 	var e encoder
 	e.byte(registryShardTag)
 	e.str(topicID)
+	e.byte(s.Bits)
 	e.byte(s.Prefix)
 	encodeHeads(&e, s.Heads)
 	return e.b
@@ -91,13 +112,16 @@ func decodeRegShard(topicID string, b []byte) (*regShard, error) {
 	if id := string(d.bytes()); d.err == nil && id != topicID {
 		return nil, malformed("registry shard of another topic")
 	}
-	s := &regShard{Prefix: d.byte()}
+	s := &regShard{Bits: d.byte(), Prefix: d.byte()}
 	s.Heads = decodeHeads(&d)
 	if err := d.done(); err != nil {
 		return nil, malformed("registry shard: %v", err)
 	}
+	if s.Bits > 8 {
+		return nil, malformed("registry shard with %d bits", s.Bits)
+	}
 	for p := range s.Heads {
-		if p[0] != s.Prefix {
+		if shardOf(p, s.Bits) != s.Prefix {
 			return nil, malformed("registry shard %#x holds publisher %s", s.Prefix, p)
 		}
 	}
@@ -224,7 +248,7 @@ func (c *engine) registryHead(ctx context.Context, tk topicKeys, root Ref, p Pub
 	if err != nil {
 		return 0, err
 	}
-	ref, ok := r.Shards[p[0]]
+	ref, ok := r.Shards[shardOf(p, r.Bits)]
 	if !ok {
 		return 0, nil
 	}
@@ -245,7 +269,7 @@ func (c *engine) cachedRegistryHead(root Ref, p PublisherID) (uint64, error) {
 	if !ok {
 		return 0, errNeedBlobs
 	}
-	ref, ok := r.Shards[p[0]]
+	ref, ok := r.Shards[shardOf(p, r.Bits)]
 	if !ok {
 		return 0, nil
 	}
@@ -258,7 +282,8 @@ func (c *engine) cachedRegistryHead(root Ref, p PublisherID) (uint64, error) {
 
 // updateRegistry returns the root of the registry root with heads merged
 // in (max per publisher). Only the shards of those publishers, and the
-// root, are written.
+// root, are written, unless a shard outgrows regShardMax: then the shards
+// split (every shard is rewritten once).
 func (c *engine) updateRegistry(ctx context.Context, tk topicKeys, root Ref, heads map[PublisherID]uint64) (Ref, error) {
 	if len(heads) == 0 {
 		return root, nil
@@ -270,19 +295,76 @@ func (c *engine) updateRegistry(ctx context.Context, tk topicKeys, root Ref, hea
 	if err != nil {
 		return Ref{}, err
 	}
-	byPrefix := map[byte]map[PublisherID]uint64{}
-	for p, h := range heads {
-		if byPrefix[p[0]] == nil {
-			byPrefix[p[0]] = map[PublisherID]uint64{}
-		}
-		byPrefix[p[0]][p] = h
+	bits := r.Bits
+	merged, err := c.mergeShards(ctx, tk, r, bits, heads)
+	if err != nil {
+		return Ref{}, err
 	}
-	prefixes := slices.Sorted(maps.Keys(byPrefix))
-	newRefs := make([]Ref, len(prefixes))
-	err = c.blobs.parallel(ctx, len(prefixes), func(ctx context.Context, i int) error {
-		k := prefixes[i]
-		sh := &regShard{Prefix: k, Heads: map[PublisherID]uint64{}}
-		if old, ok := r.Shards[k]; ok {
+	grow := false
+	for _, sh := range merged {
+		grow = grow || (len(sh.Heads) > regShardMax && bits < 8)
+	}
+	next := &regRoot{Bits: bits, Shards: maps.Clone(r.Shards)}
+	if grow {
+		all, err := c.registryAll(ctx, tk, root)
+		if err != nil {
+			return Ref{}, err
+		}
+		for p, h := range heads {
+			all[p] = max(all[p], h)
+		}
+		for bits < 8 && len(all)>>bits > regShardMax/2 {
+			bits++
+		}
+		empty := &regRoot{Bits: bits, Shards: map[byte]Ref{}}
+		if merged, err = c.mergeShards(ctx, tk, empty, bits, all); err != nil {
+			return Ref{}, err
+		}
+		next = &regRoot{Bits: bits, Shards: map[byte]Ref{}}
+	}
+	keys := slices.Sorted(maps.Keys(merged))
+	refs := make([]Ref, len(keys))
+	err = c.blobs.parallel(ctx, len(keys), func(ctx context.Context, i int) error {
+		sh := merged[keys[i]]
+		ref, err := c.blobs.put(ctx, encodeRegShard(tk.id, sh))
+		if err != nil {
+			return err
+		}
+		c.reg.addShard(ref, sh)
+		refs[i] = ref
+		return nil
+	})
+	if err != nil {
+		return Ref{}, err
+	}
+	for i, k := range keys {
+		next.Shards[k] = refs[i]
+	}
+	ref, err := c.blobs.put(ctx, encodeRegRoot(tk.id, next))
+	if err != nil {
+		return Ref{}, err
+	}
+	c.reg.addRoot(ref, next)
+	return ref, nil
+}
+
+// mergeShards returns the shards of r (with bits) that heads touch, with
+// heads merged in.
+func (c *engine) mergeShards(ctx context.Context, tk topicKeys, r *regRoot, bits byte, heads map[PublisherID]uint64) (map[byte]*regShard, error) {
+	byShard := map[byte]map[PublisherID]uint64{}
+	for p, h := range heads {
+		k := shardOf(p, bits)
+		if byShard[k] == nil {
+			byShard[k] = map[PublisherID]uint64{}
+		}
+		byShard[k][p] = h
+	}
+	keys := slices.Sorted(maps.Keys(byShard))
+	out := make([]*regShard, len(keys))
+	err := c.blobs.parallel(ctx, len(keys), func(ctx context.Context, i int) error {
+		k := keys[i]
+		sh := &regShard{Bits: bits, Prefix: k, Heads: map[PublisherID]uint64{}}
+		if old, ok := r.Shards[k]; ok && r.Bits == bits {
 			prev, err := c.loadRegShard(ctx, tk, old)
 			switch {
 			case err == nil:
@@ -291,30 +373,20 @@ func (c *engine) updateRegistry(ctx context.Context, tk topicKeys, root Ref, hea
 				return err
 			}
 		}
-		for p, h := range byPrefix[k] {
+		for p, h := range byShard[k] {
 			sh.Heads[p] = max(sh.Heads[p], h)
 		}
-		ref, err := c.blobs.put(ctx, encodeRegShard(tk.id, sh))
-		if err != nil {
-			return err
-		}
-		c.reg.addShard(ref, sh)
-		newRefs[i] = ref
+		out[i] = sh
 		return nil
 	})
 	if err != nil {
-		return Ref{}, err
+		return nil, err
 	}
-	next := &regRoot{Shards: maps.Clone(r.Shards)}
-	for i, k := range prefixes {
-		next.Shards[k] = newRefs[i]
+	m := make(map[byte]*regShard, len(keys))
+	for i, k := range keys {
+		m[k] = out[i]
 	}
-	ref, err := c.blobs.put(ctx, encodeRegRoot(tk.id, next))
-	if err != nil {
-		return Ref{}, err
-	}
-	c.reg.addRoot(ref, next)
-	return ref, nil
+	return m, nil
 }
 
 // registryAll returns every registered publisher and its head (Info and

@@ -22,7 +22,7 @@ type trackStore struct {
 	inner    *memory.Store
 	level    backend.Consistency // declared consistency (0: the inner one)
 	maxValue int                 // declared value limit (0: the inner one)
-	gets  atomic.Int64
+	gets     atomic.Int64
 
 	mu    sync.Mutex
 	sizes map[string]int
