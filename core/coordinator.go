@@ -17,6 +17,12 @@ type announcement struct {
 	From uint64
 	To   uint64
 	Time int64 // unix nanoseconds of the newest message in the range
+
+	// known (not stored) is the announcing publisher's own head as it last
+	// saw it covered in the coordinator (0: unknown). It spares a registry
+	// lookup when the publisher is not in the window: heads only grow and
+	// that announcement landed, so the merge may start from it.
+	known uint64
 }
 
 // coordState is the topic coordinator: the only multi-writer object of a
@@ -113,14 +119,19 @@ type coordOp struct {
 func (s *coordState) apply(op coordOp, now int64, cold headLookup) (bool, error) {
 	changed := false
 	for _, a := range op.anns {
-		h, err := s.head(a.Pub, cold)
-		if err != nil {
-			return false, err
+		h, hot := s.hot[a.Pub]
+		if !hot && a.known > 0 {
+			h = a.known
+		} else if !hot {
+			var err error
+			if h, err = s.head(a.Pub, cold); err != nil {
+				return false, err
+			}
 		}
 		if h >= a.To {
 			continue
 		}
-		a.From = h + 1
+		a.From, a.known = h+1, 0
 		s.Window = append(s.Window, a)
 		s.Count++
 		s.hot[a.Pub] = a.To

@@ -154,6 +154,7 @@ type topicPublisher struct {
 	lastAnn    announcement
 	registered bool      // registration seen in the coordinator (unordered mode)
 	leaseUntil int64     // activity lease written in the coordinator (unordered mode)
+	announced  uint64    // highest seq known announced in the coordinator (0: unknown)
 	refreshed  time.Time // when its records were last refreshed (expiring stores)
 	inflight   *inflightBatch
 }
@@ -447,7 +448,7 @@ func (p *topicPublisher) flush(ctx context.Context, b *inflightBatch) error {
 		b.headDone = true
 		p.prevSeg = ref
 	}
-	ann := announcement{Pub: c.pid, Seg: b.ref, To: last, Time: b.msgs[len(b.msgs)-1].time}
+	ann := announcement{Pub: c.pid, Seg: b.ref, To: last, Time: b.msgs[len(b.msgs)-1].time, known: p.announced}
 	if c.ordered {
 		// The announcement fixes the message's place in the topic order.
 		if _, err := c.announce(ctx, p.tk, coordOp{anns: []announcement{ann}}); err != nil {
@@ -463,7 +464,7 @@ func (p *topicPublisher) flush(ctx context.Context, b *inflightBatch) error {
 			return err
 		}
 	}
-	p.lastAnn = ann
+	p.lastAnn, p.announced = ann, last
 	return nil
 }
 
@@ -582,6 +583,7 @@ func (p *topicPublisher) verify(ctx context.Context) {
 	}
 	leaseOK := c.ordered || p.leaseUntil <= c.now().UnixNano() || st.Active[c.pid] >= p.leaseUntil
 	if leaseOK && ((c.ordered && h >= p.lastAnn.To) || (!c.ordered && h > 0)) {
+		p.announced = max(p.announced, min(h, p.lastAnn.To))
 		return
 	}
 	op := coordOp{anns: []announcement{p.lastAnn}}
