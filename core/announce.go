@@ -122,7 +122,7 @@ func (c *engine) mergeCoord(ctx context.Context, tk topicKeys, op coordOp) (*coo
 		case errors.Is(err, errNeedFold):
 			// Write the snapshot blob outside the transaction, then fold
 			// inside it: concurrent writers keep coalescing, nobody races.
-			if plan, err = c.prepareFold(ctx, tk); err != nil {
+			if plan, err = c.prepareFold(ctx, tk, len(op.anns)); err != nil {
 				if !retryable(err) {
 					return nil, err
 				}
@@ -204,11 +204,13 @@ func (p *foldPlan) applyTo(st *coordState) bool {
 }
 
 // prepareFold reads the coordinator and stores the snapshot of its whole
-// window (the update that asked for it would have filled the window). It
-// returns nil when the window is empty: someone else just folded.
-func (c *engine) prepareFold(ctx context.Context, tk topicKeys) (*foldPlan, error) {
+// window (the update that asked for it, adding up to adding announcements,
+// would have filled the window). It returns nil when the window is too
+// short for that: someone else just folded (many engines that see a full
+// window at once would otherwise all fold the same state).
+func (c *engine) prepareFold(ctx context.Context, tk topicKeys, adding int) (*foldPlan, error) {
 	st, _, err := c.readCoord(ctx, tk)
-	if err != nil || len(st.Window) == 0 {
+	if err != nil || len(st.Window) == 0 || len(st.Window)+adding < c.foldWindow {
 		return nil, err
 	}
 	next, err := c.fold(ctx, tk, st)
