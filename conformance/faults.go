@@ -34,13 +34,30 @@ type FaultConfig struct {
 	MaxLatency time.Duration
 	// MaxValueSize overrides the declared value limit (e.g. 1000, as BEP44).
 	MaxValueSize int
+	// SameVersionRate: a CompareAndPut that lost a race by exactly one
+	// version is applied anyway and reported as a success at the very
+	// version the winner was told, so two writers both hold "success at
+	// version v" (the Eventual contract allows it; measured on libp2p). The
+	// loser's value is what later reads return, under that version, and a
+	// compare-and-put expecting v from either writer succeeds.
+	SameVersionRate float64
+	// RecordLifetime makes records expire: a key not written for this long
+	// reads as absent (and can be created again), as on a DHT whose nodes
+	// drop records nobody re-put. It is declared in Capabilities. Zero
+	// means records never expire.
+	RecordLifetime time.Duration
+	// Now is the clock for RecordLifetime (default time.Now).
+	Now func() time.Time
 }
 
 // DHTFaults is the profile used by the suite's own tests: the faults of the
-// two DHT backends (stale reads, silently replaced writes, errors before and
-// after the fact, latency) and BEP44's 1000-byte value limit.
+// two DHT backends (stale reads, silently replaced writes, two writers told
+// success at the same version, errors before and after the fact, latency)
+// and BEP44's 1000-byte value limit. Record expiry is not in it (the
+// protocol suite's topics would expire between steps); tests that need it
+// set RecordLifetime.
 var DHTFaults = FaultConfig{
-	Seed: 1, StaleReadRate: 0.05, LostUpdateRate: 0.2, ErrorRate: 0.01, AmbiguousRate: 0.01,
+	Seed: 1, StaleReadRate: 0.05, LostUpdateRate: 0.2, SameVersionRate: 0.05, ErrorRate: 0.01, AmbiguousRate: 0.01,
 	MaxLatency: 200 * time.Microsecond, MaxValueSize: 1000,
 }
 
@@ -49,8 +66,20 @@ var DHTFaults = FaultConfig{
 // optional interface of inner (no Watch, no Update, no Delete), so code
 // above it sees exactly what a DHT adapter offers.
 func Faulty(inner backend.Store, cfg FaultConfig) backend.Store {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	return &faulty{inner: inner, cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x5eed)),
-		prev: map[string]backend.Entry{}}
+		prev: map[string]backend.Entry{}, alias: map[string]versionAlias{}, written: map[string]time.Time{}}
+}
+
+// versionAlias: the inner store holds version inner, which the wrapper
+// reports as told (a version some other writer was also told).
+type versionAlias struct{ inner, told backend.Version }
+
+// FaultTally counts the faults a store made by Faulty injected.
+type FaultTally struct {
+	Stale, Lost, Errors, Ambiguous, SameVersion, Expired int
 }
 
 type faulty struct {
@@ -60,8 +89,13 @@ type faulty struct {
 	mu   sync.Mutex
 	rng  *rand.Rand
 	prev map[string]backend.Entry // the state before the latest write seen
+	// alias maps keys whose stored version is reported as another one
+	// (SameVersionRate); written is when each key was last written
+	// (RecordLifetime).
+	alias   map[string]versionAlias
+	written map[string]time.Time
 	// Injected counts, for reporting.
-	stale, lost, errs, ambiguous int
+	stale, lost, errs, ambiguous, same, expired int
 }
 
 func (f *faulty) roll(p float64) bool {
@@ -105,7 +139,66 @@ func (f *faulty) Capabilities() backend.Capabilities {
 	if f.cfg.MaxValueSize > 0 {
 		c.MaxValueSize = f.cfg.MaxValueSize
 	}
+	if f.cfg.RecordLifetime > 0 {
+		c.RecordLifetime = f.cfg.RecordLifetime
+	}
 	return c
+}
+
+// isExpired reports whether key's record outlived RecordLifetime (a key
+// the wrapper never saw written counts as written when first seen).
+func (f *faulty) isExpired(key string) bool {
+	if f.cfg.RecordLifetime <= 0 {
+		return false
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	w, ok := f.written[key]
+	if !ok {
+		f.written[key] = f.cfg.Now()
+		return false
+	}
+	return f.cfg.Now().Sub(w) > f.cfg.RecordLifetime
+}
+
+func (f *faulty) touch(key string) {
+	if f.cfg.RecordLifetime <= 0 {
+		return
+	}
+	f.mu.Lock()
+	f.written[key] = f.cfg.Now()
+	f.mu.Unlock()
+}
+
+// outer translates a stored version to the one reported.
+func (f *faulty) outer(key string, v backend.Version) backend.Version {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if a, ok := f.alias[key]; ok && a.inner == v {
+		return a.told
+	}
+	return v
+}
+
+// innerExpect translates an expected version to the stored one.
+func (f *faulty) innerExpect(key string, v backend.Version) backend.Version {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if a, ok := f.alias[key]; ok && a.told == v {
+		return a.inner
+	}
+	return v
+}
+
+// mapConflict rewrites the current entry a conflict carries.
+func (f *faulty) mapConflict(key string, err error) error {
+	var ce *backend.ConflictError
+	if errors.As(err, &ce) && ce.Known && ce.Current.Version != 0 {
+		c := *ce
+		c.Current.Version = f.outer(key, ce.Current.Version)
+		return &c
+	}
+	return err
 }
 
 // Get returns the current entry, or with StaleReadRate the previous one.
@@ -117,6 +210,15 @@ func (f *faulty) Get(ctx context.Context, key string) (backend.Entry, error) {
 		return backend.Entry{}, f.injected("Get", key)
 	}
 	e, err := f.inner.Get(ctx, key)
+	if err == nil && f.isExpired(key) {
+		f.mu.Lock()
+		f.expired++
+		f.mu.Unlock()
+		return backend.Entry{}, fmt.Errorf("%w: %q (record expired)", backend.ErrNotFound, key)
+	}
+	if err == nil {
+		e.Version = f.outer(key, e.Version)
+	}
 	if err != nil || !f.roll(f.cfg.StaleReadRate) {
 		return e, err
 	}
@@ -150,7 +252,41 @@ func (f *faulty) CompareAndPut(ctx context.Context, key string, expect backend.V
 	if berr != nil && !errors.Is(berr, backend.ErrNotFound) {
 		return 0, berr
 	}
+	if berr == nil && f.isExpired(key) {
+		// The record is gone as far as anyone can tell: only a create
+		// succeeds, and it replaces whatever the inner store still holds.
+		if expect != 0 {
+			return 0, &backend.ConflictError{Key: key, Expected: expect, Known: true}
+		}
+		v, err := f.inner.CompareAndPut(ctx, key, before.Version, value)
+		if err != nil {
+			return 0, f.mapConflict(key, err)
+		}
+		f.touch(key)
+		f.mu.Lock()
+		delete(f.alias, key)
+		f.prev[key] = backend.Entry{}
+		f.mu.Unlock()
+		return v, nil
+	}
+	told := expect
+	expect = f.innerExpect(key, expect)
 	v, err := f.inner.CompareAndPut(ctx, key, expect, value)
+	if errors.Is(err, backend.ErrConflict) && expect != 0 && told == expect && f.roll(f.cfg.SameVersionRate) {
+		// Lost by exactly one version? Then apply it anyway and tell this
+		// writer the winner's version.
+		if cur, cerr := f.inner.Get(ctx, key); cerr == nil && cur.Version == expect+1 && f.outer(key, cur.Version) == cur.Version {
+			if nv, werr := f.inner.CompareAndPut(ctx, key, cur.Version, value); werr == nil {
+				f.touch(key)
+				f.mu.Lock()
+				f.alias[key] = versionAlias{inner: nv, told: cur.Version}
+				f.prev[key] = cur
+				f.same++
+				f.mu.Unlock()
+				return cur.Version, nil
+			}
+		}
+	}
 	if errors.Is(err, backend.ErrConflict) && f.roll(f.cfg.LostUpdateRate) {
 		// Lost by one version? Then overwrite the winner, as a DHT node
 		// that never saw it would.
@@ -168,9 +304,14 @@ func (f *faulty) CompareAndPut(ctx context.Context, key string, expect backend.V
 		}
 	}
 	if err != nil {
-		return 0, err
+		return 0, f.mapConflict(key, err)
 	}
+	f.touch(key)
+	before.Version = f.outer(key, before.Version) // the state a stale read returns
 	f.mu.Lock()
+	if a, ok := f.alias[key]; ok && a.inner != v {
+		delete(f.alias, key) // the aliased version was overwritten
+	}
 	f.prev[key] = before
 	f.mu.Unlock()
 	if f.roll(f.cfg.AmbiguousRate) {
@@ -187,6 +328,18 @@ func (f *faulty) Close() error { return f.inner.Close() }
 
 // Unwrap returns the store beneath the injected faults (see Unwrapper).
 func (f *faulty) Unwrap() backend.Store { return f.inner }
+
+// Tally reports every fault a store made by Faulty injected (zero for
+// other stores).
+func Tally(s backend.Store) FaultTally {
+	f, ok := s.(*faulty)
+	if !ok {
+		return FaultTally{}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return FaultTally{Stale: f.stale, Lost: f.lost, Errors: f.errs, Ambiguous: f.ambiguous, SameVersion: f.same, Expired: f.expired}
+}
 
 // FaultCounts reports how many faults a store made by Faulty injected.
 func FaultCounts(s backend.Store) (stale, lost, errs, ambiguous int) {

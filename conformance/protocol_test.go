@@ -66,6 +66,7 @@ func TestFaultyInjects(t *testing.T) {
 	require.Positive(t, lost, "no lost update injected")
 	require.Positive(t, errs, "no error injected")
 	require.Positive(t, ambiguous, "no ambiguous write injected")
+	require.Positive(t, conformance.Tally(store).SameVersion, "no same-version success injected")
 	require.Equal(t, backend.Eventual, store.Capabilities().Consistency)
 	require.Equal(t, 1000, store.Capabilities().MaxValueSize)
 	_, err := store.CompareAndPut(ctx, "big", 0, make([]byte, 1001))

@@ -18,19 +18,27 @@ var errNeedCAS = errors.New("coordinator update needs the compare-and-put path")
 
 // readCoord returns the topic coordinator and its version (0 and an empty
 // state when the topic has none yet).
+//
+// A coordinator stored as a blob may be replaced, and its blob reclaimed,
+// between reading the key and reading the blob: the key is then read again.
 func (c *engine) readCoord(ctx context.Context, tk topicKeys) (*coordState, backend.Version, error) {
-	e, err := c.store.Get(ctx, tk.coord)
-	if errors.Is(err, backend.ErrNotFound) {
-		return newCoordState(), 0, nil
+	for attempt := 0; ; attempt++ {
+		e, err := c.store.Get(ctx, tk.coord)
+		if errors.Is(err, backend.ErrNotFound) {
+			return newCoordState(), 0, nil
+		}
+		if err != nil {
+			return nil, 0, fmt.Errorf("core: read coordinator of %q: %w", tk.name, err)
+		}
+		st, err := c.decodeCoordValue(ctx, e.Value)
+		if errors.Is(err, backend.ErrNotFound) && attempt < 5 {
+			continue
+		}
+		if err != nil {
+			return nil, 0, fmt.Errorf("core: coordinator of %q: %w", tk.name, err)
+		}
+		return st, e.Version, nil
 	}
-	if err != nil {
-		return nil, 0, fmt.Errorf("core: read coordinator of %q: %w", tk.name, err)
-	}
-	st, err := c.decodeCoordValue(ctx, e.Value)
-	if err != nil {
-		return nil, 0, fmt.Errorf("core: coordinator of %q: %w", tk.name, err)
-	}
-	return st, e.Version, nil
 }
 
 func (c *engine) decodeCoordValue(ctx context.Context, v []byte) (*coordState, error) {
@@ -41,11 +49,16 @@ func (c *engine) decodeCoordValue(ctx context.Context, v []byte) (*coordState, e
 		if len(v) != 33 {
 			return nil, malformed("coordinator reference of %d bytes", len(v))
 		}
-		data, err := c.blobs.get(ctx, Ref(v[1:]))
+		ref := Ref(v[1:])
+		data, err := c.blobs.get(ctx, ref)
 		if err != nil {
 			return nil, err
 		}
-		v = data
+		st, err := decodeCoordState(data)
+		if err == nil {
+			st.blob = ref
+		}
+		return st, err
 	}
 	return decodeCoordState(v)
 }
@@ -55,7 +68,10 @@ func (c *engine) encodeCoordValue(ctx context.Context, st *coordState) ([]byte, 
 	if len(enc) <= c.maxValue {
 		return enc, nil
 	}
-	ref, err := c.blobs.put(ctx, enc)
+	// Always written, never skipped because the cache has it: a
+	// coordinator state can recur (a subscriber leaves again), and its
+	// earlier blob may have been reclaimed since.
+	ref, err := c.blobs.putFresh(ctx, enc)
 	if err != nil {
 		return nil, err
 	}
@@ -77,8 +93,10 @@ func (c *engine) announceDirect(ctx context.Context, tk topicKeys, op coordOp) (
 			return st, nil
 		}
 		rb, _, err := c.readCoord(ctx, tk)
-		if err == nil && rb.covers(op) {
-			return rb, nil
+		if err == nil {
+			if ok, _ := rb.covers(op, c.coldLookup(ctx, tk, rb)); ok {
+				return rb, nil
+			}
 		}
 		c.retries.Add(1)
 		if err := sleepJitter(ctx, attempt); err != nil {
@@ -93,13 +111,18 @@ func (c *engine) mergeCoord(ctx context.Context, tk topicKeys, op coordOp) (*coo
 		return c.casCoord(ctx, tk, op, 0)
 	}
 	var plan *foldPlan
+	misses := 0
+	c.prewarm(ctx, tk, op)
 	for attempt := 0; ; attempt++ {
-		st, err := c.updateCoord(ctx, up, tk, op, plan)
+		st, need, err := c.updateCoord(ctx, up, tk, op, plan)
+		if err == nil && st != nil {
+			c.rememberWritten(tk, st, 0) // for prewarm; the version is not used on Updater stores
+		}
 		switch {
 		case errors.Is(err, errNeedFold):
 			// Write the snapshot blob outside the transaction, then fold
 			// inside it: concurrent writers keep coalescing, nobody races.
-			if plan, err = c.prepareFold(ctx, tk); err != nil {
+			if plan, err = c.prepareFold(ctx, tk, len(op.anns)); err != nil {
 				if !retryable(err) {
 					return nil, err
 				}
@@ -107,9 +130,19 @@ func (c *engine) mergeCoord(ctx context.Context, tk topicKeys, op coordOp) (*coo
 					return nil, err
 				}
 			}
-		case errors.Is(err, errNeedCAS):
-			// The state no longer fits a value and must become a blob: one
-			// compare-and-put attempt, then back to the engine-side update.
+		case errors.Is(err, errNeedBlobs) && misses < 8:
+			// Registry blobs the merge needs are not cached: load them
+			// outside the transaction and try again.
+			misses++
+			for _, p := range need.pubs {
+				if _, err := c.registryHead(ctx, tk, need.root, p); err != nil && !retryable(err) {
+					return nil, err
+				}
+			}
+		case errors.Is(err, errNeedCAS) || errors.Is(err, errNeedBlobs):
+			// The state no longer fits a value and must become a blob (or
+			// the registry cache keeps missing): one compare-and-put
+			// attempt, then back to the engine-side update.
 			st, err = c.casCoord(ctx, tk, op, 1)
 			if !errors.Is(err, errLostRace) {
 				return st, err
@@ -123,15 +156,36 @@ func (c *engine) mergeCoord(ctx context.Context, tk topicKeys, op coordOp) (*coo
 	}
 }
 
+// prewarm loads into the cache the registry blobs that merging op into
+// the newest coordinator state this engine has seen needs, so that the
+// engine-side update rarely aborts for a cache miss.
+func (c *engine) prewarm(ctx context.Context, tk topicKeys, op coordOp) {
+	st, _, ok := c.lastWritten(tk)
+	if !ok || st.Registry.IsZero() {
+		return
+	}
+	for _, a := range op.anns {
+		if _, hot := st.hot[a.Pub]; !hot {
+			if _, err := c.cachedRegistryHead(st.Registry, a.Pub); err != nil {
+				_, _ = c.registryHead(ctx, tk, st.Registry, a.Pub)
+			}
+		}
+	}
+}
+
 // errNeedFold asks the caller of an engine-side update to prepare a fold.
 var errNeedFold = errors.New("coordinator window needs folding")
 
 // foldPlan is a fold prepared outside the engine's transaction: the
-// snapshot of announcements [from, to) is already stored as a blob.
+// snapshot of announcements [from, to) and the registry as of to are
+// already stored as blobs, and the history below reclaimedTo is deleted.
 type foldPlan struct {
-	from, to   uint64
-	snap       Ref
-	retainFrom uint64
+	from, to    uint64
+	snap        Ref
+	registry    Ref
+	oldRegistry Ref
+	retainFrom  uint64
+	reclaimedTo uint64
 }
 
 // applyTo folds st if st still starts its window at p.from and holds all
@@ -142,31 +196,46 @@ func (p *foldPlan) applyTo(st *coordState) bool {
 		return false
 	}
 	st.Window = slices.Clone(st.Window[p.to-p.from:])
-	st.Snap, st.SnapCount = p.snap, p.to
+	st.rebuildHot()
+	st.Snap, st.SnapCount, st.Registry, st.OldRegistry = p.snap, p.to, p.registry, p.oldRegistry
 	st.RetainFrom = max(st.RetainFrom, p.retainFrom)
+	st.ReclaimedTo = max(st.ReclaimedTo, p.reclaimedTo)
 	return true
 }
 
 // prepareFold reads the coordinator and stores the snapshot of its whole
-// window (the update that asked for it would have filled the window). It
-// returns nil when the window is empty: someone else just folded.
-func (c *engine) prepareFold(ctx context.Context, tk topicKeys) (*foldPlan, error) {
+// window (the update that asked for it, adding up to adding announcements,
+// would have filled the window). It returns nil when the window is too
+// short for that: someone else just folded (many engines that see a full
+// window at once would otherwise all fold the same state).
+func (c *engine) prepareFold(ctx context.Context, tk topicKeys, adding int) (*foldPlan, error) {
 	st, _, err := c.readCoord(ctx, tk)
-	if err != nil || len(st.Window) == 0 {
+	if err != nil || len(st.Window) == 0 || len(st.Window)+adding < c.foldWindow {
 		return nil, err
 	}
-	next, err := c.fold(ctx, st)
+	next, err := c.fold(ctx, tk, st)
 	if err != nil {
 		return nil, err
 	}
-	return &foldPlan{from: st.SnapCount, to: st.Count, snap: next.Snap, retainFrom: next.RetainFrom}, nil
+	return &foldPlan{from: st.SnapCount, to: st.Count, snap: next.Snap, registry: next.Registry, oldRegistry: next.OldRegistry,
+		retainFrom: next.RetainFrom, reclaimedTo: next.ReclaimedTo}, nil
+}
+
+// blobNeed names the registry lookups an engine-side update missed.
+type blobNeed struct {
+	root Ref
+	pubs []PublisherID
 }
 
 // updateCoord merges op with the engine-side Update (one transaction, which
 // bolt coalesces with concurrent writers into one commit), folding by plan
-// when it still applies.
-func (c *engine) updateCoord(ctx context.Context, up backend.Updater, tk topicKeys, op coordOp, plan *foldPlan) (*coordState, error) {
-	var out *coordState
+// when it still applies. Registry lookups use cached blobs only; misses
+// are returned with errNeedBlobs.
+func (c *engine) updateCoord(ctx context.Context, up backend.Updater, tk topicKeys, op coordOp, plan *foldPlan) (*coordState, blobNeed, error) {
+	var (
+		out  *coordState
+		need blobNeed
+	)
 	_, err := up.Update(ctx, tk.coord, func(cur backend.Entry) ([]byte, error) {
 		st := newCoordState()
 		if cur.Version != 0 {
@@ -179,7 +248,22 @@ func (c *engine) updateCoord(ctx context.Context, up backend.Updater, tk topicKe
 			}
 		}
 		folded := plan.applyTo(st)
-		if !st.apply(op, c.now().UnixNano()) && !folded {
+		need = blobNeed{root: st.Registry}
+		changed, err := st.apply(op, c.now().UnixNano(), func(p PublisherID) (uint64, error) {
+			h, err := c.cachedRegistryHead(st.Registry, p)
+			if err != nil {
+				need.pubs = append(need.pubs, p)
+				return 0, nil
+			}
+			return h, nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		if len(need.pubs) > 0 {
+			return nil, errNeedBlobs
+		}
+		if !changed && !folded {
 			out = st
 			return nil, backend.ErrSkipUpdate
 		}
@@ -193,10 +277,30 @@ func (c *engine) updateCoord(ctx context.Context, up backend.Updater, tk topicKe
 		out = st
 		return enc, nil
 	})
-	if err != nil && !errors.Is(err, errNeedCAS) && !errors.Is(err, errNeedFold) {
-		return nil, fmt.Errorf("core: update coordinator of %q: %w", tk.name, err)
+	if err != nil && !errors.Is(err, errNeedCAS) && !errors.Is(err, errNeedFold) && !errors.Is(err, errNeedBlobs) {
+		return nil, need, fmt.Errorf("core: update coordinator of %q: %w", tk.name, err)
 	}
-	return out, err
+	return out, need, err
+}
+
+// coldLookup returns a registry lookup for st that reads blobs as needed.
+// In unordered mode a registry blob that is gone (expired: nobody refreshes
+// the registry on a DHT) reads as "not registered", which only costs a
+// repeated registration; in ordered mode it is an error (the coordinator
+// was replaced and the blob reclaimed: read the coordinator again).
+func (c *engine) coldLookup(ctx context.Context, tk topicKeys, st *coordState) headLookup {
+	return func(p PublisherID) (uint64, error) {
+		h, err := c.registryHead(ctx, tk, st.Registry, p)
+		if err != nil && !c.ordered && errors.Is(err, backend.ErrNotFound) {
+			return 0, nil
+		}
+		return h, err
+	}
+}
+
+// headOf returns p's highest announced seq in st.
+func (c *engine) headOf(ctx context.Context, tk topicKeys, st *coordState, p PublisherID) (uint64, error) {
+	return st.head(p, c.coldLookup(ctx, tk, st))
 }
 
 // errLostRace: casCoord ran out of its allowed attempts.
@@ -233,7 +337,16 @@ func (c *engine) casCoord(ctx context.Context, tk topicKeys, op coordOp, maxRace
 			continue
 		}
 		next := st.clone()
-		if !next.apply(op, c.now().UnixNano()) {
+		var changed bool
+		if changed, err = next.apply(op, c.now().UnixNano(), c.coldLookup(ctx, tk, next)); err != nil {
+			if errors.Is(err, backend.ErrNotFound) && attempt < 8 {
+				// A registry blob of a replaced coordinator was reclaimed.
+				cached = false
+				st, v, err = c.readCoord(ctx, tk)
+			}
+			continue
+		}
+		if !changed {
 			if cached {
 				cached = false
 				st, v, err = c.readCoord(ctx, tk)
@@ -243,7 +356,7 @@ func (c *engine) casCoord(ctx context.Context, tk topicKeys, op coordOp, maxRace
 			return st, nil
 		}
 		if c.needsFold(next) {
-			if next, err = c.fold(ctx, next); err != nil {
+			if next, err = c.fold(ctx, tk, next); err != nil {
 				continue
 			}
 		}
@@ -254,7 +367,18 @@ func (c *engine) casCoord(ctx context.Context, tk topicKeys, op coordOp, maxRace
 		var nv backend.Version
 		nv, err = c.store.CompareAndPut(ctx, tk.coord, v, val)
 		if err == nil {
+			if val[0] == coordBlob {
+				next.blob = Ref(val[1:])
+			} else {
+				next.blob = Ref{}
+			}
 			c.rememberWritten(tk, next, nv)
+			if !st.blob.IsZero() && st.blob != next.blob && v != 0 {
+				// The state this write replaced was a blob: nobody
+				// needs it any more (a reader that still follows the old
+				// reference reads the key again).
+				c.reclaimBlobs(ctx, []Ref{st.blob})
+			}
 			return next, nil
 		}
 		if !errors.Is(err, backend.ErrConflict) {
@@ -287,6 +411,8 @@ func (c *engine) casCoord(ctx context.Context, tk topicKeys, op coordOp, maxRace
 				st, v, err = newCoordState(), 0, nil
 			} else if st, err = c.decodeCoordValue(ctx, cur.Value); err == nil {
 				v = cur.Version
+			} else if errors.Is(err, backend.ErrNotFound) {
+				st, v, err = c.readCoord(ctx, tk) // its blob was replaced and reclaimed
 			}
 		} else {
 			st, v, err = c.readCoord(ctx, tk)

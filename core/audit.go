@@ -67,8 +67,11 @@ func (s *Subscription) auditHeads(ctx context.Context, extra ...PublisherID) {
 	heads, _ := c.readHeads(ctx, s.tk, pids)
 	var anns []announcement
 	for i, h := range heads {
-		if h == nil || h.Last <= st.Heads[pids[i]] {
+		if h == nil {
 			continue
+		}
+		if ann, err := c.headOf(ctx, s.tk, st, pids[i]); err != nil || h.Last <= ann {
+			continue // announced, or the registry unreadable: later
 		}
 		sg, err := s.loadSegment(ctx, h.Seg, pids[i])
 		if err != nil || sg.last() != h.Last {

@@ -16,11 +16,26 @@ import (
 // larger content is split into leaf chunks, each under its own digest, and
 // the root holds the list of chunk digests (an index) or, when that list is
 // itself too large, the digest of a blob holding the list (an indirect).
+//
+// Chunk keys are bound to their blob: chunk i of blob ref is stored under
+// sha256(ref ‖ i ‖ content) with tag 'K', so two blobs never share a chunk
+// and deleting one blob's chunks cannot break another. A chunk is verified
+// as part of its blob (the whole content against ref).
 const (
 	blobLeaf     = 'L'
 	blobIndex    = 'I'
 	blobIndirect = 'R'
+	blobChunk    = 'K'
 )
+
+// chunkRef is the key digest of chunk i of blob ref.
+func chunkRef(ref Ref, i int, part []byte) Ref {
+	h := sha256.New()
+	h.Write(ref[:])
+	h.Write([]byte{byte(i >> 24), byte(i >> 16), byte(i >> 8), byte(i)})
+	h.Write(part)
+	return Ref(h.Sum(nil))
+}
 
 // blobStore reads and writes content-addressed blobs through the contract,
 // with a bounded cache of content it has read or written.
@@ -51,6 +66,17 @@ func (b *blobStore) put(ctx context.Context, data []byte) (Ref, error) {
 	return ref, nil
 }
 
+// putFresh is put without the cache shortcut: the blob is written (or
+// found present) in the store even if this process has seen it before.
+func (b *blobStore) putFresh(ctx context.Context, data []byte) (Ref, error) {
+	ref := digest(data)
+	if err := b.putNode(ctx, ref, data); err != nil {
+		return Ref{}, err
+	}
+	b.cache.add(ref, data)
+	return ref, nil
+}
+
 func (b *blobStore) putNode(ctx context.Context, ref Ref, data []byte) error {
 	if 1+len(data) <= b.maxValue {
 		return b.putRaw(ctx, ref, append([]byte{blobLeaf}, data...))
@@ -63,12 +89,12 @@ func (b *blobStore) putNode(ctx context.Context, ref Ref, data []byte) error {
 	list := make([]byte, 0, n*32)
 	refs := make([]Ref, n)
 	for i := range n {
-		refs[i] = digest(data[i*chunk : min((i+1)*chunk, len(data))])
+		refs[i] = chunkRef(ref, i, data[i*chunk:min((i+1)*chunk, len(data))])
 		list = append(list, refs[i][:]...)
 	}
 	err := b.parallel(ctx, n, func(ctx context.Context, i int) error {
 		part := data[i*chunk : min((i+1)*chunk, len(data))]
-		return b.putRaw(ctx, refs[i], append([]byte{blobLeaf}, part...))
+		return b.putRaw(ctx, refs[i], append([]byte{blobChunk}, part...))
 	})
 	if err != nil {
 		return err
@@ -98,7 +124,7 @@ func (b *blobStore) get(ctx context.Context, ref Ref) ([]byte, error) {
 	if data, ok := b.cache.get(ref); ok {
 		return data, nil
 	}
-	data, err := b.getNode(ctx, ref, 0)
+	data, err := b.getNode(ctx, ref, 0, true)
 	if err != nil {
 		return nil, err
 	}
@@ -106,7 +132,9 @@ func (b *blobStore) get(ctx context.Context, ref Ref) ([]byte, error) {
 	return data, nil
 }
 
-func (b *blobStore) getNode(ctx context.Context, ref Ref, depth int) ([]byte, error) {
+// getNode reads node ref; a chunk ('K') is accepted only when !verify (as
+// part of a blob, which its caller verifies as a whole).
+func (b *blobStore) getNode(ctx context.Context, ref Ref, depth int, verify bool) ([]byte, error) {
 	if depth > 8 {
 		return nil, malformed("blob %s nests too deep", ref)
 	}
@@ -120,6 +148,11 @@ func (b *blobStore) getNode(ctx context.Context, ref Ref, depth int) ([]byte, er
 	body := e.Value[1:]
 	var data []byte
 	switch e.Value[0] {
+	case blobChunk:
+		if verify {
+			return nil, malformed("blob %s is a chunk", ref)
+		}
+		return body, nil
 	case blobLeaf:
 		data = body
 	case blobIndex:
@@ -129,7 +162,7 @@ func (b *blobStore) getNode(ctx context.Context, ref Ref, depth int) ([]byte, er
 			return nil, malformed("indirect blob %s has %d bytes", ref, len(body))
 		}
 		var list []byte
-		if list, err = b.getNode(ctx, Ref(body), depth+1); err == nil {
+		if list, err = b.getNode(ctx, Ref(body), depth+1, true); err == nil {
 			data, err = b.gather(ctx, list, depth)
 		}
 	default:
@@ -151,7 +184,7 @@ func (b *blobStore) gather(ctx context.Context, list []byte, depth int) ([]byte,
 	parts := make([][]byte, len(list)/32)
 	err := b.parallel(ctx, len(parts), func(ctx context.Context, i int) error {
 		var err error
-		parts[i], err = b.getNode(ctx, Ref(list[i*32:(i+1)*32]), depth+1)
+		parts[i], err = b.getNode(ctx, Ref(list[i*32:(i+1)*32]), depth+1, false)
 		return err
 	})
 	if err != nil {
@@ -203,4 +236,119 @@ func (b *blobStore) getRetry(ctx context.Context, key string) (backend.Entry, er
 			return e, err
 		}
 	}
+}
+
+// delete removes blob ref and its chunks from a store with backend.Deleter
+// (children first, the root last, so an interrupted delete is finished by
+// the next one). A blob that is already gone is not an error.
+func (b *blobStore) delete(ctx context.Context, d backend.Deleter, ref Ref, depth int) error {
+	if depth > 8 {
+		return malformed("blob %s nests too deep", ref)
+	}
+	key := blobKey(ref)
+	e, err := b.kv.Get(ctx, key)
+	if errors.Is(err, backend.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("core: read blob %s to delete it: %w", ref, err)
+	}
+	if len(e.Value) > 0 {
+		body := e.Value[1:]
+		switch e.Value[0] {
+		case blobIndex:
+			for i := 0; i+32 <= len(body); i += 32 {
+				if err := b.deleteKey(ctx, d, Ref(body[i:i+32])); err != nil {
+					return err
+				}
+			}
+		case blobIndirect:
+			if len(body) == 32 {
+				if list, err := b.getNode(ctx, Ref(body), depth+1, true); err == nil {
+					for i := 0; i+32 <= len(list); i += 32 {
+						if err := b.deleteKey(ctx, d, Ref(list[i:i+32])); err != nil {
+							return err
+						}
+					}
+				}
+				if err := b.delete(ctx, d, Ref(body), depth+1); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	b.cache.remove(ref)
+	if err := d.Delete(ctx, key, e.Version); err != nil && !errors.Is(err, backend.ErrNotFound) && !errors.Is(err, backend.ErrConflict) {
+		return fmt.Errorf("core: delete blob %s: %w", ref, err)
+	}
+	return nil
+}
+
+// deleteKey deletes one chunk key.
+func (b *blobStore) deleteKey(ctx context.Context, d backend.Deleter, ref Ref) error {
+	key := blobKey(ref)
+	e, err := b.kv.Get(ctx, key)
+	if errors.Is(err, backend.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("core: read chunk %s to delete it: %w", ref, err)
+	}
+	if err := d.Delete(ctx, key, e.Version); err != nil && !errors.Is(err, backend.ErrNotFound) && !errors.Is(err, backend.ErrConflict) {
+		return fmt.Errorf("core: delete chunk %s: %w", ref, err)
+	}
+	return nil
+}
+
+// refresh re-writes blob ref and its chunks with the same bytes, which
+// restarts their lifetime on a store whose records expire. A node that is
+// gone is written again from the content (cached or read).
+func (b *blobStore) refresh(ctx context.Context, ref Ref) error {
+	e, err := b.kv.Get(ctx, blobKey(ref))
+	if errors.Is(err, backend.ErrNotFound) {
+		data, gerr := b.get(ctx, ref)
+		if gerr != nil {
+			return gerr
+		}
+		return b.putNode(ctx, ref, data)
+	}
+	if err != nil {
+		return fmt.Errorf("core: read blob %s to refresh it: %w", ref, err)
+	}
+	if len(e.Value) > 0 {
+		body := e.Value[1:]
+		var list []byte
+		switch e.Value[0] {
+		case blobIndex:
+			list = body
+		case blobIndirect:
+			if len(body) == 32 {
+				if err := b.refresh(ctx, Ref(body)); err != nil {
+					return err
+				}
+				list, _ = b.getNode(ctx, Ref(body), 1, true)
+			}
+		}
+		for i := 0; i+32 <= len(list); i += 32 {
+			if err := b.rewrite(ctx, Ref(list[i:i+32])); err != nil {
+				return err
+			}
+		}
+	}
+	if _, err := b.kv.CompareAndPut(ctx, blobKey(ref), e.Version, e.Value); err != nil && !errors.Is(err, backend.ErrConflict) {
+		return fmt.Errorf("core: refresh blob %s: %w", ref, err)
+	}
+	return nil
+}
+
+// rewrite re-writes one chunk key with its own bytes.
+func (b *blobStore) rewrite(ctx context.Context, ref Ref) error {
+	e, err := b.kv.Get(ctx, blobKey(ref))
+	if err != nil {
+		return fmt.Errorf("core: read chunk %s to refresh it: %w", ref, err)
+	}
+	if _, err := b.kv.CompareAndPut(ctx, blobKey(ref), e.Version, e.Value); err != nil && !errors.Is(err, backend.ErrConflict) {
+		return fmt.Errorf("core: refresh chunk %s: %w", ref, err)
+	}
+	return nil
 }

@@ -56,6 +56,8 @@ type options struct {
 	now            func() time.Time
 	hub            *Hub
 	headAudit      time.Duration
+	durableFloor   DurableFloor
+	noReclaim      bool
 }
 
 // Option configures a Client.

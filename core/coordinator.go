@@ -1,25 +1,39 @@
 package core
 
 import (
+	"fmt"
 	"maps"
 	"slices"
 )
 
 // announcement says: publisher Pub's log on this topic reaches seq To, and
-// Seg is the segment holding To. Earlier unseen messages are found by
-// walking back along the segments' Prev links. Announcements form the
-// topic's total order.
+// Seg is the segment holding To; the announcement covers seqs [From, To]
+// (From is one past the publisher's previous announced head, set by the
+// merge). Earlier unseen messages are found by walking back along the
+// segments' Prev links. Announcements form the topic's total order.
 type announcement struct {
 	Pub  PublisherID
 	Seg  Ref
+	From uint64
 	To   uint64
 	Time int64 // unix nanoseconds of the newest message in the range
+
+	// known (not stored) is the announcing publisher's own head as it last
+	// saw it covered in the coordinator (0: unknown). It spares a registry
+	// lookup when the publisher is not in the window: heads only grow and
+	// that announcement landed, so the merge may start from it.
+	known uint64
 }
 
 // coordState is the topic coordinator: the only multi-writer object of a
 // topic. It only announces; message data lives in the publishers' own logs.
 // Its merge (apply) is commutative and idempotent: heads only grow (max) and
 // an announcement is appended only for a range not yet announced.
+//
+// Its size does not grow with the number of publishers that ever wrote:
+// the heads of publishers announced in the window are derived from the
+// window, and every other publisher's head lives in the registry (a tree of
+// blobs rewritten at fold time, see registry.go).
 type coordState struct {
 	// Count is the number of announcements ever made; the window holds
 	// indexes [SnapCount, Count).
@@ -28,26 +42,65 @@ type coordState struct {
 	// Snap is the newest snapshot: announcements [.., SnapCount), linked
 	// to older snapshots.
 	Snap Ref
+	// Registry is the root of the publisher registry as of SnapCount, and
+	// OldRegistry the one before the last fold (kept for one more fold, so
+	// that readers of the previous coordinator can still use it).
+	Registry    Ref
+	OldRegistry Ref
 	// RetainFrom is the first announcement index still retained.
 	RetainFrom uint64
-	Window     []announcement
-	// Heads is the highest announced seq of every publisher.
-	Heads map[PublisherID]uint64
+	// ReclaimedTo: the history below this announcement index has been
+	// deleted from the store (stores with backend.Deleter).
+	ReclaimedTo uint64
+	Window      []announcement
 	// Subs maps a subscriber to the expiry (unix nanoseconds) of its
 	// subscription record.
 	Subs map[PublisherID]int64
+	// Active maps a publisher to the expiry of its activity lease
+	// (unordered mode: subscribers read the head records of active
+	// publishers only).
+	Active map[PublisherID]int64
+
+	// Not encoded: derived from Window.
+	hot map[PublisherID]uint64
+	// Not encoded: the blob that held this state, if any.
+	blob Ref
 }
 
 func newCoordState() *coordState {
-	return &coordState{Heads: map[PublisherID]uint64{}, Subs: map[PublisherID]int64{}}
+	return &coordState{Subs: map[PublisherID]int64{}, Active: map[PublisherID]int64{}, hot: map[PublisherID]uint64{}}
 }
 
 func (s *coordState) clone() *coordState {
 	c := *s
 	c.Window = slices.Clone(s.Window)
-	c.Heads = maps.Clone(s.Heads)
 	c.Subs = maps.Clone(s.Subs)
+	c.Active = maps.Clone(s.Active)
+	c.hot = maps.Clone(s.hot)
 	return &c
+}
+
+// rebuildHot derives the window's heads.
+func (s *coordState) rebuildHot() {
+	s.hot = make(map[PublisherID]uint64, len(s.Window))
+	for _, a := range s.Window {
+		s.hot[a.Pub] = max(s.hot[a.Pub], a.To)
+	}
+}
+
+// headLookup returns a publisher's head in the registry.
+type headLookup func(PublisherID) (uint64, error)
+
+// head returns p's highest announced seq: from the window, or else from
+// the registry through cold.
+func (s *coordState) head(p PublisherID, cold headLookup) (uint64, error) {
+	if h, ok := s.hot[p]; ok {
+		return h, nil
+	}
+	if s.Registry.IsZero() || cold == nil {
+		return 0, nil
+	}
+	return cold(p)
 }
 
 // coordOp is what one writer wants merged into the coordinator.
@@ -55,20 +108,33 @@ type coordOp struct {
 	anns []announcement
 	// subs sets subscription expiries; 0 removes the subscriber.
 	subs map[PublisherID]int64
+	// active raises activity leases (unordered mode).
+	active map[PublisherID]int64
 }
 
 // apply merges op into s and reports whether s changed. now is used to drop
-// expired subscriptions, which happens only alongside a real change so that
-// readers never write.
-func (s *coordState) apply(op coordOp, now int64) bool {
+// expired subscriptions and leases, which happens only alongside a real
+// change so that readers never write. cold looks up heads of publishers
+// that are not in the window; its error aborts the merge.
+func (s *coordState) apply(op coordOp, now int64, cold headLookup) (bool, error) {
 	changed := false
 	for _, a := range op.anns {
-		if s.Heads[a.Pub] >= a.To {
+		h, hot := s.hot[a.Pub]
+		if !hot && a.known > 0 {
+			h = a.known
+		} else if !hot {
+			var err error
+			if h, err = s.head(a.Pub, cold); err != nil {
+				return false, err
+			}
+		}
+		if h >= a.To {
 			continue
 		}
+		a.From, a.known = h+1, 0
 		s.Window = append(s.Window, a)
 		s.Count++
-		s.Heads[a.Pub] = a.To
+		s.hot[a.Pub] = a.To
 		changed = true
 	}
 	for p, exp := range op.subs {
@@ -82,33 +148,52 @@ func (s *coordState) apply(op coordOp, now int64) bool {
 			changed = true
 		}
 	}
+	for p, exp := range op.active {
+		if exp > s.Active[p] {
+			s.Active[p] = exp
+			changed = true
+		}
+	}
 	if changed {
 		for p, exp := range s.Subs {
 			if exp < now {
 				delete(s.Subs, p)
 			}
 		}
+		for p, exp := range s.Active {
+			if exp < now-int64(activeGrace) {
+				delete(s.Active, p)
+			}
+		}
 	}
-	return changed
+	return changed, nil
 }
 
 // covers reports whether s already announces everything in op.
-func (s *coordState) covers(op coordOp) bool {
+func (s *coordState) covers(op coordOp, cold headLookup) (bool, error) {
 	for _, a := range op.anns {
-		if s.Heads[a.Pub] < a.To {
-			return false
+		h, err := s.head(a.Pub, cold)
+		if err != nil || h < a.To {
+			return false, err
 		}
 	}
 	for p, exp := range op.subs {
 		if cur, ok := s.Subs[p]; (exp == 0 && ok) || (exp != 0 && cur != exp) {
-			return false
+			return false, nil
 		}
 	}
-	return true
+	for p, exp := range op.active {
+		if s.Active[p] < exp {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // Coordinator value encodings: the state inline, or a reference to a blob
-// holding the state when it outgrows the backend's value limit.
+// holding the state when it outgrows the backend's value limit. The tag
+// 'C' is format 2 (registry, announcements with From); format 1 is not
+// read (there was no stored data to migrate).
 const (
 	coordInline = 'C'
 	coordBlob   = 'B'
@@ -120,19 +205,37 @@ func (s *coordState) encode() []byte {
 	e.uvarint(s.Count)
 	e.uvarint(s.SnapCount)
 	e.raw(s.Snap[:])
+	e.raw(s.Registry[:])
+	e.raw(s.OldRegistry[:])
 	e.uvarint(s.RetainFrom)
+	e.uvarint(s.ReclaimedTo)
 	e.uvarint(uint64(len(s.Window)))
 	for _, a := range s.Window {
 		encodeAnn(&e, a)
 	}
-	encodeHeads(&e, s.Heads)
-	subs := slices.SortedFunc(maps.Keys(s.Subs), comparePID)
-	e.uvarint(uint64(len(subs)))
-	for _, p := range subs {
-		e.raw(p[:])
-		e.varint(s.Subs[p])
-	}
+	encodeExpiries(&e, s.Subs)
+	encodeExpiries(&e, s.Active)
 	return e.b
+}
+
+func encodeExpiries(e *encoder, m map[PublisherID]int64) {
+	keys := slices.SortedFunc(maps.Keys(m), comparePID)
+	e.uvarint(uint64(len(keys)))
+	for _, p := range keys {
+		e.raw(p[:])
+		e.varint(m[p])
+	}
+}
+
+func decodeExpiries(d *decoder) map[PublisherID]int64 {
+	n := d.count(17)
+	m := make(map[PublisherID]int64, n)
+	for i := 0; i < n && d.err == nil; i++ {
+		var p PublisherID
+		copy(p[:], d.raw(16))
+		m[p] = d.varint()
+	}
+	return m
 }
 
 func decodeCoordState(b []byte) (*coordState, error) {
@@ -144,30 +247,30 @@ func decodeCoordState(b []byte) (*coordState, error) {
 	s.Count = d.uvarint()
 	s.SnapCount = d.uvarint()
 	copy(s.Snap[:], d.raw(32))
+	copy(s.Registry[:], d.raw(32))
+	copy(s.OldRegistry[:], d.raw(32))
 	s.RetainFrom = d.uvarint()
-	n := d.count(50)
+	s.ReclaimedTo = d.uvarint()
+	n := d.count(51)
 	for i := 0; i < n && d.err == nil; i++ {
 		s.Window = append(s.Window, decodeAnn(&d))
 	}
-	s.Heads = decodeHeads(&d)
-	n = d.count(17)
-	for i := 0; i < n && d.err == nil; i++ {
-		var p PublisherID
-		copy(p[:], d.raw(16))
-		s.Subs[p] = d.varint()
-	}
+	s.Subs = decodeExpiries(&d)
+	s.Active = decodeExpiries(&d)
 	if err := d.done(); err != nil {
 		return nil, malformed("coordinator: %v", err)
 	}
-	if s.SnapCount+uint64(len(s.Window)) != s.Count || s.RetainFrom > s.SnapCount {
-		return nil, malformed("coordinator counts %d+%d != %d (retain %d)", s.SnapCount, len(s.Window), s.Count, s.RetainFrom)
+	if s.SnapCount+uint64(len(s.Window)) != s.Count || s.RetainFrom > s.SnapCount || s.ReclaimedTo > s.RetainFrom {
+		return nil, malformed("coordinator counts %d+%d != %d (retain %d, reclaimed %d)", s.SnapCount, len(s.Window), s.Count, s.RetainFrom, s.ReclaimedTo)
 	}
+	s.rebuildHot()
 	return s, nil
 }
 
 func encodeAnn(e *encoder, a announcement) {
 	e.raw(a.Pub[:])
 	e.raw(a.Seg[:])
+	e.uvarint(a.From)
 	e.uvarint(a.To)
 	e.varint(a.Time)
 }
@@ -176,29 +279,13 @@ func decodeAnn(d *decoder) announcement {
 	var a announcement
 	copy(a.Pub[:], d.raw(16))
 	copy(a.Seg[:], d.raw(32))
+	a.From = d.uvarint()
 	a.To = d.uvarint()
 	a.Time = d.varint()
+	if d.err == nil && (a.From == 0 || a.From > a.To) {
+		d.fail(fmt.Errorf("announcement range [%d, %d]", a.From, a.To))
+	}
 	return a
-}
-
-func encodeHeads(e *encoder, heads map[PublisherID]uint64) {
-	keys := slices.SortedFunc(maps.Keys(heads), comparePID)
-	e.uvarint(uint64(len(keys)))
-	for _, p := range keys {
-		e.raw(p[:])
-		e.uvarint(heads[p])
-	}
-}
-
-func decodeHeads(d *decoder) map[PublisherID]uint64 {
-	n := d.count(17)
-	heads := make(map[PublisherID]uint64, n)
-	for i := 0; i < n && d.err == nil; i++ {
-		var p PublisherID
-		copy(p[:], d.raw(16))
-		heads[p] = d.uvarint()
-	}
-	return heads
 }
 
 func comparePID(a, b PublisherID) int {
@@ -211,19 +298,18 @@ func comparePID(a, b PublisherID) int {
 }
 
 // snapshot is an immutable blob holding announcements [From,
-// From+len(Anns)) folded out of the coordinator, the publishers' heads
-// before and after them, and a link to the previous snapshot.
+// From+len(Anns)) folded out of the coordinator, their message count and
+// newest time, and a link to the previous snapshot. It holds no copy of
+// the publishers' heads: each announcement carries its range [From, To].
 type snapshot struct {
-	Prev      Ref
-	From      uint64
-	Anns      []announcement
-	Msgs      uint64 // messages covered by Anns
-	MaxTime   int64  // newest announcement time
-	BaseHeads map[PublisherID]uint64
-	EndHeads  map[PublisherID]uint64
+	Prev    Ref
+	From    uint64
+	Anns    []announcement
+	Msgs    uint64 // messages covered by Anns
+	MaxTime int64  // newest announcement time
 }
 
-const snapshotTag = 'N'
+const snapshotTag = 'N' // format 2: announcements with From, no heads
 
 func (s *snapshot) encode() []byte {
 	var e encoder
@@ -236,8 +322,6 @@ func (s *snapshot) encode() []byte {
 	}
 	e.uvarint(s.Msgs)
 	e.varint(s.MaxTime)
-	encodeHeads(&e, s.BaseHeads)
-	encodeHeads(&e, s.EndHeads)
 	return e.b
 }
 
@@ -249,14 +333,12 @@ func decodeSnapshot(b []byte) (*snapshot, error) {
 	s := &snapshot{}
 	copy(s.Prev[:], d.raw(32))
 	s.From = d.uvarint()
-	n := d.count(50)
+	n := d.count(51)
 	for i := 0; i < n && d.err == nil; i++ {
 		s.Anns = append(s.Anns, decodeAnn(&d))
 	}
 	s.Msgs = d.uvarint()
 	s.MaxTime = d.varint()
-	s.BaseHeads = decodeHeads(&d)
-	s.EndHeads = decodeHeads(&d)
 	if err := d.done(); err != nil {
 		return nil, malformed("snapshot: %v", err)
 	}

@@ -323,59 +323,15 @@ func (s *Subscription) resume(ctx context.Context, st *coordState, cur Cursor) e
 		s.initPos()
 		return nil
 	}
-	heads, err := c.headsAt(ctx, st, i)
-	if err != nil {
-		if i >= st.RetainFrom {
-			return fmt.Errorf("core: resume %q at announcement %d: %w", s.tk.name, i, err)
-		}
-		// The history at the cursor was reclaimed: what cannot be placed
-		// is reported as a gap from seq 1 by the first poll.
-		heads = map[PublisherID]uint64{}
-	}
-	s.base, s.cursor = heads, i
+	// The heads before index i are not copied anywhere (snapshots hold
+	// only announcements): a publisher the cursor does not name starts at
+	// the From of its first announcement at or after i, which is one past
+	// its head before i (see Subscription.deliver). Below retention the
+	// poll jumps to RetainFrom and reports what it cannot place as gaps.
+	s.base, s.cursor, s.lazyBase = map[PublisherID]uint64{}, i, true
 	s.expected = cur.nexts()
 	s.initPos()
 	return nil
-}
-
-// headsAt returns every publisher's highest announced seq before
-// announcement index i.
-func (c *engine) headsAt(ctx context.Context, st *coordState, i uint64) (map[PublisherID]uint64, error) {
-	apply := func(heads map[PublisherID]uint64, anns []announcement) map[PublisherID]uint64 {
-		heads = maps.Clone(heads)
-		if heads == nil {
-			heads = map[PublisherID]uint64{}
-		}
-		for _, a := range anns {
-			heads[a.Pub] = max(heads[a.Pub], a.To)
-		}
-		return heads
-	}
-	if i >= st.Count {
-		return maps.Clone(st.Heads), nil
-	}
-	if i >= st.SnapCount {
-		var base map[PublisherID]uint64
-		if !st.Snap.IsZero() {
-			s, err := c.loadSnapshot(ctx, st.Snap)
-			if err != nil {
-				return nil, err
-			}
-			base = s.EndHeads
-		}
-		return apply(base, st.Window[:i-st.SnapCount]), nil
-	}
-	for ref := st.Snap; !ref.IsZero(); {
-		s, err := c.loadSnapshot(ctx, ref)
-		if err != nil {
-			return nil, err
-		}
-		if i >= s.From {
-			return apply(s.BaseHeads, s.Anns[:i-s.From]), nil
-		}
-		ref = s.Prev
-	}
-	return map[PublisherID]uint64{}, nil
 }
 
 // sortedPIDs returns the keys of m in order.

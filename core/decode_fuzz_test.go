@@ -15,10 +15,13 @@ func FuzzDecoders(f *testing.F) {
 	}
 	seg := &segment{Publisher: id.PublicKey(), First: 1, Msgs: []segMsg{{Time: 1, Payload: []byte("p"), Sig: make([]byte, 64)}}}
 	st := newCoordState()
-	st.apply(coordOp{anns: []announcement{{Pub: id.ID(), To: 3}}, subs: map[PublisherID]int64{id.ID(): 9}}, 0)
-	snap := &snapshot{From: 0, Anns: st.Window, BaseHeads: map[PublisherID]uint64{}, EndHeads: st.Heads}
+	_, _ = st.apply(coordOp{anns: []announcement{{Pub: id.ID(), To: 3}}, subs: map[PublisherID]int64{id.ID(): 9},
+		active: map[PublisherID]int64{id.ID(): 7}}, 0, nil)
+	snap := &snapshot{From: 0, Anns: st.Window, Msgs: 3}
+	shard := &regShard{Bits: 8, Prefix: id.ID()[0], Heads: map[PublisherID]uint64{id.ID(): 3}}
+	root := &regRoot{Bits: 8, Shards: map[byte]Ref{id.ID()[0]: {2}}}
 	for _, seed := range [][]byte{
-		seg.encode(), st.encode(), snap.encode(),
+		seg.encode(), st.encode(), snap.encode(), encodeRegShard("t", shard), encodeRegRoot("t", root),
 		newHeadRecord(id, "t", 1, 3, Ref{}).encode(),
 		(&subRecord{Subscriber: id.PublicKey(), Sig: make([]byte, 64)}).encode(),
 		{}, {segmentTag}, {coordInline, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01},
@@ -29,6 +32,8 @@ func FuzzDecoders(f *testing.F) {
 		_, _ = decodeSegment(b)
 		_, _ = decodeCoordState(b)
 		_, _ = decodeSnapshot(b)
+		_, _ = decodeRegShard("t", b)
+		_, _ = decodeRegRoot("t", b)
 		_, _ = decodeHead("t", b)
 		_, _ = decodeSubRecord("t", b)
 	})

@@ -16,6 +16,10 @@ import (
 // segment was durable before its announcement, so missing is final.
 const missingLimitWeak = 20
 
+// reasonRetention is the Gap.Reason of messages dropped by retention before
+// the subscription received them.
+const reasonRetention = "dropped by retention before delivery"
+
 // Poll delivers what is new on topic and returns how many messages it
 // delivered.
 func (c *Client) Poll(ctx context.Context, topic string) (int, error) {
@@ -91,17 +95,21 @@ func (s *Subscription) poll(ctx context.Context) (int, error) {
 		return 0, nil // nothing new, or a stale read
 	}
 	if s.cursor < st.RetainFrom {
-		base, err := c.retainedBase(ctx, st)
-		if err != nil {
-			return 0, err
-		}
 		// Retention dropped announcements this subscription had not
-		// processed yet: what it never received is reported, not skipped.
-		for p, h := range base {
-			s.gap(p, s.next(p), h, "dropped by retention before delivery")
+		// processed yet. What it never received from a publisher it knows
+		// is reported, not skipped: when the publisher's next retained
+		// announcement starts past it (deliver), or, once every retained
+		// announcement is processed, up to the publisher's head (below).
+		if s.lazyBase {
+			s.placeDropped(ctx, st)
 		}
-		s.cursor = st.RetainFrom
-		s.rebase(base)
+		s.cursor, s.jumped = st.RetainFrom, true
+		// The heads before the new index are not known: the position
+		// names every known publisher explicitly from now on.
+		s.rebase(map[PublisherID]uint64{})
+		for p := range s.base {
+			s.pos.dirty[p] = true
+		}
 	}
 	if s.cursor > st.Count { // a weaker backend replaced a longer history
 		s.cursor = st.Count
@@ -124,10 +132,24 @@ func (s *Subscription) poll(ctx context.Context) (int, error) {
 		s.passed(a)
 		s.cursor++
 	}
+	if s.jumped {
+		// Every retained announcement is processed: a known publisher's
+		// head still ahead of what was delivered lies in dropped ones.
+		known := maps.Clone(s.base)
+		maps.Copy(known, s.expected)
+		for _, p := range slices.SortedFunc(maps.Keys(known), comparePID) {
+			h, err := c.headOf(ctx, s.tk, st, p)
+			if err != nil {
+				return n, err // s.jumped stays: done at the next poll
+			}
+			s.gap(p, s.next(p), h, reasonRetention)
+		}
+		s.jumped = false
+	}
 	complete := true
-	for p, h := range st.Heads {
-		if h < s.next(p) {
-			continue
+	for p, h := range st.hot {
+		if _, known := s.expected[p]; !known || h < s.next(p) {
+			continue // never seen: its announcements start it at From
 		}
 		k, err := s.catchUp(ctx, p)
 		n += k
@@ -148,29 +170,64 @@ func (s *Subscription) poll(ctx context.Context) (int, error) {
 // linearizable): the coordinator is the publisher registry, and each
 // registered publisher's signed head record says how far its log reaches.
 // Registrations are remembered, so a stale or replaced coordinator cannot
-// make a publisher disappear. A head that cannot be read now is skipped and
-// read again at the next poll.
+// make a publisher disappear.
+//
+// A poll reads only the heads that can have changed since the previous
+// one: publishers whose activity lease was live since then (see active.go),
+// newly registered ones, and those whose delivery did not complete. A
+// subscription whose previous poll is too old for the leases to be trusted
+// (or its first poll) reads every registered head once (a full sweep).
 func (s *Subscription) pollHeads(ctx context.Context) (int, error) {
 	c := s.c
+	start := c.now()
 	st, _, err := c.readCoord(ctx, s.tk)
 	if err != nil {
 		return 0, err
 	}
-	for p := range st.Heads {
+	want, full, err := changedSince(st, func() (map[PublisherID]uint64, error) { return c.registered(ctx, s.tk, st) }, s.lastPoll, start)
+	if err != nil {
+		return 0, err
+	}
+	for p := range want {
 		s.known[p] = true
 	}
-	pids := slices.SortedFunc(maps.Keys(s.known), comparePID)
+	if full {
+		for p := range s.known {
+			want[p] = true
+		}
+	}
+	for p := range s.pending {
+		want[p] = true
+	}
+	if !full {
+		for _, p := range sweepNext(s.known, &s.sweep, sweepPerPoll, want) {
+			want[p] = true
+		}
+	}
+	pids := slices.SortedFunc(maps.Keys(want), comparePID)
 	heads, errs := c.readHeads(ctx, s.tk, pids)
+	clean := true
 	n := 0
 	for i, p := range pids {
+		delete(s.pending, p)
 		h := heads[i]
 		if h == nil {
-			if errors.Is(errs[i], ErrMalformed) || errors.Is(errs[i], ErrBadSignature) {
+			switch {
+			case errors.Is(errs[i], ErrMalformed) || errors.Is(errs[i], ErrBadSignature):
 				s.invalidOnce(digest([]byte(errs[i].Error())), errs[i])
 				errs[i] = nil
+			case errors.Is(errs[i], backend.ErrNotFound):
+				// Registered, so its head was written: not visible yet.
+				if s.headMissing[p]++; s.headMissing[p] < missingLimitWeak {
+					s.pending[p] = true
+				}
+			default:
+				s.pending[p] = true
+				clean = false
 			}
 			continue
 		}
+		delete(s.headMissing, p)
 		if h.Base > s.next(p) {
 			_, had := s.expected[p]
 			if s.opts.fromStart && !had {
@@ -178,14 +235,23 @@ func (s *Subscription) pollHeads(ctx context.Context) (int, error) {
 				// it starts at what the publisher retains, as a late joiner.
 				s.setNext(p, h.Base)
 			} else {
-				s.gap(p, s.next(p), h.Base-1, "dropped by retention before delivery")
+				s.gap(p, s.next(p), h.Base-1, reasonRetention)
 			}
 		}
 		k, err := s.deliver(ctx, announcement{Pub: p, Seg: h.Seg, To: h.Last})
 		n += k
 		if err != nil {
+			for _, q := range pids[i:] {
+				s.pending[q] = true
+			}
 			return n, err
 		}
+		if s.next(p) <= h.Last {
+			s.pending[p] = true // not all delivered: look again next poll
+		}
+	}
+	if clean {
+		s.lastPoll = start
 	}
 	var joined []error
 	for _, err := range errs {
@@ -216,6 +282,27 @@ func (c *engine) readHeads(ctx context.Context, tk topicKeys, pids []PublisherID
 		return nil
 	})
 	return heads, errs
+}
+
+// placeDropped runs before a resumed subscription (lazyBase) jumps over
+// announcements that retention dropped: the first dropped announcement of
+// each publisher it cannot place yet gives, by its From, where that
+// publisher stood at the cursor, so that what it misses is reported with
+// its exact range. The dropped announcements stay readable for a durable
+// subscription (the reclaimer keeps its floor); if they cannot be read,
+// such publishers are reported from seq 1 instead.
+func (s *Subscription) placeDropped(ctx context.Context, st *coordState) {
+	anns, err := s.c.annsFrom(ctx, st, s.cursor)
+	if err != nil {
+		s.lazyBase = false
+		return
+	}
+	for _, a := range anns[:min(uint64(len(anns)), st.RetainFrom-s.cursor)] {
+		_, seen := s.expected[a.Pub]
+		if _, based := s.base[a.Pub]; !seen && !based && a.From > 0 {
+			s.base[a.Pub] = a.From - 1
+		}
+	}
 }
 
 // next is the next sequence number expected from publisher p.
@@ -264,6 +351,35 @@ func (s *Subscription) invalid(err error) {
 // publisher's signed head record. A segment that is definitively missing is
 // a gap: it is reported and skipped.
 func (s *Subscription) deliver(ctx context.Context, a announcement) (int, error) {
+	if a.From > 0 {
+		_, seen := s.expected[a.Pub]
+		_, based := s.base[a.Pub]
+		switch {
+		case !seen && !based && s.lazyBase:
+			// First sight after a resumed cursor: this is the publisher's
+			// first announcement after the cursor index (placeDropped
+			// placed those in dropped announcements), so its head before
+			// the index is From-1 and nothing before is owed.
+			if _, ok := s.pos.heads[a.Pub]; !ok {
+				s.pos.heads[a.Pub] = a.From - 1
+			}
+			s.setNext(a.Pub, a.From)
+		case !seen && !based && s.opts.fromStart:
+			// First sight by a FromStart subscription: the publisher's
+			// messages before its first retained announcement are outside
+			// retention.
+			s.setNext(a.Pub, a.From)
+		case s.jumped && a.From > s.next(a.Pub):
+			// The first announcement of this publisher after a jump over
+			// retention: the range before From lies in announcements that
+			// were dropped. (A FromNow subscription knows every
+			// publisher's head at its start, so nothing before its start
+			// is reported.) Without a jump, a From ahead of what was
+			// delivered means an announcement failed verification: the
+			// walk back along Prev finds the real messages.
+			s.gap(a.Pub, s.next(a.Pub), a.From-1, reasonRetention)
+		}
+	}
 	from := s.next(a.Pub)
 	if a.To < from {
 		return 0, nil

@@ -25,6 +25,9 @@ type engine struct {
 	// only the publisher registry and subscribers read head records.
 	ordered bool
 	retries atomic.Uint64
+	// reclaimed counts snapshots whose history was deleted.
+	reclaimed atomic.Uint64
+	reg       *regCache
 
 	ctx    context.Context // cancelled by close; bounds announcer work
 	cancel context.CancelFunc
@@ -60,7 +63,7 @@ func newEngine(store backend.Store, o options) (*engine, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &engine{
 		store: store, caps: caps, cfg: o, blobs: newBlobStore(store, maxValue, o.cacheBytes),
-		maxValue: maxValue, foldWindow: fw, ordered: caps.Consistency >= backend.Linearizable,
+		maxValue: maxValue, foldWindow: fw, reg: newRegCache(), ordered: caps.Consistency >= backend.Linearizable,
 		ctx: ctx, cancel: cancel, announcers: map[string]*announcer{}, written: map[string]writtenCoord{},
 	}, nil
 }
@@ -145,6 +148,12 @@ func (a *announcer) run() {
 					merged.subs = map[PublisherID]int64{}
 				}
 				merged.subs[p] = exp
+			}
+			for p, exp := range r.op.active {
+				if merged.active == nil {
+					merged.active = map[PublisherID]int64{}
+				}
+				merged.active[p] = max(merged.active[p], exp)
 			}
 		}
 		st, err := a.e.announceDirect(a.e.ctx, a.tk, merged)

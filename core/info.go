@@ -2,6 +2,7 @@ package core
 
 import (
 	"context"
+	"errors"
 	"maps"
 	"slices"
 	"time"
@@ -51,42 +52,47 @@ func (c *Client) Info(ctx context.Context, topic string) (TopicInfo, error) {
 	}
 	tk := newTopicKeys(topic)
 	var (
-		st   *coordState
-		v    backend.Version
-		base map[PublisherID]uint64
+		st    *coordState
+		v     backend.Version
+		heads map[PublisherID]uint64
 	)
-	err := retryIO(ctx, func() (err error) {
-		if st, v, err = c.readCoord(ctx, tk); err == nil {
-			base, err = c.retainedBase(ctx, st)
+	read := func() (err error) {
+		if st, v, err = c.readCoord(ctx, tk); err != nil {
+			return err
 		}
+		heads, err = c.registered(ctx, tk, st)
 		return err
-	})
+	}
+	err := retryIO(ctx, read)
+	for attempt := 0; errors.Is(err, backend.ErrNotFound) && attempt < 5; attempt++ {
+		err = retryIO(ctx, read) // a blob of an older coordinator was reclaimed meanwhile
+	}
 	if err != nil {
 		return TopicInfo{}, err
 	}
-	base = maps.Clone(base)
-	var heads map[PublisherID]*headRecord
+	base := map[PublisherID]uint64{}
+	var recs map[PublisherID]*headRecord
 	if !c.ordered {
 		// The coordinator only registers publishers: their head records
 		// say how far each log reaches and what it retains.
-		pids := slices.SortedFunc(maps.Keys(st.Heads), comparePID)
-		read, _ := c.readHeads(ctx, tk, pids)
-		heads = map[PublisherID]*headRecord{}
-		for i, h := range read {
+		pids := slices.SortedFunc(maps.Keys(heads), comparePID)
+		hrs, _ := c.readHeads(ctx, tk, pids)
+		recs = map[PublisherID]*headRecord{}
+		for i, h := range hrs {
 			if h != nil {
-				heads[pids[i]] = h
-				st.Heads[pids[i]] = max(st.Heads[pids[i]], h.Last)
+				recs[pids[i]] = h
+				heads[pids[i]] = max(heads[pids[i]], h.Last)
 				base[pids[i]] = h.Base - 1
 			}
 		}
 	}
 	info := TopicInfo{Topic: topic, Version: v, Announcements: st.Count, RetainedFrom: st.RetainFrom}
-	for _, p := range slices.SortedFunc(maps.Keys(st.Heads), comparePID) {
-		h := st.Heads[p]
+	for _, p := range slices.SortedFunc(maps.Keys(heads), comparePID) {
+		h := heads[p]
 		info.Publishers = append(info.Publishers, PublisherInfo{ID: p, LastSeq: h})
 		info.Messages += h
 	}
-	n, err := c.countRetained(ctx, tk, st, base, heads)
+	n, err := c.countRetained(ctx, tk, st, base, heads, recs)
 	if err != nil {
 		return TopicInfo{}, err
 	}

@@ -21,7 +21,13 @@ type retainedCount struct {
 // cover) and counts the messages that are readable and not expired. A
 // segment that is missing, does not match its digest or does not decode
 // makes its messages unreadable. Signatures are not verified here.
-func (c *Client) countRetained(ctx context.Context, tk topicKeys, st *coordState, base map[PublisherID]uint64, heads map[PublisherID]*headRecord) (retainedCount, error) {
+//
+// heads are the publishers' announced heads (registry and window, see
+// Client.registered). In ordered mode a publisher's retained range starts
+// at the From of its first retained announcement; a publisher with no
+// retained announcement retains nothing. In unordered mode base[p] is the
+// last seq before what p's head record (recs) says it retains.
+func (c *Client) countRetained(ctx context.Context, tk topicKeys, st *coordState, base, heads map[PublisherID]uint64, recs map[PublisherID]*headRecord) (retainedCount, error) {
 	var n retainedCount
 	done := maps.Clone(base)
 	if done == nil {
@@ -33,6 +39,9 @@ func (c *Client) countRetained(ctx context.Context, tk topicKeys, st *coordState
 			return n, err
 		}
 		for _, a := range anns {
+			if _, seen := done[a.Pub]; !seen && a.From > 0 {
+				done[a.Pub] = a.From - 1
+			}
 			if a.To <= done[a.Pub] {
 				continue
 			}
@@ -42,11 +51,14 @@ func (c *Client) countRetained(ctx context.Context, tk topicKeys, st *coordState
 			done[a.Pub] = a.To
 		}
 	}
-	for p, to := range st.Heads {
+	for p, to := range heads {
+		if _, seen := done[p]; c.ordered && !seen {
+			continue // every announcement of p lies before retention
+		}
 		if to <= done[p] {
 			continue
 		}
-		h := heads[p]
+		h := recs[p]
 		if h == nil {
 			e, err := c.store.Get(ctx, tk.head(p))
 			if err == nil {

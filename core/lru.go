@@ -58,3 +58,14 @@ func (c *lru) add(ref Ref, data []byte) {
 		c.size -= len(it.data) + 64
 	}
 }
+
+// remove drops ref from the cache.
+func (c *lru) remove(ref Ref) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.items[ref]; ok {
+		c.ll.Remove(el)
+		c.size -= len(el.Value.(*lruItem).data) + 64
+		delete(c.items, ref)
+	}
+}

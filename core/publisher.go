@@ -185,7 +185,10 @@ type topicPublisher struct {
 	base       uint64 // first retained seq, written in the head record
 	recent     []segSpan
 	lastAnn    announcement
-	registered bool // registration seen in the coordinator (unordered mode)
+	registered bool      // registration seen in the coordinator (unordered mode)
+	leaseUntil int64     // activity lease written in the coordinator (unordered mode)
+	announced  uint64    // highest seq known announced in the coordinator (0: unknown)
+	refreshed  time.Time // when its records were last refreshed (expiring stores)
 	inflight   *inflightBatch
 	// ackedMax is the highest seq this client acknowledged on the topic
 	// (guarded by mu; kept across reloads): a reload that finds the log
@@ -414,11 +417,15 @@ func (p *topicPublisher) run() {
 }
 
 // flushLoop writes queued batches until the publisher closes (false) or a
-// permanent error resets it (true: wait for the next load).
+// permanent error resets it (true: wait for the next load). On expiring
+// stores it also refreshes the publisher's own records.
 func (p *topicPublisher) flushLoop(tick <-chan time.Time) bool {
 	c := p.c
 	failures := 0
+	refreshTick, stopRefresh := p.refreshTicker()
+	defer stopRefresh()
 	for {
+		p.maybeRefresh(c.ctx)
 		p.mu.Lock()
 		for p.inflight == nil && len(p.queue) == 0 && !p.closing {
 			p.mu.Unlock()
@@ -426,6 +433,8 @@ func (p *topicPublisher) flushLoop(tick <-chan time.Time) bool {
 			case <-p.wake:
 			case <-tick:
 				p.verify(c.ctx)
+			case <-refreshTick:
+				p.maybeRefresh(c.ctx)
 			case <-c.ctx.Done():
 			}
 			p.mu.Lock()
@@ -485,6 +494,9 @@ func (p *topicPublisher) reset(b *inflightBatch, err error) {
 	p.queue, p.loaded = nil, false
 	p.prevSeg, p.headVer, p.headVal, p.base, p.recent = Ref{}, 0, nil, 0, nil
 	p.lastAnn, p.registered = announcement{}, false
+	// What it knew of the coordinator and its own records is re-learnt
+	// after the next load.
+	p.leaseUntil, p.announced, p.refreshed = 0, 0, time.Time{}
 	p.mu.Unlock()
 	p.finish(b, err, b.outcomeUnknown())
 	if len(rest) > 0 {
@@ -555,7 +567,7 @@ func (p *topicPublisher) flush(ctx context.Context, b *inflightBatch) error {
 		b.headDone = true
 		p.prevSeg = ref
 	}
-	ann := announcement{Pub: c.pid, Seg: b.ref, To: last, Time: b.msgs[len(b.msgs)-1].time}
+	ann := announcement{Pub: c.pid, Seg: b.ref, To: last, Time: b.msgs[len(b.msgs)-1].time, known: p.announced}
 	if c.ordered {
 		// The announcement fixes the message's place in the topic order.
 		if _, err := c.announce(ctx, p.tk, coordOp{anns: []announcement{ann}}); err != nil {
@@ -567,14 +579,11 @@ func (p *topicPublisher) flush(ctx context.Context, b *inflightBatch) error {
 		if err := p.confirmHead(ctx); err != nil {
 			return err
 		}
-		if !p.registered {
-			if _, err := c.announce(ctx, p.tk, coordOp{anns: []announcement{ann}}); err != nil {
-				return err
-			}
-			p.registered = true
+		if err := p.register(ctx, ann); err != nil {
+			return err
 		}
 	}
-	p.lastAnn = ann
+	p.lastAnn, p.announced = ann, last
 	return nil
 }
 
@@ -730,11 +739,24 @@ func (p *topicPublisher) verify(ctx context.Context) {
 	if err != nil {
 		return
 	}
-	if h, ok := st.Heads[c.pid]; (c.ordered && h >= p.lastAnn.To) || (!c.ordered && ok) {
+	if !c.ordered && p.leaseUntil > 0 && st.Active[c.pid] >= p.leaseUntil {
+		return // the lease is there, so subscribers read this publisher's head
+	}
+	h, err := c.headOf(ctx, p.tk, st, c.pid)
+	if err != nil {
 		return
 	}
+	leaseOK := c.ordered || p.leaseUntil <= c.now().UnixNano() || st.Active[c.pid] >= p.leaseUntil
+	if leaseOK && ((c.ordered && h >= p.lastAnn.To) || (!c.ordered && h > 0)) {
+		p.announced = max(p.announced, min(h, p.lastAnn.To))
+		return
+	}
+	op := coordOp{anns: []announcement{p.lastAnn}}
+	if !leaseOK {
+		op.active = map[PublisherID]int64{c.pid: p.leaseUntil}
+	}
 	c.stats.retries.Add(1)
-	if _, err := c.announce(ctx, p.tk, coordOp{anns: []announcement{p.lastAnn}}); err != nil {
+	if _, err := c.announce(ctx, p.tk, op); err != nil {
 		c.opts.logger.Warn("stickypub: re-announce failed", "topic", p.tk.name, "err", err)
 	}
 }

@@ -2,7 +2,6 @@ package core
 
 import (
 	"context"
-	"maps"
 	"time"
 )
 
@@ -25,26 +24,19 @@ func (c *engine) loadSnapshot(ctx context.Context, ref Ref) (*snapshot, error) {
 	return decodeSnapshot(data)
 }
 
-// fold moves the coordinator window into a new immutable snapshot and
-// applies the retention policy. It only writes a content-addressed blob, so
-// concurrent folds of the same state are harmless.
-func (c *engine) fold(ctx context.Context, st *coordState) (*coordState, error) {
-	base := map[PublisherID]uint64{}
-	var prev *snapshot
-	if !st.Snap.IsZero() {
-		var err error
-		if prev, err = c.loadSnapshot(ctx, st.Snap); err != nil {
-			return nil, err
-		}
-		base = prev.EndHeads
+// fold moves the coordinator window into a new immutable snapshot, folds
+// the window's heads into the registry, applies the retention policy and
+// reclaims what an earlier fold dropped from retention (and the registry
+// blobs two folds old). It only writes content-addressed blobs (and deletes
+// unreachable ones), so concurrent folds of the same state are harmless.
+func (c *engine) fold(ctx context.Context, tk topicKeys, st *coordState) (*coordState, error) {
+	reg, err := c.updateRegistry(ctx, tk, st.Registry, st.hot)
+	if err != nil {
+		return nil, err
 	}
-	snap := &snapshot{Prev: st.Snap, From: st.SnapCount, Anns: st.Window, BaseHeads: base, EndHeads: maps.Clone(st.Heads)}
-	running := maps.Clone(base)
+	snap := &snapshot{Prev: st.Snap, From: st.SnapCount, Anns: st.Window}
 	for _, a := range snap.Anns {
-		if a.To > running[a.Pub] {
-			snap.Msgs += a.To - running[a.Pub]
-			running[a.Pub] = a.To
-		}
+		snap.Msgs += a.To - a.From + 1
 		snap.MaxTime = max(snap.MaxTime, a.Time)
 	}
 	ref, err := c.blobs.put(ctx, snap.encode())
@@ -53,13 +45,16 @@ func (c *engine) fold(ctx context.Context, st *coordState) (*coordState, error) 
 	}
 	next := st.clone()
 	next.Snap, next.SnapCount, next.Window = ref, st.Count, nil
+	next.Registry, next.OldRegistry = reg, st.Registry
+	next.rebuildHot()
 	next.RetainFrom = c.retainFrom(ctx, snap, st.RetainFrom)
+	next.ReclaimedTo = c.reclaim(ctx, tk, st)
 	return next, nil
 }
 
 // retainFrom walks the snapshot chain from newest and returns the first
-// announcement index the retention policy keeps. Read errors keep more, not
-// less.
+// announcement index the retention policy keeps. Read errors keep more,
+// not less.
 func (c *engine) retainFrom(ctx context.Context, newest *snapshot, old uint64) uint64 {
 	r := c.cfg.retention
 	if r.MaxMessages == 0 && r.MaxAge == 0 {
@@ -90,8 +85,7 @@ func (c *engine) retainFrom(ctx context.Context, newest *snapshot, old uint64) u
 }
 
 // annsFrom returns the announcements with index >= from, in order, reading
-// snapshots as needed, and the retained base heads when from is at the
-// retention boundary.
+// snapshots as needed.
 func (c *engine) annsFrom(ctx context.Context, st *coordState, from uint64) ([]announcement, error) {
 	if from >= st.Count {
 		return nil, nil
@@ -120,26 +114,4 @@ func (c *engine) annsFrom(ctx context.Context, st *coordState, from uint64) ([]a
 		out = append(out, chain[i]...)
 	}
 	return append(out, st.Window...), nil
-}
-
-// retainedBase returns the publishers' heads just before announcement
-// st.RetainFrom: messages up to these seqs are outside retention.
-func (c *engine) retainedBase(ctx context.Context, st *coordState) (map[PublisherID]uint64, error) {
-	if st.RetainFrom == 0 || st.Snap.IsZero() {
-		return map[PublisherID]uint64{}, nil
-	}
-	for ref := st.Snap; !ref.IsZero(); {
-		s, err := c.loadSnapshot(ctx, ref)
-		if err != nil {
-			return nil, err
-		}
-		if st.RetainFrom >= s.From+uint64(len(s.Anns)) {
-			return s.EndHeads, nil
-		}
-		if st.RetainFrom >= s.From {
-			return s.BaseHeads, nil
-		}
-		ref = s.Prev
-	}
-	return map[PublisherID]uint64{}, nil
 }

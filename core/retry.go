@@ -125,16 +125,28 @@ func (p *topicPublisher) logHolds(ctx context.Context, h *headRecord, msgs []*pe
 }
 
 // ensureAnnounced announces a unless the coordinator already covers it
-// (registration only, in unordered mode).
+// (registration only, in unordered mode, where it also makes sure an
+// activity lease is live so that subscribers read the head record soon).
 func (p *topicPublisher) ensureAnnounced(ctx context.Context, a announcement) error {
 	c := p.c
 	st, _, err := c.readCoord(ctx, p.tk)
 	if err != nil {
 		return err
 	}
-	if h, ok := st.Heads[a.Pub]; (c.ordered && h >= a.To) || (!c.ordered && ok) {
+	h, err := c.headOf(ctx, p.tk, st, a.Pub)
+	if err != nil {
+		return err
+	}
+	var op coordOp
+	if (c.ordered && h < a.To) || (!c.ordered && h == 0) {
+		op.anns = []announcement{a}
+	}
+	if now := c.now().UnixNano(); !c.ordered && st.Active[a.Pub]-now < int64(activeLease/2) {
+		op.active = map[PublisherID]int64{a.Pub: now + int64(activeLease)}
+	}
+	if len(op.anns) == 0 && op.active == nil {
 		return nil
 	}
-	_, err = c.announce(ctx, p.tk, coordOp{anns: []announcement{a}})
+	_, err = c.announce(ctx, p.tk, op)
 	return err
 }

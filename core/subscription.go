@@ -82,17 +82,30 @@ type Subscription struct {
 	pollMu   sync.Mutex
 	closed   bool
 	cursor   uint64
+	jumped   bool // the cursor jumped over dropped announcements (ordered mode)
 	coordVer backend.Version
 	base     map[PublisherID]uint64
 	expected map[PublisherID]uint64
 	missing  map[Ref]int
 	seenBad  map[Ref]bool
 	known    map[PublisherID]bool // registered publishers (unordered mode)
-	pre      map[Ref]*prefetched  // segments prefetched for this poll
-	audit    auditState
-	pos      posTracker // the position, for each message's cursor
-	target   uint64     // the coordinator's count at this poll (ordered)
-	serial   uint64     // messages delivered (their order, for Ack)
+	// Unordered mode: when the previous complete poll started, the
+	// publishers to read again whatever the leases say, and how many polls
+	// a registered publisher's head has been missing.
+	lastPoll    time.Time
+	pending     map[PublisherID]bool
+	headMissing map[PublisherID]int
+	sweep       PublisherID         // round-robin position among known publishers
+	pre         map[Ref]*prefetched // segments prefetched for this poll
+	audit       auditState
+	pos         posTracker // the position, for each message's cursor
+	target      uint64     // the coordinator's count at this poll (ordered)
+	serial      uint64     // messages delivered (their order, for Ack)
+	// lazyBase (ordered mode, resumed from a cursor): a publisher that
+	// neither the cursor nor base names starts at the From of its first
+	// announcement after the cursor index, which is one past its head
+	// before that index.
+	lazyBase bool
 
 	dur *durable // nil unless Durable
 }
@@ -148,7 +161,8 @@ func (c *Client) subscribe(ctx context.Context, topic string, opts []SubscribeOp
 		return nil, fmt.Errorf("%w: %q", ErrAlreadySubscribed, topic)
 	}
 	s := &Subscription{c: c, tk: tk, opts: o, msgs: make(chan *Message, o.buffer), gaps: make(chan Gap, 256),
-		expected: map[PublisherID]uint64{}, missing: map[Ref]int{}, seenBad: map[Ref]bool{}, known: map[PublisherID]bool{}}
+		expected: map[PublisherID]uint64{}, missing: map[Ref]int{}, seenBad: map[Ref]bool{}, known: map[PublisherID]bool{},
+		pending: map[PublisherID]bool{}, headMissing: map[PublisherID]int{}}
 	if o.durable != "" {
 		s.dur = &durable{s: s, name: o.durable, id: durableID(c.id.PublicKey(), o.durable),
 			ttl: max(o.durableTTL, time.Second), wake: make(chan struct{}, 1)}
@@ -181,23 +195,41 @@ func (c *Client) subscribe(ctx context.Context, topic string, opts []SubscribeOp
 	if err != nil {
 		return nil, err
 	}
+	// A resumed subscription starts at its cursor (resume). A FromStart
+	// one starts each publisher at its first retained announcement's From.
+	// A FromNow one starts after every registered publisher's current head
+	// (read once here, from the registry), so that if it later falls
+	// behind retention it reports exactly what it missed.
+	s.base = map[PublisherID]uint64{}
 	switch {
 	case !o.cursor.IsZero():
 		if err := s.resume(ctx, st, o.cursor); err != nil {
 			return nil, err
 		}
 	case o.fromStart:
-		err = retryIO(ctx, func() (err error) {
-			s.base, err = c.retainedBase(ctx, st)
-			return err
-		})
-		if err != nil {
-			return nil, err
-		}
 		s.cursor = st.RetainFrom
 	default:
-		s.base, s.cursor, s.coordVer = maps.Clone(st.Heads), st.Count, v
-		if !c.ordered {
+		s.cursor, s.coordVer = st.Count, v
+		if c.ordered {
+			for attempt := 0; ; attempt++ {
+				err = retryIO(ctx, func() (err error) {
+					s.base, err = c.registered(ctx, tk, st)
+					return err
+				})
+				if !errors.Is(err, backend.ErrNotFound) || attempt >= 5 {
+					break
+				}
+				// The registry of the coordinator read was reclaimed by two
+				// folds since: start from a newer one.
+				if err = retryIO(ctx, func() (err error) { st, v, err = c.readCoord(ctx, tk); return err }); err != nil {
+					break
+				}
+				s.cursor, s.coordVer = st.Count, v
+			}
+			if err != nil {
+				return nil, err
+			}
+		} else {
 			if err := s.baseFromHeads(ctx, st); err != nil {
 				return nil, err
 			}
@@ -235,7 +267,16 @@ func (c *Client) subscribe(ctx context.Context, topic string, opts []SubscribeOp
 // what every registered publisher's head record shows now.
 func (s *Subscription) baseFromHeads(ctx context.Context, st *coordState) error {
 	s.base = map[PublisherID]uint64{}
-	pids := slices.SortedFunc(maps.Keys(st.Heads), comparePID)
+	start := s.c.now()
+	var reg map[PublisherID]uint64
+	err := retryIO(ctx, func() (err error) {
+		reg, err = s.c.registered(ctx, s.tk, st)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	pids := slices.SortedFunc(maps.Keys(reg), comparePID)
 	for attempt := 0; len(pids) > 0; attempt++ {
 		heads, errs := s.c.readHeads(ctx, s.tk, pids)
 		var again []PublisherID
@@ -254,6 +295,7 @@ func (s *Subscription) baseFromHeads(ctx context.Context, st *coordState) error 
 			}
 		}
 	}
+	s.lastPoll = start
 	return nil
 }
 
