@@ -127,7 +127,10 @@ func TestBadPeers(t *testing.T) {
 			// closest node they ask.
 			boot := append(sw.Addrs(), bad.Addr().String())
 			open := func() *bittorrent.Store {
-				st, err := bittorrent.Open(ctx, bittorrent.Options{Bootstrap: boot, PrivateKey: ns, WrapConn: g.wrap, Logger: quietLogger()})
+				// A generous query timeout: under -race the bad node's first
+				// answer must not be mistaken for silence.
+				st, err := bittorrent.Open(ctx, bittorrent.Options{Bootstrap: boot, PrivateKey: ns, WrapConn: g.wrap, Logger: quietLogger(),
+					QueryTimeout: 5 * time.Second})
 				require.NoError(t, err)
 				t.Cleanup(func() { _ = st.Close() })
 				return st
