@@ -174,17 +174,34 @@ func TestBadPeerLiars(t *testing.T) {
 	}
 	sw := badSwarm(t, ctx, 16, setups...)
 	st := openStore(t, ctx, sw, nil)
-	var v backend.Version
-	for i := range 10 {
-		nv, err := st.CompareAndPut(ctx, "k", v, fmt.Appendf(nil, "%d", i))
-		require.NoError(t, err, "write %d", i)
-		v = nv
-		e, err := st.Get(ctx, "k")
-		require.NoError(t, err)
-		require.Equal(t, backend.Entry{Value: fmt.Appendf(nil, "%d", i), Version: v}, e)
+	// Ten keys, two writes and reads each: a read asks a quorum of the
+	// closest replicas first, so one key's quorum may hold no liar; over
+	// ten keys' replica sets the liars are asked (a key misses all four
+	// with probability about 0.2, ten keys about 1e-7).
+	for k := range 10 {
+		key := fmt.Sprintf("k%d", k)
+		var v backend.Version
+		for i := range 2 {
+			// A liar that is a key's leader refuses a write as a lost
+			// race would (ErrUnavailable, "retry"); the handle then
+			// suspects it and a retry goes around it.
+			var nv backend.Version
+			var err error
+			for try := 0; try < 5; try++ {
+				if nv, err = st.CompareAndPut(ctx, key, v, fmt.Appendf(nil, "%d", i)); !errors.Is(err, backend.ErrUnavailable) {
+					break
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			require.NoError(t, err, "write %d of %s", i, key)
+			v = nv
+			e, err := st.Get(ctx, key)
+			require.NoError(t, err)
+			require.Equal(t, backend.Entry{Value: fmt.Appendf(nil, "%d", i), Version: v}, e)
+		}
 	}
 	stats := st.Stats()
-	t.Logf("handle stats after 10 writes and reads: %+v", stats)
+	t.Logf("handle stats after 20 writes and reads on 10 keys: %+v", stats)
 	require.NotZero(t, stats.Corrupt, "garbage answers counted")
 	require.NotZero(t, stats.Unconfirmed, "forged answers not believed")
 	runProtocol(t, ctx, sw, 5, badPeerMessages())
