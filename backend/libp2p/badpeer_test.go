@@ -115,6 +115,7 @@ func runProtocol(t *testing.T, ctx context.Context, sw *Swarm, pubsN, per int) [
 // TestBadPeerRefuser: 4 of 20 nodes refuse every put; writes still reach
 // a quorum, and every acknowledged message is delivered exactly once.
 func TestBadPeerRefuser(t *testing.T) {
+	multiNodeStress(t)
 	ctx := testCtx(t, 3*time.Minute)
 	var setups []nodeSetup
 	for range 4 {
@@ -139,6 +140,7 @@ func TestBadPeerRefuser(t *testing.T) {
 // TestBadPeerStale: 4 of 20 nodes keep the first record of every key and
 // answer it forever; reads return the latest version anyway.
 func TestBadPeerStale(t *testing.T) {
+	multiNodeStress(t)
 	ctx := testCtx(t, 3*time.Minute)
 	var setups []nodeSetup
 	for range 4 {
@@ -165,6 +167,7 @@ func TestBadPeerStale(t *testing.T) {
 // delivered and every acknowledged message arrives exactly once. A key
 // whose every replica answers garbage reads as backend.ErrCorrupt.
 func TestBadPeerLiars(t *testing.T) {
+	multiNodeStress(t)
 	ctx := testCtx(t, 3*time.Minute)
 	var setups []nodeSetup
 	for i, mode := range []string{"garbage", "garbage", "forge", "forge"} {

@@ -17,6 +17,7 @@ import (
 // subscriber (subscribed before) and a late one (from the start,
 // afterwards) exactly once.
 func TestChurn(t *testing.T) {
+	multiNodeStress(t)
 	ctx := testCtx(t, 10*time.Minute)
 	const nodes, kills, pubsN = 20, 6, 10
 	per := 100

@@ -70,6 +70,7 @@ func swarmHarness(t *testing.T, n int, query url.Values) conformance.MakeHarness
 // TestProtocolRace runs the protocol at a reduced size; the full protocol
 // suite runs without -race (.ci/run runs this test a second time so).
 func TestConformance(t *testing.T) {
+	multiNodeStress(t)
 	mk := swarmHarness(t, 20, nil)
 	conformance.RunContract(t, mk)
 	if raceEnabled {
@@ -86,6 +87,7 @@ func TestProtocolRace(t *testing.T) {
 	if !raceEnabled {
 		t.Skip("without -race TestConformance runs the full protocol suite")
 	}
+	multiNodeStress(t)
 	ctx := testCtx(t, 4*time.Minute)
 	sw := newTestSwarm(t, ctx, 20, nil)
 	runProtocol(t, ctx, sw, 10, 20)
