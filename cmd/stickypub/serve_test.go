@@ -80,15 +80,31 @@ func TestServePublishEventsMetrics(t *testing.T) {
 	if sc.Err() != nil {
 		t.Fatal(sc.Err())
 	}
-	_, metrics := httpGet(t, base+"/metrics")
-	for _, want := range []string{
+	// The delivered counter moves when the subscription hands the message
+	// on, which may be just after the event reached this reader: scrape
+	// until every line is there (or the test's context ends).
+	wants := []string{
 		`stickypub_published_messages_total{client="gateway"} 1`,
 		`stickypub_delivered_messages_total{client="gateway"} 1`,
 		`stickypub_publish_batches_total 1`,
 		`stickypub_store_operation_duration_seconds_count{backend="bolt",op="compare_and_put",result="ok"}`,
-	} {
-		if !strings.Contains(metrics, want) {
-			t.Errorf("metrics lack %q:\n%s", want, metrics)
+	}
+	var metrics string
+	for {
+		_, metrics = httpGet(t, base+"/metrics")
+		missing := ""
+		for _, want := range wants {
+			if !strings.Contains(metrics, want) {
+				missing = want
+			}
+		}
+		if missing == "" {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("metrics lack %q:\n%s", missing, metrics)
+		case <-time.After(20 * time.Millisecond):
 		}
 	}
 	cancel()
