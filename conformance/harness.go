@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/stickypub/stickypub/backend"
+	"github.com/stickypub/stickypub/core"
 )
 
 // Harness gives the suite fresh handles onto one isolated namespace.
@@ -57,6 +58,9 @@ type suite struct {
 	// that injects faults on purpose (see Unwrapper): Protocol/Preflight
 	// checks the adapter's contract rules, not the wrapper's faults.
 	unwrap bool
+	// order is the ordering the protocol tests' clients use
+	// (core.OrderDefault: the store's default).
+	order core.Ordering
 }
 
 // Unwrapper is implemented by test-only store wrappers, such as Faulty,
@@ -75,6 +79,8 @@ type fixture struct {
 	caps  backend.Capabilities
 	// unwrap: open the store beneath fault-injecting wrappers.
 	unwrap bool
+	// order is the ordering of every protocol client the fixture makes.
+	order core.Ordering
 }
 
 // setup makes a harness and opens a first handle, all bounded by timeout.
@@ -95,7 +101,7 @@ func (s *suite) setup(t *testing.T, timeout time.Duration) *fixture {
 	require.NoError(t, err, "MakeHarness")
 	require.NotNil(t, h, "MakeHarness returned a nil Harness")
 	t.Cleanup(h.Close)
-	f := &fixture{t: t, ctx: ctx, h: h, unwrap: s.unwrap}
+	f := &fixture{t: t, ctx: ctx, h: h, unwrap: s.unwrap, order: s.order}
 	f.store = f.open()
 	f.caps = f.store.Capabilities()
 	return f
@@ -122,6 +128,11 @@ func (f *fixture) open() backend.Store {
 // linearizable reports whether the store promises linearizability, which
 // is when the suite insists that every read sees every completed write.
 func (f *fixture) linearizable() bool { return f.caps.Consistency >= backend.Linearizable }
+
+// topicOrder reports whether the fixture's clients keep one topic order
+// (every subscriber, early or late, sees the same interleaving of
+// publishers): a linearizable store in its default ordering.
+func (f *fixture) topicOrder() bool { return f.linearizable() && f.order != core.PublisherOrder }
 
 // put writes value under key with expect and fails the test on error.
 func (f *fixture) put(st backend.Store, key string, expect backend.Version, value []byte) backend.Version {

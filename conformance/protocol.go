@@ -2,6 +2,8 @@ package conformance
 
 import (
 	"testing"
+
+	"github.com/stickypub/stickypub/core"
 )
 
 // RunProtocol runs the sticky pub/sub protocol's tests (package core) on
@@ -33,7 +35,27 @@ func RunProtocol(t *testing.T, mk MakeHarness) {
 		t.Run("Retention", s.testRetention)
 		t.Run("LargeValues", s.testLargeValues)
 		t.Run("Push", s.testPush)
+		t.Run("OrderingMismatch", s.testOrderingMismatch)
+		t.Run("PublisherOrder", s.runPublisherOrder)
 	})
+}
+
+// runPublisherOrder runs the delivery tests again with every client in
+// core.PublisherOrder, on stores whose default is TopicOrder (on the
+// others the tests above already ran in publisher order).
+func (s *suite) runPublisherOrder(t *testing.T) {
+	if !s.setup(t, basicTimeout).linearizable() {
+		t.Skip("the store is not linearizable: the tests above already ran in publisher order, its only ordering")
+	}
+	po := &suite{mk: s.mk, order: core.PublisherOrder}
+	t.Run("Sequential", po.testSequential)
+	t.Run("Concurrent10x100", func(t *testing.T) { po.testConcurrent(t, 10, 100) })
+	t.Run("Concurrent100x100", func(t *testing.T) { po.testConcurrent(t, 100, scale(20, 100)) })
+	t.Run("LateJoiner", po.testLateJoiner)
+	t.Run("GroupCommit", po.testGroupCommit)
+	t.Run("Forged", po.testForged)
+	t.Run("Retention", po.testRetention)
+	t.Run("Push", po.testPush)
 }
 
 // testPreflight runs the contract tests whose rules the protocol depends on,

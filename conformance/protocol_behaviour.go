@@ -30,7 +30,7 @@ func (s *suite) testForged(t *testing.T) {
 	forger := func() *core.Forger {
 		id, err := core.GenerateIdentity()
 		require.NoError(t, err)
-		fg, err := core.NewForger(f.store, id)
+		fg, err := core.NewForger(f.store, id, core.WithOrdering(f.order))
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = fg.Close(f.ctx) })
 		return fg
@@ -133,7 +133,7 @@ func (s *suite) testRetention(t *testing.T) {
 
 	info, err := early.Info(f.ctx, topic)
 	require.NoError(t, err)
-	if f.linearizable() {
+	if f.topicOrder() {
 		require.Greater(t, info.RetainedFrom, uint64(0), "nothing was dropped by retention")
 	}
 	require.GreaterOrEqual(t, info.RetainedMessages, uint64(keep))

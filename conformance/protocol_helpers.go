@@ -19,6 +19,9 @@ func (f *fixture) client(store backend.Store, opts ...core.Option) *core.Client 
 	f.t.Helper()
 	id, err := core.GenerateIdentity()
 	require.NoError(f.t, err)
+	if f.order != core.OrderDefault {
+		opts = append([]core.Option{core.WithOrdering(f.order)}, opts...)
+	}
 	c, err := core.New(store, id, opts...)
 	require.NoError(f.t, err)
 	f.t.Cleanup(func() {

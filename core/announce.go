@@ -25,7 +25,7 @@ func (c *engine) readCoord(ctx context.Context, tk topicKeys) (*coordState, back
 	for attempt := 0; ; attempt++ {
 		e, err := c.store.Get(ctx, tk.coord)
 		if errors.Is(err, backend.ErrNotFound) {
-			return newCoordState(), 0, nil
+			return c.newCoord(), 0, nil
 		}
 		if err != nil {
 			return nil, 0, fmt.Errorf("core: read coordinator of %q: %w", tk.name, err)
@@ -42,6 +42,15 @@ func (c *engine) readCoord(ctx context.Context, tk topicKeys) (*coordState, back
 }
 
 func (c *engine) decodeCoordValue(ctx context.Context, v []byte) (*coordState, error) {
+	st, err := c.decodeCoordAny(ctx, v)
+	if err == nil {
+		err = c.checkOrder(st)
+	}
+	return st, err
+}
+
+// decodeCoordAny decodes a coordinator value of either ordering.
+func (c *engine) decodeCoordAny(ctx context.Context, v []byte) (*coordState, error) {
 	if len(v) == 0 {
 		return nil, malformed("empty coordinator")
 	}
@@ -237,13 +246,16 @@ func (c *engine) updateCoord(ctx context.Context, up backend.Updater, tk topicKe
 		need blobNeed
 	)
 	_, err := up.Update(ctx, tk.coord, func(cur backend.Entry) ([]byte, error) {
-		st := newCoordState()
+		st := c.newCoord()
 		if cur.Version != 0 {
 			if len(cur.Value) == 0 || cur.Value[0] != coordInline {
 				return nil, errNeedCAS
 			}
 			var err error
 			if st, err = decodeCoordState(cur.Value); err != nil {
+				return nil, err
+			}
+			if err := c.checkOrder(st); err != nil {
 				return nil, err
 			}
 		}
@@ -408,7 +420,7 @@ func (c *engine) casCoord(ctx context.Context, tk topicKeys, op coordOp, maxRace
 		// First loss: retry at once from the state the conflict carries.
 		if cur, ok := backend.CurrentEntry(err); ok {
 			if cur.Version == 0 {
-				st, v, err = newCoordState(), 0, nil
+				st, v, err = c.newCoord(), 0, nil
 			} else if st, err = c.decodeCoordValue(ctx, cur.Value); err == nil {
 				v = cur.Version
 			} else if errors.Is(err, backend.ErrNotFound) {

@@ -58,6 +58,7 @@ type options struct {
 	headAudit      time.Duration
 	durableFloor   DurableFloor
 	noReclaim      bool
+	ordering       Ordering
 }
 
 // Option configures a Client.
@@ -116,6 +117,10 @@ func New(store backend.Store, id *Identity, opts ...Option) (*Client, error) {
 			return nil, errors.New("core: WithHub: the hub uses another store")
 		}
 		e = o.hub.e
+		if o.ordering != OrderDefault && o.ordering != e.order {
+			return nil, fmt.Errorf("%w: WithOrdering(%s) on a client of a hub in %s order (give the ordering to NewHub)",
+				ErrOrderingMismatch, o.ordering, e.order)
+		}
 	} else {
 		var err error
 		if e, err = newEngine(store, o); err != nil {

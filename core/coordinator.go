@@ -60,6 +60,9 @@ type coordState struct {
 	// (unordered mode: subscribers read the head records of active
 	// publishers only).
 	Active map[PublisherID]int64
+	// Order is the topic's ordering, fixed when the coordinator is
+	// created (encoded as a trailing 'p' for PublisherOrder).
+	Order Ordering
 
 	// Not encoded: derived from Window.
 	hot map[PublisherID]uint64
@@ -68,7 +71,7 @@ type coordState struct {
 }
 
 func newCoordState() *coordState {
-	return &coordState{Subs: map[PublisherID]int64{}, Active: map[PublisherID]int64{}, hot: map[PublisherID]uint64{}}
+	return &coordState{Subs: map[PublisherID]int64{}, Active: map[PublisherID]int64{}, hot: map[PublisherID]uint64{}, Order: TopicOrder}
 }
 
 func (s *coordState) clone() *coordState {
@@ -197,6 +200,9 @@ func (s *coordState) covers(op coordOp, cold headLookup) (bool, error) {
 const (
 	coordInline = 'C'
 	coordBlob   = 'B'
+	// coordPublisherOrder, after the last field, marks a PublisherOrder
+	// topic (its absence: TopicOrder).
+	coordPublisherOrder = 'p'
 )
 
 func (s *coordState) encode() []byte {
@@ -215,6 +221,9 @@ func (s *coordState) encode() []byte {
 	}
 	encodeExpiries(&e, s.Subs)
 	encodeExpiries(&e, s.Active)
+	if s.Order == PublisherOrder {
+		e.byte(coordPublisherOrder)
+	}
 	return e.b
 }
 
@@ -257,6 +266,12 @@ func decodeCoordState(b []byte) (*coordState, error) {
 	}
 	s.Subs = decodeExpiries(&d)
 	s.Active = decodeExpiries(&d)
+	if d.err == nil && len(d.b) > 0 {
+		if b := d.byte(); b != coordPublisherOrder {
+			d.fail(fmt.Errorf("ordering byte %#x", b))
+		}
+		s.Order = PublisherOrder
+	}
 	if err := d.done(); err != nil {
 		return nil, malformed("coordinator: %v", err)
 	}

@@ -180,12 +180,19 @@ func (s *Subscription) poll(ctx context.Context) (int, error) {
 func (s *Subscription) pollHeads(ctx context.Context) (int, error) {
 	c := s.c
 	start := c.now()
+	narrow, wide, dirty, watched := false, false, map[PublisherID]bool(nil), map[PublisherID]bool(nil)
+	if s.hints != nil {
+		wide, dirty, watched = s.hints.take()
+		narrow = !wide
+	}
 	st, _, err := c.readCoord(ctx, s.tk)
 	if err != nil {
+		s.untakeHints(wide, dirty)
 		return 0, err
 	}
 	want, full, err := changedSince(st, func() (map[PublisherID]uint64, error) { return c.registered(ctx, s.tk, st) }, s.lastPoll, start)
 	if err != nil {
+		s.untakeHints(wide, dirty)
 		return 0, err
 	}
 	for p := range want {
@@ -196,10 +203,14 @@ func (s *Subscription) pollHeads(ctx context.Context) (int, error) {
 			want[p] = true
 		}
 	}
+	narrow = narrow && !full
+	if narrow {
+		narrowHeads(want, dirty, watched)
+	}
 	for p := range s.pending {
 		want[p] = true
 	}
-	if !full {
+	if !full && !narrow {
 		for _, p := range sweepNext(s.known, &s.sweep, sweepPerPoll, want) {
 			want[p] = true
 		}

@@ -24,6 +24,7 @@ type engine struct {
 	// topic order (linearizable backends). Otherwise the coordinator is
 	// only the publisher registry and subscribers read head records.
 	ordered bool
+	order   Ordering // TopicOrder (ordered) or PublisherOrder
 	retries atomic.Uint64
 	// reclaimed counts snapshots whose history was deleted.
 	reclaimed atomic.Uint64
@@ -60,10 +61,14 @@ func newEngine(store backend.Store, o options) (*engine, error) {
 	if fw == 0 {
 		fw = min(64, max(4, maxValue/2/60))
 	}
+	order, err := resolveOrdering(o.ordering, caps)
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &engine{
 		store: store, caps: caps, cfg: o, blobs: newBlobStore(store, maxValue, o.cacheBytes),
-		maxValue: maxValue, foldWindow: fw, reg: newRegCache(), ordered: caps.Consistency >= backend.Linearizable,
+		maxValue: maxValue, foldWindow: fw, reg: newRegCache(), ordered: order == TopicOrder, order: order,
 		ctx: ctx, cancel: cancel, announcers: map[string]*announcer{}, written: map[string]writtenCoord{},
 	}, nil
 }
@@ -172,7 +177,8 @@ func (a *announcer) run() {
 type Hub struct{ e *engine }
 
 // NewHub returns a hub on store. Of opts, the ones about shared state apply
-// (WithRetention, WithFoldWindow, WithCacheBytes, WithClock, WithLogger).
+// (WithRetention, WithFoldWindow, WithCacheBytes, WithClock, WithLogger,
+// WithOrdering).
 func NewHub(store backend.Store, opts ...Option) (*Hub, error) {
 	e, err := newEngine(store, buildOptions(opts))
 	if err != nil {

@@ -15,9 +15,10 @@ type Forger struct {
 	c *Client
 }
 
-// NewForger returns a forger that writes to store as identity id.
-func NewForger(store backend.Store, id *Identity) (*Forger, error) {
-	c, err := New(store, id)
+// NewForger returns a forger that writes to store as identity id, through
+// a client made with opts (give the topic's WithOrdering).
+func NewForger(store backend.Store, id *Identity, opts ...Option) (*Forger, error) {
+	c, err := New(store, id, opts...)
 	if err != nil {
 		return nil, err
 	}

@@ -20,12 +20,25 @@ func (s *Subscription) startPush(w backend.Watcher) error {
 	if err != nil {
 		return err
 	}
+	var hints *headHints
+	var wake <-chan struct{}
+	if !s.c.ordered {
+		// Publisher order: a publish moves only its head record.
+		hints = newHeadHints(w, &s.wg)
+		wake = hints.wake
+		s.pollMu.Lock()
+		s.hints = hints
+		s.pollMu.Unlock()
+	}
 	s.wg.Go(func() {
 		t := time.NewTicker(pushSafetyInterval)
 		defer t.Stop()
 		for {
 			if _, err := s.pollEmit(s.ctx); err != nil && s.ctx.Err() != nil {
 				return
+			}
+			if hints != nil {
+				hints.watchNew(s.ctx, s.tk, s.knownPublishers())
 			}
 			select {
 			case <-s.ctx.Done():
@@ -34,7 +47,11 @@ func (s *Subscription) startPush(w backend.Watcher) error {
 				if !ok {
 					return
 				}
+			case <-wake:
 			case <-t.C:
+				if hints != nil {
+					hints.setWide()
+				}
 			}
 		}
 	})

@@ -258,6 +258,10 @@ func (p *topicPublisher) load(ctx context.Context) error {
 		return nil
 	}
 	c := p.c
+	// Refuse a topic of the other ordering before writing anything.
+	if _, _, err := c.readCoord(ctx, p.tk); errors.Is(err, ErrOrderingMismatch) {
+		return err
+	}
 	e, err := p.readOwnHead(ctx)
 	next := uint64(1)
 	switch {
@@ -508,7 +512,7 @@ func (p *topicPublisher) reset(b *inflightBatch, err error) {
 func permanent(err error) bool {
 	return errors.Is(err, ErrConcurrentPublisher) || errors.Is(err, ErrLogRegressed) || errors.Is(err, backend.ErrClosed) ||
 		errors.Is(err, backend.ErrTooLarge) || errors.Is(err, backend.ErrInvalidKey) ||
-		errors.Is(err, ErrMalformed) || errors.Is(err, backend.ErrCorrupt)
+		errors.Is(err, ErrMalformed) || errors.Is(err, backend.ErrCorrupt) || errors.Is(err, ErrOrderingMismatch)
 }
 
 func (p *topicPublisher) finish(b *inflightBatch, err error, unknown bool) {
@@ -574,10 +578,13 @@ func (p *topicPublisher) flush(ctx context.Context, b *inflightBatch) error {
 			return err
 		}
 	} else {
-		// Unordered mode: the signed head record is the announcement; the
-		// coordinator is only the registry, written once per publisher.
-		if err := p.confirmHead(ctx); err != nil {
-			return err
+		// Publisher order: the signed head record is the announcement; the
+		// coordinator is only the registry, written once per publisher. On
+		// a linearizable store the head's compare-and-put is the proof.
+		if c.caps.Consistency < backend.Linearizable {
+			if err := p.confirmHead(ctx); err != nil {
+				return err
+			}
 		}
 		if err := p.register(ctx, ann); err != nil {
 			return err

@@ -96,6 +96,7 @@ type Subscription struct {
 	pending     map[PublisherID]bool
 	headMissing map[PublisherID]int
 	sweep       PublisherID         // round-robin position among known publishers
+	hints       *headHints          // head watches (pushed, publisher order)
 	pre         map[Ref]*prefetched // segments prefetched for this poll
 	audit       auditState
 	pos         posTracker // the position, for each message's cursor

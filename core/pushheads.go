@@ -1,0 +1,157 @@
+package core
+
+import (
+	"context"
+	"maps"
+	"slices"
+	"sync"
+
+	"github.com/stickypub/stickypub/backend"
+)
+
+// Push in publisher order. A publish there changes only the publisher's head
+// record, not the coordinator, so a pushed subscription also watches the
+// head record of every publisher it knows (up to headWatchMax). A hint
+// marks that publisher dirty and wakes the push loop; the next poll then
+// reads the coordinator (new registrations, leases) and only the dirty
+// heads, plus every live publisher whose head is not watched. Hints are
+// only hints: the safety poll (pushSafetyInterval) reads every live head,
+// as a poll without push does.
+
+// headWatchMax bounds the head records one subscription watches. Beyond it,
+// the heads that are not watched are read at every poll while their lease
+// is live.
+const headWatchMax = 1024
+
+// headHints is the head-watch state of a pushed publisher-order
+// subscription. Its own mutex guards it: the push loop and its forwarders
+// write it, polls (under pollMu) read it.
+type headHints struct {
+	mu      sync.Mutex
+	w       backend.Watcher
+	watched map[PublisherID]bool
+	dirty   map[PublisherID]bool
+	wide    bool          // the next poll reads every live head
+	wake    chan struct{} // buffered 1: a hint arrived
+	wg      *sync.WaitGroup
+}
+
+func newHeadHints(w backend.Watcher, wg *sync.WaitGroup) *headHints {
+	return &headHints{w: w, wg: wg, watched: map[PublisherID]bool{}, dirty: map[PublisherID]bool{}, wide: true,
+		wake: make(chan struct{}, 1)}
+}
+
+// mark records a hint for p (nil: a coordinator hint) and wakes the loop.
+func (h *headHints) mark(p *PublisherID) {
+	if p != nil {
+		h.mu.Lock()
+		h.dirty[*p] = true
+		h.mu.Unlock()
+	}
+	select {
+	case h.wake <- struct{}{}:
+	default:
+	}
+}
+
+// setWide makes the next poll read every live head (safety poll).
+func (h *headHints) setWide() {
+	h.mu.Lock()
+	h.wide = true
+	h.mu.Unlock()
+}
+
+// take returns what the next poll must read: wide (every live head), or
+// the dirty publishers and the set of watched ones (whose heads need not be
+// read without a hint). It clears the dirty set and the wide flag; a poll
+// that does not complete restores them with untake.
+func (h *headHints) take() (wide bool, dirty, watched map[PublisherID]bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	wide, dirty = h.wide, h.dirty
+	h.wide, h.dirty = false, map[PublisherID]bool{}
+	return wide, dirty, maps.Clone(h.watched)
+}
+
+// untake restores what take cleared, for a poll that failed.
+func (h *headHints) untake(wide bool, dirty map[PublisherID]bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.wide = h.wide || wide
+	for p := range dirty {
+		h.dirty[p] = true
+	}
+}
+
+// watchNew starts watching the head records of the known publishers that
+// are not watched yet (up to headWatchMax), and marks them dirty: a head
+// that moved between its last read and the watch start is read again. It
+// reports whether it started any (and then wakes the loop).
+func (h *headHints) watchNew(ctx context.Context, tk topicKeys, known []PublisherID) bool {
+	h.mu.Lock()
+	var add []PublisherID
+	for _, p := range known {
+		if len(h.watched)+len(add) >= headWatchMax {
+			break
+		}
+		if !h.watched[p] {
+			add = append(add, p)
+		}
+	}
+	h.mu.Unlock()
+	started := false
+	for _, p := range add {
+		ch, err := h.w.Watch(ctx, tk.head(p))
+		if err != nil {
+			continue // read at every poll instead
+		}
+		h.mu.Lock()
+		h.watched[p], h.dirty[p] = true, true
+		h.mu.Unlock()
+		started = true
+		h.wg.Go(func() { h.forward(p, ch) })
+	}
+	if started {
+		h.mark(nil)
+	}
+	return started
+}
+
+// forward turns the notifications of p's head into hints, and forgets the
+// watch when its channel closes (subscription or store closed).
+func (h *headHints) forward(p PublisherID, ch <-chan backend.Version) {
+	for range ch {
+		h.mark(&p)
+	}
+	h.mu.Lock()
+	delete(h.watched, p)
+	h.mu.Unlock()
+}
+
+// knownPublishers returns the publishers the subscription knows.
+func (s *Subscription) knownPublishers() []PublisherID {
+	s.pollMu.Lock()
+	defer s.pollMu.Unlock()
+	return slices.SortedFunc(maps.Keys(s.known), comparePID)
+}
+
+// narrowHeads reduces want (the live publishers a poll would read) to what
+// a hint-driven poll must read: the dirty publishers and the live ones whose
+// head is not watched.
+func narrowHeads(want, dirty, watched map[PublisherID]bool) {
+	for p := range want {
+		if watched[p] && !dirty[p] {
+			delete(want, p)
+		}
+	}
+	for p := range dirty {
+		want[p] = true
+	}
+}
+
+// untakeHints gives back the hints a failed poll took.
+func (s *Subscription) untakeHints(wide bool, dirty map[PublisherID]bool) {
+	if s.hints != nil {
+		s.hints.untake(wide, dirty)
+	}
+}
