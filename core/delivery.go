@@ -180,15 +180,22 @@ func (s *Subscription) poll(ctx context.Context) (int, error) {
 func (s *Subscription) pollHeads(ctx context.Context) (int, error) {
 	c := s.c
 	start := c.now()
-	narrow, wide, dirty, watched := false, false, map[PublisherID]bool(nil), map[PublisherID]bool(nil)
+	narrow, wide, coordHint, dirty, watched := false, false, true, map[PublisherID]bool(nil), map[PublisherID]bool(nil)
 	if s.hints != nil {
-		wide, dirty, watched = s.hints.take()
+		wide, coordHint, dirty, watched = s.hints.take()
 		narrow = !wide
 	}
-	st, _, err := c.readCoord(ctx, s.tk)
-	if err != nil {
-		s.untakeHints(wide, dirty)
-		return 0, err
+	st := s.lastCoord
+	if !narrow || coordHint || st == nil {
+		// A hint-driven poll reads the coordinator only when it changed
+		// (registrations and leases); a missed hint is caught by the next
+		// safety poll, which reads everything.
+		var err error
+		if st, _, err = c.readCoord(ctx, s.tk); err != nil {
+			s.untakeHints(wide, dirty)
+			return 0, err
+		}
+		s.lastCoord = st
 	}
 	want, full, err := changedSince(st, func() (map[PublisherID]uint64, error) { return c.registered(ctx, s.tk, st) }, s.lastPoll, start)
 	if err != nil {
@@ -217,6 +224,15 @@ func (s *Subscription) pollHeads(ctx context.Context) (int, error) {
 	}
 	pids := slices.SortedFunc(maps.Keys(want), comparePID)
 	heads, errs := c.readHeads(ctx, s.tk, pids)
+	// Read and verify the segments to deliver, publishers in parallel.
+	tips := make([]announcement, 0, len(heads))
+	for i, h := range heads {
+		if h != nil {
+			tips = append(tips, announcement{Pub: pids[i], Seg: h.Seg, To: h.Last})
+		}
+	}
+	s.prefetchChains(ctx, tips)
+	defer func() { s.pre = nil }()
 	clean := true
 	n := 0
 	for i, p := range pids {

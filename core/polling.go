@@ -47,6 +47,9 @@ func (s *Subscription) startPush(w backend.Watcher) error {
 				if !ok {
 					return
 				}
+				if hints != nil {
+					hints.setCoord()
+				}
 			case <-wake:
 			case <-t.C:
 				if hints != nil {

@@ -32,6 +32,7 @@ type headHints struct {
 	watched map[PublisherID]bool
 	dirty   map[PublisherID]bool
 	wide    bool          // the next poll reads every live head
+	coord   bool          // the coordinator changed: the next poll reads it
 	wake    chan struct{} // buffered 1: a hint arrived
 	wg      *sync.WaitGroup
 }
@@ -61,16 +62,24 @@ func (h *headHints) setWide() {
 	h.mu.Unlock()
 }
 
-// take returns what the next poll must read: wide (every live head), or
-// the dirty publishers and the set of watched ones (whose heads need not be
-// read without a hint). It clears the dirty set and the wide flag; a poll
-// that does not complete restores them with untake.
-func (h *headHints) take() (wide bool, dirty, watched map[PublisherID]bool) {
+// setCoord makes the next poll read the coordinator (it changed).
+func (h *headHints) setCoord() {
+	h.mu.Lock()
+	h.coord = true
+	h.mu.Unlock()
+}
+
+// take returns what the next poll must read: wide (the coordinator and
+// every live head), or the coordinator if coord, the dirty publishers, and
+// the set of watched ones (whose heads need not be read without a hint).
+// It clears the flags and the dirty set; a poll that does not complete
+// restores them with untake.
+func (h *headHints) take() (wide, coord bool, dirty, watched map[PublisherID]bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	wide, dirty = h.wide, h.dirty
-	h.wide, h.dirty = false, map[PublisherID]bool{}
-	return wide, dirty, maps.Clone(h.watched)
+	wide, coord, dirty = h.wide, h.coord || h.wide, h.dirty
+	h.wide, h.coord, h.dirty = false, false, map[PublisherID]bool{}
+	return wide, coord, dirty, maps.Clone(h.watched)
 }
 
 // untake restores what take cleared, for a poll that failed.
@@ -78,6 +87,7 @@ func (h *headHints) untake(wide bool, dirty map[PublisherID]bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.wide = h.wide || wide
+	h.coord = true
 	for p := range dirty {
 		h.dirty[p] = true
 	}

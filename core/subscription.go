@@ -97,6 +97,7 @@ type Subscription struct {
 	headMissing map[PublisherID]int
 	sweep       PublisherID         // round-robin position among known publishers
 	hints       *headHints          // head watches (pushed, publisher order)
+	lastCoord   *coordState         // the coordinator the last poll read (publisher order)
 	pre         map[Ref]*prefetched // segments prefetched for this poll
 	audit       auditState
 	pos         posTracker // the position, for each message's cursor
