@@ -70,7 +70,7 @@ func newEnv(t *testing.T) *env {
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
 		switch k {
-		case "HOME", "XDG_CONFIG_HOME", "GORACE", envStore, envIdentity:
+		case "HOME", "XDG_CONFIG_HOME", "GORACE", envStore, envIdentity, envOrdering:
 			continue
 		}
 		e.env = append(e.env, kv)

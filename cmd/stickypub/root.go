@@ -26,6 +26,7 @@ import (
 const (
 	envStore    = "STICKYPUB_STORE"
 	envIdentity = "STICKYPUB_IDENTITY"
+	envOrdering = "STICKYPUB_ORDERING"
 )
 
 // defaultStore is the store used without --store and STICKYPUB_STORE.
@@ -41,6 +42,7 @@ type app struct {
 	identity string
 	timeout  time.Duration
 	verbose  bool
+	ordering string // --ordering: "", "topic" or "publisher"
 
 	stdin          io.Reader
 	stdout, stderr io.Writer
@@ -156,6 +158,9 @@ one keeps the file open and serves the others on a Unix socket next to it
 	pf.DurationVar(&a.timeout, "timeout", 30*time.Second,
 		"time limit of a one-shot command (publish: of each batch) and of the setup of subscribe")
 	pf.BoolVarP(&a.verbose, "verbose", "v", false, "log what the tool does on stderr")
+	pf.StringVar(&a.ordering, "ordering", os.Getenv(envOrdering),
+		"topic ordering: topic (one order of all messages) or publisher (each publisher's in order, no contention between publishers); "+
+			"default: topic on bolt and Redis, publisher on the DHTs; a topic keeps the ordering it was created with (env "+envOrdering+")")
 
 	root.AddCommand(newPublishCmd(a), newSubscribeCmd(a), newInfoCmd(a), newIdentityCmd(a), newDoctorCmd(a))
 	root.AddCommand(newServeCmd(a), newBenchCmd(a), newSwarmCmd(a))
@@ -275,6 +280,15 @@ type session struct {
 	readOnly bool
 }
 
+// orderingOption is the client option of --ordering.
+func (a *app) orderingOption() (core.Option, error) {
+	o, err := core.ParseOrdering(a.ordering)
+	if err != nil {
+		return nil, &usageError{fmt.Errorf("--ordering: %w", err)}
+	}
+	return core.WithOrdering(o), nil
+}
+
 // openSession opens the store and a client with the identity, within ctx.
 func (a *app) openSession(ctx context.Context, opts ...core.Option) (*session, error) {
 	id, _, err := a.loadIdentity()
@@ -285,7 +299,12 @@ func (a *app) openSession(ctx context.Context, opts ...core.Option) (*session, e
 	if err != nil {
 		return nil, err
 	}
-	opts = append([]core.Option{core.WithLogger(a.logger)}, opts...)
+	order, err := a.orderingOption()
+	if err != nil {
+		_ = st.Close()
+		return nil, err
+	}
+	opts = append([]core.Option{core.WithLogger(a.logger), order}, opts...)
 	cst := st
 	if a.wrapStore != nil {
 		cst = a.wrapStore(st)

@@ -89,6 +89,10 @@ func (a *app) serve(cmd *cobra.Command, f serveFlags) (err error) {
 	if err != nil {
 		return err
 	}
+	order, err := a.orderingOption()
+	if err != nil {
+		return err
+	}
 	col := metrics.New()
 	st, _, err := openStore(setup, a.store, a.logger, false)
 	if err != nil {
@@ -99,7 +103,7 @@ func (a *app) serve(cmd *cobra.Command, f serveFlags) (err error) {
 		Store: col.InstrumentStore(st, storeScheme(a.store)), Identity: id, Token: f.token,
 		MaxBodyBytes: f.maxBody, StreamBuffer: f.streamBuffer, WriteTimeout: f.writeTimeout,
 		PollInterval: f.interval, Timeout: a.timeout, Metrics: col.Handler(), Logger: a.logger,
-		ClientOptions: []core.Option{core.WithEventHandler(col.EventHandler(nil))},
+		ClientOptions: []core.Option{core.WithEventHandler(col.EventHandler(nil)), order},
 	})
 	if err != nil {
 		return err
