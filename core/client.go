@@ -4,9 +4,11 @@
 // A Client publishes signed messages to topics and subscribes to topics.
 // Each publisher appends batches of messages to its own log (immutable,
 // content-addressed segments plus a head record only it writes); a small,
-// mergeable coordinator per topic announces how far each log reaches and
-// fixes one topic order. See docs/protocol.md for the algorithms and the
-// argument that no message is lost or duplicated.
+// mergeable coordinator per topic registers publishers and, in topic order,
+// announces how far each log reaches and fixes one order of all messages
+// (see Ordering: publisher order spares independent publishers that shared
+// write). See docs/protocol.md for the algorithms and the argument that no
+// message is lost or duplicated.
 package core
 
 import (
