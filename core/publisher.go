@@ -189,6 +189,7 @@ type topicPublisher struct {
 	leaseUntil int64     // activity lease written in the coordinator (unordered mode)
 	announced  uint64    // highest seq known announced in the coordinator (0: unknown)
 	refreshed  time.Time // when its records were last refreshed (expiring stores)
+	own        ownReclaim
 	inflight   *inflightBatch
 	// ackedMax is the highest seq this client acknowledged on the topic
 	// (guarded by mu; kept across reloads): a reload that finds the log
@@ -279,6 +280,7 @@ func (p *topicPublisher) load(ctx context.Context) error {
 		next = h.Last + 1
 		p.mu.Lock()
 		p.prevSeg, p.headVer, p.headVal, p.base = h.Seg, e.Version, e.Value, h.Base
+		p.own = ownReclaim{loaded: h.Seg}
 		// A previous run may have stopped between its head write and its
 		// announcement: the run loop re-announces lastAnn when missing.
 		p.lastAnn = announcement{Pub: c.pid, Seg: h.Seg, To: h.Last}
@@ -466,6 +468,7 @@ func (p *topicPublisher) flushLoop(tick <-chan time.Time) bool {
 		if err == nil {
 			failures = 0
 			p.finish(b, nil, false)
+			p.maybeReclaimOwn(ctx)
 			continue
 		}
 		c.stats.failures.Add(1)
@@ -497,6 +500,7 @@ func (p *topicPublisher) reset(b *inflightBatch, err error) {
 	rest := p.queue
 	p.queue, p.loaded = nil, false
 	p.prevSeg, p.headVer, p.headVal, p.base, p.recent = Ref{}, 0, nil, 0, nil
+	p.own = ownReclaim{}
 	p.lastAnn, p.registered = announcement{}, false
 	// What it knew of the coordinator and its own records is re-learnt
 	// after the next load.
@@ -570,6 +574,7 @@ func (p *topicPublisher) flush(ctx context.Context, b *inflightBatch) error {
 		}
 		b.headDone = true
 		p.prevSeg = ref
+		p.noteSegment(ref, first, last)
 	}
 	ann := announcement{Pub: c.pid, Seg: b.ref, To: last, Time: b.msgs[len(b.msgs)-1].time, known: p.announced}
 	if c.ordered {

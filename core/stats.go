@@ -18,13 +18,14 @@ type Stats struct {
 	Polling             bool
 	Refreshes           uint64 // refresh rounds of own records on an expiring store
 	Reclaimed           uint64 // snapshots whose history was deleted below retention (shared by a Hub's clients)
+	ReclaimedSegments   uint64 // own segments deleted below retention (publisher order)
 }
 
 type counters struct {
 	published, received, failures, retries atomic.Uint64
 	invalid, duplicates, expired, gaps     atomic.Uint64
 	redelivered, acked                     atomic.Uint64
-	refreshes                              atomic.Uint64
+	refreshes, reclaimedSegs               atomic.Uint64
 }
 
 // Stats returns the client's statistics.
@@ -38,6 +39,6 @@ func (c *Client) Stats() Stats {
 		Retries: s.retries.Load() + c.engine.retries.Load(), Invalid: s.invalid.Load(), Duplicates: s.duplicates.Load(),
 		Expired: s.expired.Load(), Gaps: s.gaps.Load(), ActiveSubscriptions: active, Polling: polling,
 		Redelivered: s.redelivered.Load(), AckWrites: s.acked.Load(),
-		Refreshes: s.refreshes.Load(), Reclaimed: c.engine.reclaimed.Load(),
+		Refreshes: s.refreshes.Load(), Reclaimed: c.engine.reclaimed.Load(), ReclaimedSegments: s.reclaimedSegs.Load(),
 	}
 }
