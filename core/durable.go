@@ -301,6 +301,15 @@ func (d *durable) setExpiry(ctx context.Context, exp int64) error {
 	return nil
 }
 
+// The delivered mark moves ahead of delivery by at most this much: one
+// mark write covers that many announcements (topic order) or seqs of one
+// publisher (publisher order), and after a crash at most that many
+// messages are flagged Redelivered without having been delivered.
+const (
+	markAheadAnns = 64
+	markAheadSeqs = 256
+)
+
 // beforeDeliver is called (under the poll lock) before message seq of p is
 // delivered while the subscription stands at its cursor index; to is the
 // highest seq of p this delivery may reach. It reports whether an earlier
@@ -318,10 +327,13 @@ func (d *durable) beforeDeliver(ctx context.Context, p PublisherID, seq, to uint
 	old := d.mark
 	nm := Cursor{topic: s.tk.id, ordered: s.c.ordered, index: old.index, full: old.nexts()}
 	if s.c.ordered {
-		nm.index = max(old.index, s.target, i+1)
+		// Ahead to what this poll will deliver, but at most markAheadAnns
+		// announcements: what a crash then flags as redelivered without
+		// having been delivered stays bounded during a long catch-up.
+		nm.index = max(old.index, min(s.target, i+markAheadAnns), i+1)
 	}
 	if !nm.covers(i, p, seq) {
-		nm.full[p] = max(nm.full[p], to+1, seq+1)
+		nm.full[p] = max(nm.full[p], min(to, seq+markAheadSeqs-1)+1, seq+1)
 	}
 	d.mark = nm
 	if err := d.write(ctx); err != nil {
