@@ -1,8 +1,10 @@
 package core
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
+	"errors"
 
 	"github.com/stickypub/stickypub/backend"
 )
@@ -33,7 +35,7 @@ func (f *Forger) BadSignature(ctx context.Context, topic string, seq uint64, pay
 	now := f.c.now().UnixNano()
 	sig := id.sign(signedBytes(topic, seq, now, 0, payload))
 	tampered := append([]byte("forged:"), payload...)
-	ref, err := f.c.blobs.put(ctx, (&segment{Publisher: id.PublicKey(), First: seq,
+	ref, err := f.putBlob(ctx, (&segment{Publisher: id.PublicKey(), First: seq,
 		Msgs: []segMsg{{Time: now, Payload: tampered, Sig: sig}}}).encode())
 	if err != nil {
 		return PublisherID{}, err
@@ -47,7 +49,7 @@ func (f *Forger) BadSignature(ctx context.Context, topic string, seq uint64, pay
 func (f *Forger) Impersonate(ctx context.Context, topic string, victim ed25519.PublicKey, seq uint64, payload []byte) error {
 	now := f.c.now().UnixNano()
 	sig := f.c.id.sign(signedBytes(topic, seq, now, 0, payload))
-	ref, err := f.c.blobs.put(ctx, (&segment{Publisher: victim, First: seq,
+	ref, err := f.putBlob(ctx, (&segment{Publisher: victim, First: seq,
 		Msgs: []segMsg{{Time: now, Payload: payload, Sig: sig}}}).encode())
 	if err != nil {
 		return err
@@ -63,7 +65,7 @@ func (f *Forger) Impersonate(ctx context.Context, topic string, victim ed25519.P
 
 // Garbage publishes, as the forger, a "segment" that is not one.
 func (f *Forger) Garbage(ctx context.Context, topic string, seq uint64, junk []byte) error {
-	ref, err := f.c.blobs.put(ctx, junk)
+	ref, err := f.putBlob(ctx, junk)
 	if err != nil {
 		return err
 	}
@@ -80,15 +82,43 @@ func (f *Forger) GarbageHead(ctx context.Context, topic string, seq uint64, junk
 func (f *Forger) publishHead(ctx context.Context, topic string, pid PublisherID, head []byte, seg Ref, seq uint64) error {
 	tk := newTopicKeys(topic)
 	key := tk.head(pid)
-	var expect backend.Version
-	if e, err := f.c.store.Get(ctx, key); err == nil {
-		expect = e.Version
-	}
-	if _, err := f.c.store.CompareAndPut(ctx, key, expect, head); err != nil {
-		return err
+	// Like a real writer, ride out transient errors and the conflicts an
+	// ambiguous earlier attempt causes (fault-injecting stores).
+	for attempt := 0; ; attempt++ {
+		var expect backend.Version
+		e, err := f.c.store.Get(ctx, key)
+		if err == nil {
+			expect = e.Version
+			if bytes.Equal(e.Value, head) {
+				break // an earlier attempt landed
+			}
+		}
+		if err != nil && !errors.Is(err, backend.ErrNotFound) && !retryable(err) {
+			return err
+		}
+		if err == nil || errors.Is(err, backend.ErrNotFound) {
+			if _, err = f.c.store.CompareAndPut(ctx, key, expect, head); err == nil {
+				break
+			}
+			if !retryable(err) && !errors.Is(err, backend.ErrConflict) {
+				return err
+			}
+		}
+		if attempt == 20 {
+			return err
+		}
+		if err := sleepJitter(ctx, attempt); err != nil {
+			return err
+		}
 	}
 	_, err := f.c.announce(ctx, tk, coordOp{anns: []announcement{{Pub: pid, Seg: seg, To: seq, Time: f.c.now().UnixNano()}}})
 	return err
+}
+
+// putBlob stores data as a blob, riding out transient errors.
+func (f *Forger) putBlob(ctx context.Context, data []byte) (ref Ref, err error) {
+	err = retryIO(ctx, func() error { ref, err = f.c.blobs.put(ctx, data); return err })
+	return ref, err
 }
 
 // Close releases the forger.
