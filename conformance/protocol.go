@@ -36,6 +36,7 @@ func RunProtocol(t *testing.T, mk MakeHarness) {
 		t.Run("LargeValues", s.testLargeValues)
 		t.Run("Push", s.testPush)
 		t.Run("OrderingMismatch", s.testOrderingMismatch)
+		t.Run("TopicPolicy", s.testTopicPolicy)
 		t.Run("PublisherOrder", s.runPublisherOrder)
 	})
 }
@@ -59,6 +60,7 @@ func (s *suite) runPublisherOrder(t *testing.T) {
 	t.Run("Forged", po.testForged)
 	t.Run("Retention", po.testRetention)
 	t.Run("Push", po.testPush)
+	t.Run("TopicPolicy", po.testTopicPolicy)
 }
 
 // testPreflight runs the contract tests whose rules the protocol depends on,

@@ -13,6 +13,7 @@ package core
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -45,6 +46,7 @@ type Client struct {
 	subs   map[string]*Subscription
 	poller *poller
 	stats  counters
+	pols   policies
 }
 
 type options struct {
@@ -61,6 +63,7 @@ type options struct {
 	durableFloor   DurableFloor
 	noReclaim      bool
 	ordering       Ordering
+	owners         map[string]ed25519.PublicKey // WithTopicOwner
 }
 
 // Option configures a Client.

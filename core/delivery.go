@@ -77,6 +77,11 @@ func (s *Subscription) poll(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("%w: %q", ErrNotSubscribed, s.tk.name)
 	}
 	c := s.c
+	pol, err := c.readPolicy(ctx, s.tk, policyRefresh)
+	if err != nil {
+		return 0, err
+	}
+	s.policy = pol
 	if !c.ordered {
 		return s.pollHeads(ctx)
 	}
@@ -440,6 +445,11 @@ func (s *Subscription) deliver(ctx context.Context, a announcement) (int, error)
 			}
 			if m.Expired(s.c.now()) {
 				s.c.stats.expired.Add(1)
+				s.setNext(a.Pub, seq+1)
+				continue
+			}
+			if !s.policy.Allows(a.Pub) {
+				s.c.stats.denied.Add(1)
 				s.setNext(a.Pub, seq+1)
 				continue
 			}

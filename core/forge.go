@@ -123,3 +123,31 @@ func (f *Forger) putBlob(ctx context.Context, data []byte) (ref Ref, err error) 
 
 // Close releases the forger.
 func (f *Forger) Close(ctx context.Context) error { return f.c.Close(ctx) }
+
+// ForgePolicy overwrites topic's write-access policy with one signed by
+// the forger's key, allowing allowed (raw: junk instead, if not nil).
+func (f *Forger) ForgePolicy(ctx context.Context, topic string, allowed []PublisherID, raw []byte) error {
+	key := newTopicKeys(topic).policy()
+	rec := raw
+	if rec == nil {
+		rec = encodePolicy(f.c.id, topic, 1<<40, allowed)
+	}
+	for attempt := 0; ; attempt++ {
+		var expect backend.Version
+		e, err := f.c.store.Get(ctx, key)
+		if err == nil {
+			expect = e.Version
+		}
+		if err == nil || errors.Is(err, backend.ErrNotFound) {
+			if _, err = f.c.store.CompareAndPut(ctx, key, expect, rec); err == nil {
+				return nil
+			}
+		}
+		if !retryable(err) && !errors.Is(err, backend.ErrConflict) || attempt == 20 {
+			return err
+		}
+		if err := sleepJitter(ctx, attempt); err != nil {
+			return err
+		}
+	}
+}

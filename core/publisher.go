@@ -263,6 +263,9 @@ func (p *topicPublisher) load(ctx context.Context) error {
 	if _, _, err := c.readCoord(ctx, p.tk); errors.Is(err, ErrOrderingMismatch) {
 		return err
 	}
+	if err := c.checkAllowed(ctx, p.tk); err != nil {
+		return err
+	}
 	e, err := p.readOwnHead(ctx)
 	next := uint64(1)
 	switch {
@@ -516,7 +519,8 @@ func (p *topicPublisher) reset(b *inflightBatch, err error) {
 func permanent(err error) bool {
 	return errors.Is(err, ErrConcurrentPublisher) || errors.Is(err, ErrLogRegressed) || errors.Is(err, backend.ErrClosed) ||
 		errors.Is(err, backend.ErrTooLarge) || errors.Is(err, backend.ErrInvalidKey) ||
-		errors.Is(err, ErrMalformed) || errors.Is(err, backend.ErrCorrupt) || errors.Is(err, ErrOrderingMismatch)
+		errors.Is(err, ErrMalformed) || errors.Is(err, backend.ErrCorrupt) || errors.Is(err, ErrOrderingMismatch) ||
+		errors.Is(err, ErrNotAllowed) || errors.Is(err, ErrForgedPolicy)
 }
 
 func (p *topicPublisher) finish(b *inflightBatch, err error, unknown bool) {

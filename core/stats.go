@@ -19,13 +19,14 @@ type Stats struct {
 	Refreshes           uint64 // refresh rounds of own records on an expiring store
 	Reclaimed           uint64 // snapshots whose history was deleted below retention (shared by a Hub's clients)
 	ReclaimedSegments   uint64 // own segments deleted below retention (publisher order)
+	Denied              uint64 // messages not delivered: their publisher is not allowed by the topic's policy
 }
 
 type counters struct {
 	published, received, failures, retries atomic.Uint64
 	invalid, duplicates, expired, gaps     atomic.Uint64
 	redelivered, acked                     atomic.Uint64
-	refreshes, reclaimedSegs               atomic.Uint64
+	refreshes, reclaimedSegs, denied       atomic.Uint64
 }
 
 // Stats returns the client's statistics.
@@ -40,5 +41,6 @@ func (c *Client) Stats() Stats {
 		Expired: s.expired.Load(), Gaps: s.gaps.Load(), ActiveSubscriptions: active, Polling: polling,
 		Redelivered: s.redelivered.Load(), AckWrites: s.acked.Load(),
 		Refreshes: s.refreshes.Load(), Reclaimed: c.engine.reclaimed.Load(), ReclaimedSegments: s.reclaimedSegs.Load(),
+		Denied: s.denied.Load(),
 	}
 }

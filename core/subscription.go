@@ -98,6 +98,7 @@ type Subscription struct {
 	sweep       PublisherID         // round-robin position among known publishers
 	hints       *headHints          // head watches (pushed, publisher order)
 	lastCoord   *coordState         // the coordinator the last poll read (publisher order)
+	policy      *Policy             // the topic's write-access policy at this poll (nil: open)
 	pre         map[Ref]*prefetched // segments prefetched for this poll
 	audit       auditState
 	pos         posTracker // the position, for each message's cursor

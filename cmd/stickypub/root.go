@@ -163,7 +163,7 @@ one keeps the file open and serves the others on a Unix socket next to it
 			"default: topic on bolt and Redis, publisher on the DHTs; a topic keeps the ordering it was created with (env "+envOrdering+")")
 
 	root.AddCommand(newPublishCmd(a), newSubscribeCmd(a), newInfoCmd(a), newIdentityCmd(a), newDoctorCmd(a))
-	root.AddCommand(newServeCmd(a), newBenchCmd(a), newSwarmCmd(a))
+	root.AddCommand(newServeCmd(a), newBenchCmd(a), newSwarmCmd(a), newTopicCmd(a))
 	return root
 }
 
