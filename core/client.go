@@ -91,7 +91,7 @@ func WithVerifyInterval(d time.Duration) Option { return func(o *options) { o.ve
 
 // WithFoldWindow sets how many announcements the coordinator keeps before
 // folding them into a snapshot (default: as many as fit half a value, at
-// most 256).
+// most 64).
 func WithFoldWindow(n int) Option { return func(o *options) { o.foldWindow = max(n, 2) } }
 
 // WithCacheBytes bounds the cache of immutable blobs (default 64 MiB).

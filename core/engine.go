@@ -20,9 +20,10 @@ type engine struct {
 	blobs      *blobStore
 	maxValue   int
 	foldWindow int
-	// ordered: every batch is announced in the coordinator, which fixes one
-	// topic order (linearizable backends). Otherwise the coordinator is
-	// only the publisher registry and subscribers read head records.
+	// ordered (TopicOrder): every batch is announced in the coordinator,
+	// which fixes one order of all messages. Otherwise (PublisherOrder) the
+	// coordinator is only the publisher registry and subscribers read head
+	// records.
 	ordered bool
 	order   Ordering // TopicOrder (ordered) or PublisherOrder
 	retries atomic.Uint64

@@ -59,12 +59,18 @@ var (
 // After a permanent error the topic publisher reloads its head record at the
 // next publish, so one failure never wedges later publishes.
 type PublishError struct {
-	Topic          string
-	FirstSeq       uint64
-	LastSeq        uint64
-	StillQueued    bool
+	// Topic is the topic published to.
+	Topic string
+	// FirstSeq and LastSeq are the sequence numbers the messages got.
+	FirstSeq, LastSeq uint64
+	// StillQueued: the caller's context ended first; the messages keep
+	// their seqs and are still published while the client is open.
+	StillQueued bool
+	// OutcomeUnknown: the messages may be in the log (see
+	// ErrOutcomeUnknown); settle with Client.Retry.
 	OutcomeUnknown bool
-	Err            error
+	// Err is the cause.
+	Err error
 
 	msgs []*pendingMsg // for Client.Retry
 	req  *pubRequest   // StillQueued: the request still in the queue

@@ -1,6 +1,8 @@
 package core
 
-// EventKind names what happened; it maps the seed's event names to Go.
+// EventKind names what happened to a client: a message published or
+// delivered, a gap, an invalid record, an error, polling started or
+// stopped.
 type EventKind int
 
 // Event kinds.
@@ -51,23 +53,38 @@ func (k EventKind) String() string {
 
 // Event is passed to the handler set with WithEventHandler.
 type Event struct {
-	Kind    EventKind
-	Topic   string
-	Seq     uint64
-	Count   int
+	// Kind says what happened; it decides which other fields are set.
+	Kind EventKind
+	// Topic is the topic concerned ("" for client-wide events such as
+	// polling started or stopped).
+	Topic string
+	// Seq is the sequence number concerned (a published or delivered
+	// message), when there is one.
+	Seq uint64
+	// Count is how many messages the event covers (a poll that delivered
+	// several, a batch).
+	Count int
+	// Message is the delivered message (EventMessage).
 	Message *Message
-	Gap     *Gap
-	Err     error
+	// Gap is the reported gap (EventGap).
+	Gap *Gap
+	// Err is the error of a failure event (publish, poll, invalid record).
+	Err error
 }
 
 // Gap reports that messages From..To (inclusive) of a publisher on a topic
 // could not be delivered: they are missing from the store or failed
 // verification. A gap is never skipped silently.
 type Gap struct {
-	Topic     string
+	// Topic is the topic of the missing messages.
+	Topic string
+	// Publisher is the publisher whose messages are missing.
 	Publisher PublisherID
-	From, To  uint64
-	Reason    string
+	// From and To are the first and last missing sequence numbers.
+	From, To uint64
+	// Reason says why, e.g. "dropped by retention before delivery" or
+	// "segment missing from the store".
+	Reason string
 }
 
 func (c *Client) emit(ev Event) {

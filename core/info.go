@@ -12,12 +12,15 @@ import (
 
 // TopicInfo describes a topic as its coordinator records it.
 type TopicInfo struct {
+	// Topic is the topic's name.
 	Topic string
 	// Version of the coordinator (0: the topic has no coordinator yet).
 	Version backend.Version
-	// Announcements ever made; RetainedFrom is the first one retained.
+	// Announcements ever made (topic order; registrations in publisher
+	// order).
 	Announcements uint64
-	RetainedFrom  uint64
+	// RetainedFrom is the first announcement retained (topic order).
+	RetainedFrom uint64
 	// Publishers with their highest announced sequence number.
 	Publishers []PublisherInfo
 	// Subscribers whose records have not expired.
@@ -35,13 +38,18 @@ type TopicInfo struct {
 
 // PublisherInfo is one publisher of a topic.
 type PublisherInfo struct {
-	ID      PublisherID
+	// ID identifies the publisher.
+	ID PublisherID
+	// LastSeq is its highest announced sequence number.
 	LastSeq uint64
 }
 
 // SubscriberInfo is one live subscription of a topic.
 type SubscriberInfo struct {
-	ID      PublisherID
+	// ID identifies the subscriber (its key's ID, or a durable
+	// subscription's ID).
+	ID PublisherID
+	// Expires is when its record expires unless renewed.
 	Expires time.Time
 }
 

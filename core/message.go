@@ -13,8 +13,9 @@ import (
 type Message struct {
 	// Topic the message was published to.
 	Topic string
-	// Publisher is the publisher's public key; PublisherID its short form.
-	Publisher   ed25519.PublicKey
+	// Publisher is the publisher's public key.
+	Publisher ed25519.PublicKey
+	// PublisherID is the short form of Publisher, as in keys and Info.
 	PublisherID PublisherID
 	// Seq is the publisher's sequence number on this topic, from 1.
 	Seq uint64

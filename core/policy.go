@@ -38,10 +38,14 @@ var (
 
 // Policy is a topic's write-access policy.
 type Policy struct {
-	Topic   string
-	Owner   ed25519.PublicKey // signs every version
-	Version uint64            // starts at 1, grows with every change
-	Allowed []PublisherID     // sorted
+	// Topic is the topic the policy governs.
+	Topic string
+	// Owner is the key that created the policy and signs every version.
+	Owner ed25519.PublicKey
+	// Version starts at 1 and grows with every change.
+	Version uint64
+	// Allowed lists the publishers that may publish, sorted.
+	Allowed []PublisherID
 }
 
 // Allows reports whether p may publish under the policy (a nil policy

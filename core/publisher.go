@@ -20,11 +20,15 @@ const MaxPayload = 1 << 20
 var ErrPayloadTooLarge = fmt.Errorf("core: payload larger than %d bytes", MaxPayload)
 
 // Receipt acknowledges one published message: it is durable in the
-// publisher's log and announced in the topic coordinator.
+// publisher's log and announced (in the topic coordinator in topic order,
+// by the publisher's head record in publisher order).
 type Receipt struct {
+	// Topic is the topic published to.
 	Topic string
-	Seq   uint64
-	Time  time.Time
+	// Seq is the message's sequence number (per publisher and topic).
+	Seq uint64
+	// Time is the publisher's clock when the message was queued.
+	Time time.Time
 }
 
 // PublishOption configures Publish and PublishBatch.

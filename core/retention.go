@@ -6,14 +6,22 @@ import (
 )
 
 // Retention bounds how much history a late joiner receives. Zero fields
-// mean "no limit". Retention is applied when the coordinator window is
-// folded into a snapshot, at snapshot granularity: at least MaxMessages of
-// the newest messages stay retained, and snapshots whose newest message is
-// older than MaxAge are dropped. The current window is always retained.
-// Every client that publishes to a topic should use the same policy.
+// mean "no limit".
+//
+// In topic order it is topic-wide and applied when the coordinator window
+// is folded into a snapshot, at snapshot granularity: at least MaxMessages
+// of the newest messages stay retained, and snapshots whose newest message
+// is older than MaxAge are dropped; the current window is always retained.
+// In publisher order it is per publisher: each publisher's head record
+// retains its newest MaxMessages, and those younger than MaxAge. On stores
+// with backend.Deleter what retention drops is deleted (see WithoutReclaim
+// and docs/protocol.md, "Bounded storage"). Every client that publishes to
+// a topic should use the same policy.
 type Retention struct {
+	// MaxMessages keeps at least this many of the newest messages.
 	MaxMessages uint64
-	MaxAge      time.Duration
+	// MaxAge drops messages older than this (by the publishers' clocks).
+	MaxAge time.Duration
 }
 
 func (c *engine) loadSnapshot(ctx context.Context, ref Ref) (*snapshot, error) {

@@ -14,8 +14,8 @@ type Stats struct {
 	Gaps                uint64 // gaps reported
 	Redelivered         uint64 // messages delivered flagged Redelivered (durable subscriptions)
 	AckWrites           uint64 // durable positions stored by Ack
-	ActiveSubscriptions int
-	Polling             bool
+	ActiveSubscriptions int    // subscriptions open on the client
+	Polling             bool   // background polling (StartPolling) runs
 	Refreshes           uint64 // refresh rounds of own records on an expiring store
 	Reclaimed           uint64 // snapshots whose history was deleted below retention (shared by a Hub's clients)
 	ReclaimedSegments   uint64 // own segments deleted below retention (publisher order)

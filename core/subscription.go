@@ -60,8 +60,10 @@ func WithoutPush() SubscribeOption { return func(o *subscribeOptions) { o.push =
 func WithoutRecord() SubscribeOption { return func(o *subscribeOptions) { o.noRecord = true } }
 
 // Subscription is one topic followed by a client. Messages arrive on
-// Messages in the topic order, each exactly once; gaps are reported on
-// Gaps (and as EventGap). Both channels are closed by Unsubscribe and Close.
+// Messages exactly once, each publisher's in sequence order, and in topic
+// order all of them in the one order every subscriber sees (see Ordering);
+// gaps are reported on Gaps (and as EventGap). Both channels are closed by
+// Unsubscribe and Close.
 type Subscription struct {
 	c    *Client
 	tk   topicKeys
