@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -64,7 +65,13 @@ type options struct {
 	noReclaim      bool
 	ordering       Ordering
 	owners         map[string]ed25519.PublicKey // WithTopicOwner
+	// engineOpts names the options given that configure the engine (the
+	// state a Hub's clients share): with WithHub they belong to NewHub.
+	engineOpts []string
 }
+
+// engineOpt records that an engine option was given.
+func (o *options) engineOpt(name string) { o.engineOpts = append(o.engineOpts, name) }
 
 // Option configures a Client.
 type Option func(*options)
@@ -78,7 +85,9 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l 
 
 // WithRetention sets the retention policy applied when this client folds
 // a topic's coordinator.
-func WithRetention(r Retention) Option { return func(o *options) { o.retention = r } }
+func WithRetention(r Retention) Option {
+	return func(o *options) { o.retention = r; o.engineOpt("WithRetention") }
+}
 
 // WithMaxBatch bounds how many queued messages one log write takes
 // (default 1024).
@@ -92,13 +101,19 @@ func WithVerifyInterval(d time.Duration) Option { return func(o *options) { o.ve
 // WithFoldWindow sets how many announcements the coordinator keeps before
 // folding them into a snapshot (default: as many as fit half a value, at
 // most 64).
-func WithFoldWindow(n int) Option { return func(o *options) { o.foldWindow = max(n, 2) } }
+func WithFoldWindow(n int) Option {
+	return func(o *options) { o.foldWindow = max(n, 2); o.engineOpt("WithFoldWindow") }
+}
 
 // WithCacheBytes bounds the cache of immutable blobs (default 64 MiB).
-func WithCacheBytes(n int) Option { return func(o *options) { o.cacheBytes = n } }
+func WithCacheBytes(n int) Option {
+	return func(o *options) { o.cacheBytes = n; o.engineOpt("WithCacheBytes") }
+}
 
 // WithClock replaces time.Now (tests).
-func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
+func WithClock(now func() time.Time) Option {
+	return func(o *options) { o.now = now; o.engineOpt("WithClock") }
+}
 
 func buildOptions(opts []Option) options {
 	o := options{maxBatch: 1024, verifyInterval: 500 * time.Millisecond, cacheBytes: 64 << 20, now: time.Now,
@@ -122,6 +137,12 @@ func New(store backend.Store, id *Identity, opts ...Option) (*Client, error) {
 			return nil, errors.New("core: WithHub: the hub uses another store")
 		}
 		e = o.hub.e
+		if len(o.engineOpts) > 0 {
+			// The hub's engine options apply to all its clients (folds,
+			// retention of heads, clock, cache, reclaiming).
+			o.logger.Warn("stickypub: options of a client made WithHub are ignored; give them to NewHub",
+				"options", strings.Join(o.engineOpts, ", "))
+		}
 		if o.ordering != OrderDefault && o.ordering != e.order {
 			return nil, fmt.Errorf("%w: WithOrdering(%s) on a client of a hub in %s order (give the ordering to NewHub)",
 				ErrOrderingMismatch, o.ordering, e.order)

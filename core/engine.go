@@ -191,5 +191,9 @@ func NewHub(store backend.Store, opts ...Option) (*Hub, error) {
 // Close stops the hub's background work. Close the hub's clients first.
 func (h *Hub) Close() { h.e.close() }
 
-// WithHub makes the client share h's engine (see Hub).
+// WithHub makes the client share h's engine (see Hub). The engine options
+// (WithRetention, WithFoldWindow, WithCacheBytes, WithClock,
+// WithoutReclaim, WithDurableFloor, WithOrdering) are the hub's, given to
+// NewHub: given to such a client they are ignored with a warning (a
+// different ordering is an error).
 func WithHub(h *Hub) Option { return func(o *options) { o.hub = h } }

@@ -642,7 +642,7 @@ func (p *topicPublisher) confirmHead(ctx context.Context) error {
 // retainBase returns the first seq to keep after writing up to last at t,
 // under the client's retention policy, counted per publisher.
 func (p *topicPublisher) retainBase(last uint64, t int64) uint64 {
-	r := p.c.opts.retention
+	r := p.c.cfg.retention // the engine's: with a Hub, the hub's
 	base := max(p.base, 1)
 	if r.MaxMessages > 0 && last >= r.MaxMessages {
 		base = max(base, last-r.MaxMessages+1)

@@ -19,11 +19,15 @@ type DurableFloor func(ctx context.Context, topic string) (index uint64, ok bool
 // WithDurableFloor installs an extra hook that bounds reclaiming (for
 // positions kept outside the store). The topic's own durable subscriptions
 // always bound it (engine.durableFloor); the lower of the two wins.
-func WithDurableFloor(fn DurableFloor) Option { return func(o *options) { o.durableFloor = fn } }
+func WithDurableFloor(fn DurableFloor) Option {
+	return func(o *options) { o.durableFloor = fn; o.engineOpt("WithDurableFloor") }
+}
 
 // WithoutReclaim keeps everything retention dropped in the store (by
 // default it is deleted on stores that implement backend.Deleter).
-func WithoutReclaim() Option { return func(o *options) { o.noReclaim = true } }
+func WithoutReclaim() Option {
+	return func(o *options) { o.noReclaim = true; o.engineOpt("WithoutReclaim") }
+}
 
 // reclaim deletes the history that st already had below retention and
 // returns the new ReclaimedTo. It runs while folding, before the folded

@@ -46,7 +46,7 @@ type ownReclaim struct {
 func (p *topicPublisher) reclaimEnabled() bool {
 	c := p.c
 	_, ok := c.store.(backend.Deleter)
-	return ok && !c.ordered && !c.cfg.noReclaim && p.c.opts.retention != (Retention{})
+	return ok && !c.ordered && !c.cfg.noReclaim && c.cfg.retention != (Retention{})
 }
 
 // noteSegment records a segment written by this publisher.
