@@ -8,6 +8,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/stickypub/stickypub/backend"
 )
 
 // rfc6962Root is the Merkle tree hash of RFC 6962 written as the RFC
@@ -292,4 +294,45 @@ func TestForgedSegmentMakesNoGap(t *testing.T) {
 	assert.EqualValues(t, 3, msgs[0].Seq)
 	assert.EqualValues(t, 10, msgs[7].Seq)
 	assert.Zero(t, sc.Stats().Gaps)
+}
+
+// Retry recognizes a batch already in the log by content (the messages'
+// leaf hashes), not by signatures: the same message is acknowledged with
+// its seq, another payload or time at that seq is ErrConcurrentPublisher.
+func TestRetryComparesContent(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		change func(m *pendingMsg)
+		err    error
+	}{
+		{"same", func(*pendingMsg) {}, nil},
+		{"other payload", func(m *pendingMsg) { m.payload = []byte("TWO") }, ErrConcurrentPublisher},
+		{"other time", func(m *pendingMsg) { m.time++ }, ErrConcurrentPublisher},
+		{"other ttl", func(m *pendingMsg) { m.ttl++ }, ErrConcurrentPublisher},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ctx := testCtx(t)
+			store := &breakable{Store: newMem(t), failPrefix: "c/", failErr: backend.ErrClosed}
+			pub := newClient(t, store)
+			_, err := pub.Publish(ctx, "t", []byte("one"))
+			require.NoError(t, err)
+			store.failing.Store(true)
+			_, err = pub.Publish(ctx, "t", []byte("two"))
+			require.ErrorIs(t, err, ErrOutcomeUnknown)
+			store.failing.Store(false)
+			var pe *PublishError
+			require.ErrorAs(t, err, &pe)
+			m := pe.msgs[0]
+			again := &pendingMsg{seq: m.seq, time: m.time, ttl: m.ttl, payload: m.payload, req: m.req}
+			c.change(again)
+			pe.msgs = []*pendingMsg{again}
+			rs, err := pub.Retry(ctx, pe)
+			if c.err != nil {
+				require.ErrorIs(t, err, c.err)
+				return
+			}
+			require.NoError(t, err)
+			require.EqualValues(t, 2, rs[0].Seq)
+		})
+	}
 }
