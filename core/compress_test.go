@@ -36,8 +36,9 @@ func testSegment(t *testing.T, payloads ...[]byte) *segment {
 	require.NoError(t, err)
 	s := &segment{Publisher: id.PublicKey(), First: 1}
 	for _, p := range payloads {
-		s.Msgs = append(s.Msgs, segMsg{Time: 42, Payload: p, Sig: random(t, 64)})
+		s.Msgs = append(s.Msgs, segMsg{Time: 42, Payload: p})
 	}
+	s.sign(id, "t", nil)
 	return s
 }
 

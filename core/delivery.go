@@ -426,11 +426,7 @@ func (s *Subscription) deliver(ctx context.Context, a announcement) (int, error)
 			s.gap(a.Pub, sg.from, sg.to, sg.reason)
 			continue
 		}
-		msgs := sg.msgs
-		if msgs == nil {
-			msgs = verifySegment(s.tk.name, sg.seg)
-		}
-		for i, m := range msgs {
+		for i, m := range sg.msgs {
 			seq := sg.seg.First + uint64(i)
 			if seq < s.next(a.Pub) {
 				s.c.stats.duplicates.Add(1)
@@ -438,10 +434,6 @@ func (s *Subscription) deliver(ctx context.Context, a announcement) (int, error)
 			}
 			if seq > a.To || seq > s.next(a.Pub) {
 				break
-			}
-			if m == nil {
-				s.invalidOnce(digest(sg.seg.Msgs[i].Sig), fmt.Errorf("%w: message %d of %s on %q", ErrBadSignature, seq, a.Pub, s.tk.name))
-				return n, nil
 			}
 			if m.Expired(s.c.now()) {
 				s.c.stats.expired.Add(1)
@@ -498,14 +490,14 @@ func (s *Subscription) gap(p PublisherID, from, to uint64, reason string) {
 // segPart is a segment to deliver, or a hole [from, to] when seg is nil.
 type segPart struct {
 	seg      *segment
-	msgs     []*Message // verified already (prefetched), or nil
+	msgs     []*Message // its messages, verified
 	from, to uint64
 	reason   string
 }
 
-// collect loads the segments covering [from, a.To], oldest first. A segment
-// that fails verification ends the walk: what it would cover is not
-// delivered now.
+// collect loads and verifies the segments covering [from, a.To], oldest
+// first. A segment that fails verification ends the walk and cancels it:
+// nothing of this announcement is delivered now.
 func (s *Subscription) collect(ctx context.Context, a announcement, from uint64) ([]segPart, error) {
 	var parts []segPart
 	ref, upTo := a.Seg, a.To
@@ -538,6 +530,19 @@ func (s *Subscription) collect(ctx context.Context, a announcement, from uint64)
 				parts = nil // nothing older can be delivered without this one
 			}
 			break
+		}
+		if msgs == nil {
+			if msgs, err = verifySegment(s.tk.name, sg); err != nil {
+				// Not signed by its publisher as it stands (altered,
+				// truncated, spliced, reordered, signed by another key):
+				// nothing of it or behind it is delivered, and the expected
+				// seq does not move, so the real messages still arrive.
+				// Its First and Prev are not trusted either: a forged
+				// segment cannot make a "log starts later" gap.
+				s.invalidOnce(ref, err)
+				parts = nil
+				break
+			}
 		}
 		if sg.last() < upTo {
 			s.invalidOnce(ref, malformed("announcement of %s to %d names a segment ending at %d", a.Pub, upTo, sg.last()))
@@ -635,7 +640,11 @@ func (s *Subscription) prefetch(ctx context.Context, anns []announcement) {
 		if err != nil || PublisherIDOf(sg.Publisher) != wants[i].pub {
 			return nil
 		}
-		got[i] = &prefetched{seg: sg, msgs: verifySegment(s.tk.name, sg)}
+		msgs, err := verifySegment(s.tk.name, sg)
+		if err != nil {
+			return nil // delivery verifies it again, and counts it
+		}
+		got[i] = &prefetched{seg: sg, msgs: msgs}
 		return nil
 	})
 	s.pre = make(map[Ref]*prefetched, len(wants))

@@ -33,10 +33,10 @@ func NewForger(store backend.Store, id *Identity, opts ...Option) (*Forger, erro
 func (f *Forger) BadSignature(ctx context.Context, topic string, seq uint64, payload []byte) (PublisherID, error) {
 	id := f.c.id
 	now := f.c.now().UnixNano()
-	sig := id.sign(signedBytes(topic, seq, now, 0, payload))
-	tampered := append([]byte("forged:"), payload...)
-	ref, err := f.putBlob(ctx, (&segment{Publisher: id.PublicKey(), First: seq,
-		Msgs: []segMsg{{Time: now, Payload: tampered, Sig: sig}}}).encode())
+	sg := &segment{Publisher: id.PublicKey(), First: seq, Msgs: []segMsg{{Time: now, Payload: payload}}}
+	sg.sign(id, topic, nil)
+	sg.Msgs[0].Payload = append([]byte("forged:"), payload...)
+	ref, err := f.putBlob(ctx, sg.encode())
 	if err != nil {
 		return PublisherID{}, err
 	}
@@ -48,9 +48,9 @@ func (f *Forger) BadSignature(ctx context.Context, topic string, seq uint64, pay
 // forger's key that claims to be the victim's.
 func (f *Forger) Impersonate(ctx context.Context, topic string, victim ed25519.PublicKey, seq uint64, payload []byte) error {
 	now := f.c.now().UnixNano()
-	sig := f.c.id.sign(signedBytes(topic, seq, now, 0, payload))
-	ref, err := f.putBlob(ctx, (&segment{Publisher: victim, First: seq,
-		Msgs: []segMsg{{Time: now, Payload: payload, Sig: sig}}}).encode())
+	sg := &segment{Publisher: victim, First: seq, Msgs: []segMsg{{Time: now, Payload: payload}}}
+	sg.sign(f.c.id, topic, nil)
+	ref, err := f.putBlob(ctx, sg.encode())
 	if err != nil {
 		return err
 	}

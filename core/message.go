@@ -3,13 +3,12 @@ package core
 import (
 	"crypto/ed25519"
 	"fmt"
-	"runtime"
-	"sync"
 	"time"
 )
 
 // Message is one published message as a subscriber receives it. Every
-// delivered message had its signature verified.
+// delivered message was verified: its segment's signature, over a Merkle
+// root that the message's own hash is part of.
 type Message struct {
 	// Topic the message was published to.
 	Topic string
@@ -25,7 +24,10 @@ type Message struct {
 	TTL time.Duration
 	// Payload is the application data.
 	Payload []byte
-	// Signature is the publisher's Ed25519 signature.
+	// Signature is the publisher's Ed25519 signature over the segment that
+	// holds the message (one per segment, over the root of a Merkle tree
+	// of the segment's messages); Proof returns what else a third party
+	// needs to check it covers this message.
 	Signature []byte
 	// Cursor is the subscription's position after this message: give it to
 	// FromCursor to resume right after it.
@@ -39,6 +41,7 @@ type Message struct {
 
 	sub    *Subscription // the subscription that delivered it (for Ack)
 	serial uint64        // its place in that subscription's delivery order
+	auth   *segAuth      // its verified segment (for Proof)
 }
 
 // Expired reports whether the message's TTL has passed at now.
@@ -46,46 +49,40 @@ func (m *Message) Expired(now time.Time) bool {
 	return m.TTL > 0 && now.After(m.Time.Add(m.TTL))
 }
 
-// signedBytes is the exact byte string a message signature covers. The
-// topic name is included, so a segment replayed under another topic does
-// not verify.
-func signedBytes(topic string, seq uint64, t int64, ttl int64, payload []byte) []byte {
-	var e encoder
-	e.raw([]byte("stickypub/msg/v1\x00"))
-	e.str(topic)
-	e.uvarint(seq)
-	e.varint(t)
-	e.varint(ttl)
-	e.bytes(payload)
-	return e.b
-}
-
 // segment is one immutable batch of consecutive messages of one publisher,
 // stored as a blob. Prev links to the publisher's previous segment on the
 // same topic, so a subscriber can walk back from any segment it learns of.
+// Sig is the publisher's one signature over the whole segment (see
+// segSigned): format 2 signs segments, not messages.
 type segment struct {
 	Publisher ed25519.PublicKey
 	Prev      Ref
 	First     uint64
 	Msgs      []segMsg
+	Sig       []byte
 }
 
 type segMsg struct {
 	Time    int64 // unix nanoseconds
 	TTL     int64 // nanoseconds
 	Payload []byte
-	Sig     []byte
 }
 
-const segmentTag = 0x53 // 'S', format version 1
+// Segment tags. Format 1 ('S', a signature per message) is no longer read:
+// there was no stored data to migrate, and its segments fail with
+// ErrMalformed.
+const (
+	segmentTagV1 = 0x53 // 'S', format 1: rejected
+	segmentTag   = 0x4D // 'M', format 2: one signature over a Merkle root
+)
 
 func (s *segment) last() uint64 { return s.First + uint64(len(s.Msgs)) - 1 }
 
 // encode returns the segment's stored form: compressed when that pays
-// (see compressSegment), else its 'S' encoding.
+// (see compressSegment), else its 'M' encoding.
 func (s *segment) encode() []byte { return compressSegment(s.encodeRaw()) }
 
-// encodeRaw returns the segment's uncompressed 'S' encoding.
+// encodeRaw returns the segment's uncompressed 'M' encoding.
 func (s *segment) encodeRaw() []byte {
 	var e encoder
 	e.byte(segmentTag)
@@ -97,8 +94,8 @@ func (s *segment) encodeRaw() []byte {
 		e.varint(m.Time)
 		e.varint(m.TTL)
 		e.bytes(m.Payload)
-		e.raw(m.Sig)
 	}
+	e.raw(s.Sig)
 	return e.b
 }
 
@@ -111,14 +108,18 @@ func decodeSegment(b []byte) (*segment, error) {
 		b = raw
 	}
 	d := decoder{b: b}
-	if tag := d.byte(); tag != segmentTag {
+	switch tag := d.byte(); tag {
+	case segmentTag:
+	case segmentTagV1:
+		return nil, malformed("segment format 1 (a signature per message) is no longer read")
+	default:
 		return nil, malformed("segment tag %#x", tag)
 	}
 	s := &segment{Publisher: ed25519.PublicKey(d.raw(ed25519.PublicKeySize))}
 	copy(s.Prev[:], d.raw(32))
 	s.First = d.uvarint()
-	n := d.count(3 + ed25519.SignatureSize)
-	if d.err == nil && (n == 0 || s.First == 0) {
+	n := d.count(3)
+	if d.err == nil && (n == 0 || s.First == 0 || s.First+uint64(n) < s.First) {
 		return nil, malformed("segment with %d messages from seq %d", n, s.First)
 	}
 	s.Msgs = make([]segMsg, 0, n)
@@ -127,50 +128,13 @@ func decodeSegment(b []byte) (*segment, error) {
 		m.Time = d.varint()
 		m.TTL = d.varint()
 		m.Payload = d.bytes()
-		m.Sig = d.raw(ed25519.SignatureSize)
 		s.Msgs = append(s.Msgs, m)
 	}
+	s.Sig = d.raw(ed25519.SignatureSize)
 	if err := d.done(); err != nil {
 		return nil, malformed("segment: %v", err)
 	}
 	return s, nil
-}
-
-// verifySegment checks every message signature of s for topic, in parallel
-// for large segments. It returns the messages in order with nil for each
-// message whose signature is bad.
-func verifySegment(topic string, s *segment) []*Message {
-	out := make([]*Message, len(s.Msgs))
-	pid := PublisherIDOf(s.Publisher)
-	check := func(i int) {
-		m := s.Msgs[i]
-		seq := s.First + uint64(i)
-		if !ed25519.Verify(s.Publisher, signedBytes(topic, seq, m.Time, m.TTL, m.Payload), m.Sig) {
-			return
-		}
-		out[i] = &Message{
-			Topic: topic, Publisher: s.Publisher, PublisherID: pid, Seq: seq,
-			Time: time.Unix(0, m.Time), TTL: time.Duration(m.TTL),
-			Payload: m.Payload, Signature: m.Sig,
-		}
-	}
-	workers := runtime.GOMAXPROCS(0)
-	if len(s.Msgs) < 32 || workers == 1 {
-		for i := range s.Msgs {
-			check(i)
-		}
-		return out
-	}
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Go(func() {
-			for i := w; i < len(s.Msgs); i += workers {
-				check(i)
-			}
-		})
-	}
-	wg.Wait()
-	return out
 }
 
 // headRecord is a publisher's signed statement of how far its log on a

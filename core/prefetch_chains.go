@@ -50,7 +50,11 @@ func (s *Subscription) prefetchChains(ctx context.Context, tips []announcement) 
 			if err != nil || PublisherIDOf(sg.Publisher) != j.a.Pub {
 				return nil
 			}
-			results[i] = append(results[i], found{ref, &prefetched{seg: sg, msgs: verifySegment(s.tk.name, sg)}})
+			msgs, err := verifySegment(s.tk.name, sg)
+			if err != nil {
+				return nil // delivery verifies it again, and counts it; its Prev is not trusted
+			}
+			results[i] = append(results[i], found{ref, &prefetched{seg: sg, msgs: msgs}})
 			if sg.First <= j.from || sg.First <= 1 {
 				return nil
 			}

@@ -118,11 +118,11 @@ func (p *topicPublisher) submit(ctx context.Context, msgs []*pendingMsg) ([]Rece
 		}
 		break
 	}
-	// Sign here, in the caller's goroutine, so that signing overlaps the
-	// flusher's round trips for the previous batch. (If the flusher takes
-	// the messages first it signs them itself; Ed25519 is deterministic, so
-	// both produce the same bytes.)
-	p.sign(msgs)
+	// Hash the messages here, in the caller's goroutine, so that hashing
+	// overlaps the flusher's round trips for the previous batch. (If the
+	// flusher takes the messages first it hashes them itself; both produce
+	// the same leaves.) The flusher signs the segment once.
+	p.hashLeaves(msgs)
 	p.signal()
 	return p.wait(ctx, req)
 }
@@ -212,7 +212,7 @@ type pendingMsg struct {
 	time    int64
 	ttl     int64
 	payload []byte
-	sig     atomic.Pointer[[]byte] // set once by the caller or the flusher
+	leaf    atomic.Pointer[[32]byte] // its leaf hash, set once by the caller or the flusher
 	req     *pubRequest
 }
 
@@ -564,11 +564,14 @@ func (p *topicPublisher) flush(ctx context.Context, b *inflightBatch) error {
 	c := p.c
 	first, last := b.msgs[0].seq, b.msgs[len(b.msgs)-1].seq
 	if !b.headDone {
-		p.sign(b.msgs)
+		p.hashLeaves(b.msgs)
 		seg := segment{Publisher: c.id.PublicKey(), Prev: p.prevSeg, First: first, Msgs: make([]segMsg, len(b.msgs))}
+		leaves := make([][32]byte, len(b.msgs))
 		for i, m := range b.msgs {
-			seg.Msgs[i] = segMsg{Time: m.time, TTL: m.ttl, Payload: m.payload, Sig: *m.sig.Load()}
+			seg.Msgs[i] = segMsg{Time: m.time, TTL: m.ttl, Payload: m.payload}
+			leaves[i] = *m.leaf.Load()
 		}
+		seg.sign(c.id, p.tk.name, leaves)
 		ref, err := c.blobs.put(ctx, seg.encode())
 		if err != nil {
 			return err
@@ -693,17 +696,22 @@ func (p *topicPublisher) writeHead(ctx context.Context, last uint64, ref Ref) er
 	return fmt.Errorf("%w: head of %q changed under us (version %d, expected %d)", ErrConcurrentPublisher, p.tk.name, cur.Version, p.headVer)
 }
 
-// sign signs the messages that are not signed yet, in parallel.
-func (p *topicPublisher) sign(msgs []*pendingMsg) {
-	id, topic := p.c.id, p.tk.name
+// hashLeaves computes the leaf hash of every message that has none yet
+// (see msgLeaf), in parallel for large payloads.
+func (p *topicPublisher) hashLeaves(msgs []*pendingMsg) {
+	topic := p.tk.name
 	one := func(m *pendingMsg) {
-		if m.sig.Load() == nil {
-			sig := id.sign(signedBytes(topic, m.seq, m.time, m.ttl, m.payload))
-			m.sig.CompareAndSwap(nil, &sig)
+		if m.leaf.Load() == nil {
+			leaf := msgLeaf(topic, m.seq, m.time, m.ttl, m.payload)
+			m.leaf.CompareAndSwap(nil, &leaf)
 		}
 	}
+	size := 0
+	for _, m := range msgs {
+		size += len(m.payload)
+	}
 	workers := runtime.GOMAXPROCS(0)
-	if len(msgs) < 16 || workers == 1 {
+	if size < parallelHashBytes || len(msgs) < 2 || workers == 1 {
 		for _, m := range msgs {
 			one(m)
 		}

@@ -1,7 +1,6 @@
 package core
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -91,11 +90,11 @@ func (c *Client) Retry(ctx context.Context, err error) ([]Receipt, error) {
 // their seqs, and returns the time of h's newest message.
 func (p *topicPublisher) logHolds(ctx context.Context, h *headRecord, msgs []*pendingMsg) (int64, error) {
 	c := p.c
-	p.sign(msgs)
-	want := map[uint64][]byte{}
+	p.hashLeaves(msgs)
+	want := map[uint64][32]byte{}
 	low := msgs[0].seq
 	for _, m := range msgs {
-		want[m.seq] = *m.sig.Load()
+		want[m.seq] = *m.leaf.Load()
 		low = min(low, m.seq)
 	}
 	var newest int64
@@ -112,9 +111,10 @@ func (p *topicPublisher) logHolds(ctx context.Context, h *headRecord, msgs []*pe
 			newest = sg.Msgs[len(sg.Msgs)-1].Time
 		}
 		for i, m := range sg.Msgs {
-			if sig, ok := want[sg.First+uint64(i)]; ok && !bytes.Equal(sig, m.Sig) {
+			seq := sg.First + uint64(i)
+			if leaf, ok := want[seq]; ok && leaf != msgLeaf(p.tk.name, seq, m.Time, m.TTL, m.Payload) {
 				return 0, fmt.Errorf("%w: %q seq %d holds another message than the one being retried",
-					ErrConcurrentPublisher, p.tk.name, sg.First+uint64(i))
+					ErrConcurrentPublisher, p.tk.name, seq)
 			}
 		}
 		if sg.First <= low || sg.Prev.IsZero() {

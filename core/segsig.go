@@ -1,0 +1,231 @@
+package core
+
+import (
+	"crypto/ed25519"
+	"crypto/sha256"
+	"fmt"
+	"runtime"
+	"sync"
+	"time"
+)
+
+// Amortized authentication (segment format 2). A publisher signs a segment
+// once: each message has a leaf hash (msgLeaf), the leaves form a Merkle
+// tree (RFC 6962 shape: leaves and interior nodes hashed with distinct
+// prefixes, an odd node promoted), and one Ed25519 signature covers the
+// segment header and the tree's root (segSigned). A subscriber verifies
+// the signature once and delivers a message only if its recomputed leaf is
+// part of the signed tree, so every delivered message is verified while
+// the cost is one signature per segment. A single message can be exported
+// with its Merkle path and the segment signature (see Proof).
+
+// leafPrefix and nodePrefix separate leaf hashes from interior node hashes,
+// so no interior node can be passed off as a message.
+const (
+	leafPrefix = 0x00
+	nodePrefix = 0x01
+)
+
+// msgDomain and segDomain separate the hashed and signed byte strings of
+// this format from every other signed string of the protocol.
+const (
+	msgDomain = "stickypub/msg/v2\x00"
+	segDomain = "stickypub/seg/v2\x00"
+)
+
+// msgLeaf is the leaf hash of one message: SHA-256 over the leaf prefix,
+// the domain, the topic and the message's seq, time, TTL and payload, each
+// length-prefixed or varint-encoded, so no two distinct messages share a
+// leaf encoding.
+func msgLeaf(topic string, seq uint64, t, ttl int64, payload []byte) [32]byte {
+	h := sha256.New()
+	var e encoder
+	e.b = make([]byte, 0, 64+len(topic))
+	e.byte(leafPrefix)
+	e.raw([]byte(msgDomain))
+	e.str(topic)
+	e.uvarint(seq)
+	e.varint(t)
+	e.varint(ttl)
+	e.uvarint(uint64(len(payload)))
+	h.Write(e.b)
+	h.Write(payload)
+	var out [32]byte
+	h.Sum(out[:0])
+	return out
+}
+
+// nodeHash is the hash of an interior node of the tree.
+func nodeHash(left, right [32]byte) [32]byte {
+	var b [1 + 64]byte
+	b[0] = nodePrefix
+	copy(b[1:], left[:])
+	copy(b[33:], right[:])
+	return sha256.Sum256(b[:])
+}
+
+// merkleRoot returns the root of the tree over leaves (at least one): at
+// each level adjacent nodes are paired and an odd last node is promoted
+// unchanged, which is the tree of RFC 6962 (split at the largest power of
+// two below the size).
+func merkleRoot(leaves [][32]byte) [32]byte {
+	level := append([][32]byte(nil), leaves...)
+	for len(level) > 1 {
+		next := level[:0]
+		for i := 0; i < len(level); i += 2 {
+			if i+1 < len(level) {
+				next = append(next, nodeHash(level[i], level[i+1]))
+			} else {
+				next = append(next, level[i])
+			}
+		}
+		level = next
+	}
+	return level[0]
+}
+
+// merklePath returns the sibling hashes from leaf i up to the root, the
+// path that rootFromPath consumes.
+func merklePath(leaves [][32]byte, i int) [][32]byte {
+	var path [][32]byte
+	level := append([][32]byte(nil), leaves...)
+	for len(level) > 1 {
+		if sib := i ^ 1; sib < len(level) {
+			path = append(path, level[sib])
+		}
+		next := level[:0]
+		for j := 0; j < len(level); j += 2 {
+			if j+1 < len(level) {
+				next = append(next, nodeHash(level[j], level[j+1]))
+			} else {
+				next = append(next, level[j])
+			}
+		}
+		level, i = next, i/2
+	}
+	return path
+}
+
+// rootFromPath recomputes the root of a tree of size leaves from leaf i
+// and its path. It fails if the path does not have exactly the length the
+// tree's shape needs.
+func rootFromPath(leaf [32]byte, i, size uint64, path [][32]byte) ([32]byte, error) {
+	if size == 0 || i >= size {
+		return [32]byte{}, fmt.Errorf("leaf %d outside a tree of %d", i, size)
+	}
+	r := leaf
+	for width := size; width > 1; width = (width + 1) / 2 {
+		if sib := i ^ 1; sib < width {
+			if len(path) == 0 {
+				return [32]byte{}, fmt.Errorf("merkle path too short")
+			}
+			if i&1 == 1 {
+				r = nodeHash(path[0], r)
+			} else {
+				r = nodeHash(r, path[0])
+			}
+			path = path[1:]
+		}
+		i /= 2
+	}
+	if len(path) != 0 {
+		return [32]byte{}, fmt.Errorf("merkle path too long by %d", len(path))
+	}
+	return r, nil
+}
+
+// segSigned is the exact byte string a segment signature covers: the
+// topic, the publisher's key, the previous segment, the first seq, the
+// message count and the root of the messages' tree. Every byte of a
+// segment is thereby covered: the header directly, the messages through
+// their leaves.
+func segSigned(topic string, pub ed25519.PublicKey, prev Ref, first, count uint64, root [32]byte) []byte {
+	var e encoder
+	e.raw([]byte(segDomain))
+	e.str(topic)
+	e.raw(pub)
+	e.raw(prev[:])
+	e.uvarint(first)
+	e.uvarint(count)
+	e.raw(root[:])
+	return e.b
+}
+
+// parallelHashBytes is the payload volume above which a segment's leaves
+// are hashed by several goroutines.
+const parallelHashBytes = 1 << 20
+
+// leaves returns the leaf hashes of s's messages under topic.
+func (s *segment) leaves(topic string) [][32]byte {
+	out := make([][32]byte, len(s.Msgs))
+	one := func(i int) {
+		m := s.Msgs[i]
+		out[i] = msgLeaf(topic, s.First+uint64(i), m.Time, m.TTL, m.Payload)
+	}
+	size := 0
+	for _, m := range s.Msgs {
+		size += len(m.Payload)
+	}
+	workers := runtime.GOMAXPROCS(0)
+	if size < parallelHashBytes || len(s.Msgs) < 2 || workers == 1 {
+		for i := range s.Msgs {
+			one(i)
+		}
+		return out
+	}
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < len(s.Msgs); i += workers {
+				one(i)
+			}
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// sign sets s.Sig: id's signature over the segment for topic, given its
+// messages' leaves (computed here when nil). Ed25519 is deterministic, so
+// a retried batch writes the same bytes.
+func (s *segment) sign(id *Identity, topic string, leaves [][32]byte) {
+	if leaves == nil {
+		leaves = s.leaves(topic)
+	}
+	s.Sig = id.sign(segSigned(topic, s.Publisher, s.Prev, s.First, uint64(len(s.Msgs)), merkleRoot(leaves)))
+}
+
+// segAuth is what the messages of one verified segment share to build
+// their proofs: the segment's header, signature and leaves.
+type segAuth struct {
+	prev   Ref
+	first  uint64
+	sig    []byte
+	leaves [][32]byte
+}
+
+// verifySegment checks s's signature for topic against the tree of its
+// messages' leaves: one signature verification for the whole segment. It
+// returns the messages in order, or an error wrapping ErrBadSignature and
+// no message: a segment that does not verify delivers nothing.
+func verifySegment(topic string, s *segment) ([]*Message, error) {
+	if len(s.Msgs) == 0 || len(s.Publisher) != ed25519.PublicKeySize || len(s.Sig) != ed25519.SignatureSize {
+		return nil, malformed("segment of %d messages, key of %d bytes, signature of %d bytes", len(s.Msgs), len(s.Publisher), len(s.Sig))
+	}
+	leaves := s.leaves(topic)
+	signed := segSigned(topic, s.Publisher, s.Prev, s.First, uint64(len(s.Msgs)), merkleRoot(leaves))
+	pid := PublisherIDOf(s.Publisher)
+	if !ed25519.Verify(s.Publisher, signed, s.Sig) {
+		return nil, fmt.Errorf("%w: segment of %s, seqs %d-%d on %q", ErrBadSignature, pid, s.First, s.last(), topic)
+	}
+	auth := &segAuth{prev: s.Prev, first: s.First, sig: s.Sig, leaves: leaves}
+	out := make([]*Message, len(s.Msgs))
+	for i, m := range s.Msgs {
+		out[i] = &Message{
+			Topic: topic, Publisher: s.Publisher, PublisherID: pid, Seq: s.First + uint64(i),
+			Time: time.Unix(0, m.Time), TTL: time.Duration(m.TTL),
+			Payload: m.Payload, Signature: s.Sig, auth: auth,
+		}
+	}
+	return out, nil
+}
