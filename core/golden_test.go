@@ -43,6 +43,10 @@ func goldenRecords(t *testing.T) map[string]struct {
 	dur := &durRecord{Subscriber: id.PublicKey(), Name: "billing", Expires: 1_700_000_300_000_000_000, Acked: curBin, Mark: curBin}
 	dur.Sig = id.sign(durSigned(topic, dur))
 	tid := newTopicKeys(topic).id
+	sg := &segment{Publisher: id.PublicKey(), Prev: Ref{4}, First: 2, Msgs: []segMsg{
+		{Time: 1_700_000_000_000_000_000, Payload: []byte("first")},
+		{Time: 1_700_000_000_000_000_001, TTL: int64(3600e9), Payload: []byte("second")}}}
+	sg.sign(id, topic, nil)
 	type rec = struct {
 		enc    []byte
 		decode func([]byte) error
@@ -68,6 +72,16 @@ func goldenRecords(t *testing.T) map[string]struct {
 			h, err := decodeHead(topic, b)
 			if err == nil && (h.Last != 3 || h.Seg != seg) {
 				t.Errorf("head: %+v", h)
+			}
+			return err
+		}},
+		"segment": {sg.encode(), func(b []byte) error {
+			got, err := decodeSegment(b)
+			if err == nil {
+				var msgs []*Message
+				if msgs, err = verifySegment(topic, got); err == nil && string(msgs[1].Payload) != "second" {
+					t.Errorf("segment: %+v", msgs[1])
+				}
 			}
 			return err
 		}},
