@@ -1,5 +1,8 @@
 package core
 
+// Activity leases (publisher order): how a publisher registers and keeps a
+// lease, and which heads a poll must read because of them.
+
 import (
 	"context"
 	"maps"

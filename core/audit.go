@@ -1,5 +1,8 @@
 package core
 
+// The head audit (topic order): announcing what a crashed publisher wrote
+// to its head record but never announced.
+
 import (
 	"context"
 	"maps"

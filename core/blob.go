@@ -1,5 +1,8 @@
 package core
 
+// Content-addressed blobs (x/<sha256>): writing, chunking large ones,
+// reading and verifying them, deleting them with their chunks.
+
 import (
 	"bytes"
 	"context"

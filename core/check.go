@@ -1,5 +1,7 @@
 package core
 
+// Checking stored records offline (stickypub doctor): which keys decode.
+
 import (
 	"encoding/base64"
 	"strings"

@@ -1,5 +1,8 @@
 package core
 
+// The binary encoder and decoder every record uses (varints,
+// length-prefixed bytes, bounded collection counts).
+
 import (
 	"encoding/binary"
 	"errors"

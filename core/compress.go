@@ -1,5 +1,7 @@
 package core
 
+// zstd compression of large segments ('Z' records).
+
 import (
 	"sync"
 

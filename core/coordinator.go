@@ -1,5 +1,9 @@
 package core
 
+// The coordinator state (announcements, snapshot link, registry root,
+// retention, subscribers, leases, ordering), its merge and its encoding;
+// snapshots.
+
 import (
 	"fmt"
 	"maps"

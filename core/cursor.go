@@ -1,5 +1,8 @@
 package core
 
+// Cursors: the position after a delivered message, its binary and text
+// forms, and how a subscription tracks it.
+
 import (
 	"context"
 	"encoding/base64"

@@ -1,5 +1,8 @@
 package core
 
+// Durable subscriptions: opening one at its stored position, the delivered
+// mark, Ack and AckSync, and the background writer of positions.
+
 import (
 	"bytes"
 	"context"

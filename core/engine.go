@@ -1,5 +1,8 @@
 package core
 
+// The engine: the state clients of one store share (blob cache, registry
+// cache, announcers that group-commit coordinator updates), and Hub.
+
 import (
 	"context"
 	"fmt"

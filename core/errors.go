@@ -1,5 +1,7 @@
 package core
 
+// Errors of the client API, and PublishError.
+
 import (
 	"errors"
 	"fmt"

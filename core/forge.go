@@ -1,5 +1,8 @@
 package core
 
+// Forger: writes forged records on purpose, for the conformance suite's
+// attack tests.
+
 import (
 	"bytes"
 	"context"

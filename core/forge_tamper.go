@@ -1,5 +1,8 @@
 package core
 
+// Forger.Tamper: genuine segments altered after signing (altered,
+// truncated, reordered, spliced, wrong root, other key).
+
 import (
 	"context"
 	"crypto/sha256"

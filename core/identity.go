@@ -1,5 +1,7 @@
 package core
 
+// Identities (Ed25519 keys): generating, saving, loading, and publisher IDs.
+
 import (
 	"crypto/ed25519"
 	"crypto/rand"

@@ -1,5 +1,7 @@
 package core
 
+// Info: what the coordinator records about a topic.
+
 import (
 	"context"
 	"errors"

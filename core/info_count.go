@@ -1,5 +1,7 @@
 package core
 
+// Counting the messages a FromStart subscriber would receive now.
+
 import (
 	"context"
 	"errors"

@@ -1,5 +1,7 @@
 package core
 
+// The key layout of the store, and blob references.
+
 import (
 	"crypto/sha256"
 	"encoding/base64"

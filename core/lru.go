@@ -1,5 +1,7 @@
 package core
 
+// A byte-bounded LRU cache of immutable blobs.
+
 import (
 	"container/list"
 	"sync"

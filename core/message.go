@@ -1,5 +1,7 @@
 package core
 
+// Messages, segments and head records: their types and encodings.
+
 import (
 	"crypto/ed25519"
 	"fmt"

@@ -1,5 +1,8 @@
 package core
 
+// Topic orderings: TopicOrder and PublisherOrder, the option that picks
+// one, and the check that a topic keeps the one it was created with.
+
 import (
 	"errors"
 	"fmt"

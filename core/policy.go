@@ -1,5 +1,7 @@
 package core
 
+// Topic write-access policies: the signed record, its encoding and checks.
+
 import (
 	"crypto/ed25519"
 	"encoding/base64"

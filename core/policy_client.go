@@ -1,5 +1,8 @@
 package core
 
+// Topic write-access policies from a client: creating, changing and
+// reading them, and the check before publishing.
+
 import (
 	"bytes"
 	"context"

@@ -1,5 +1,7 @@
 package core
 
+// Push (following change hints) and background polling.
+
 import (
 	"context"
 	"fmt"

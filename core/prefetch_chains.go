@@ -1,5 +1,7 @@
 package core
 
+// Prefetching publishers' segment chains in parallel (publisher order).
+
 import (
 	"context"
 	"sync/atomic"

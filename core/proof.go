@@ -1,5 +1,8 @@
 package core
 
+// Message proofs: one message exported with what a third party needs to
+// verify it alone.
+
 import (
 	"crypto/ed25519"
 	"errors"

@@ -1,5 +1,7 @@
 package core
 
+// Push in publisher order: watching head records and hint-driven polls.
+
 import (
 	"context"
 	"maps"

@@ -1,5 +1,8 @@
 package core
 
+// Reclaiming in topic order: deleting history below retention at fold time,
+// within the durable subscribers' floor.
+
 import (
 	"context"
 	"errors"

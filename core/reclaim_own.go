@@ -1,5 +1,8 @@
 package core
 
+// Reclaiming in publisher order: each publisher deletes its own segments
+// below its head's Base.
+
 import (
 	"context"
 	"errors"

@@ -1,5 +1,7 @@
 package core
 
+// Refreshing own records on stores whose entries expire (DHTs).
+
 import (
 	"context"
 	"errors"

@@ -1,5 +1,8 @@
 package core
 
+// The publisher registry: a two-level blob tree of every publisher's
+// announced head, its encodings and its update at fold time.
+
 import (
 	"context"
 	"maps"

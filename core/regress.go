@@ -1,5 +1,8 @@
 package core
 
+// Detecting a store that went back in time (lost writes), and starting
+// over on what it holds.
+
 import (
 	"fmt"
 

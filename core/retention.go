@@ -1,5 +1,8 @@
 package core
 
+// Retention and folding: snapshots of the coordinator window, the
+// retention policy applied at fold time.
+
 import (
 	"context"
 	"time"

@@ -1,5 +1,7 @@
 package core
 
+// Client.Retry: settling a failed publish without duplicating it.
+
 import (
 	"context"
 	"errors"

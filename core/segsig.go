@@ -1,5 +1,8 @@
 package core
 
+// Segment signatures: leaf hashes, the Merkle tree, signing and verifying
+// a segment with one signature.
+
 import (
 	"crypto/ed25519"
 	"crypto/sha256"

@@ -1,5 +1,7 @@
 package core
 
+// Client statistics.
+
 import "sync/atomic"
 
 // Stats is a snapshot of a client's counters.

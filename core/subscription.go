@@ -1,5 +1,8 @@
 package core
 
+// Subscribing: options, the Subscription type, start positions, and
+// unsubscribing.
+
 import (
 	"context"
 	"errors"

@@ -1,0 +1,159 @@
+package core
+
+// Delivery in publisher order: a poll reads the head records that can have
+// changed (leases, hints, pending and round-robin re-reads) and delivers each
+// publisher's log in seq order.
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"slices"
+
+	"github.com/stickypub/stickypub/backend"
+)
+
+// pollHeads is poll for unordered mode (backends that are not
+// linearizable): the coordinator is the publisher registry, and each
+// registered publisher's signed head record says how far its log reaches.
+// Registrations are remembered, so a stale or replaced coordinator cannot
+// make a publisher disappear.
+//
+// A poll reads only the heads that can have changed since the previous
+// one: publishers whose activity lease was live since then (see active.go),
+// newly registered ones, and those whose delivery did not complete. A
+// subscription whose previous poll is too old for the leases to be trusted
+// (or its first poll) reads every registered head once (a full sweep).
+func (s *Subscription) pollHeads(ctx context.Context) (int, error) {
+	c := s.c
+	start := c.now()
+	narrow, wide, coordHint, dirty, watched := false, false, true, map[PublisherID]bool(nil), map[PublisherID]bool(nil)
+	if s.hints != nil {
+		wide, coordHint, dirty, watched = s.hints.take()
+		narrow = !wide
+	}
+	st := s.lastCoord
+	if !narrow || coordHint || st == nil {
+		// A hint-driven poll reads the coordinator only when it changed
+		// (registrations and leases); a missed hint is caught by the next
+		// safety poll, which reads everything.
+		var err error
+		if st, _, err = c.readCoord(ctx, s.tk); err != nil {
+			s.untakeHints(wide, dirty)
+			return 0, err
+		}
+		s.lastCoord = st
+	}
+	want, full, err := changedSince(st, func() (map[PublisherID]uint64, error) { return c.registered(ctx, s.tk, st) }, s.lastPoll, start)
+	if err != nil {
+		s.untakeHints(wide, dirty)
+		return 0, err
+	}
+	for p := range want {
+		s.known[p] = true
+	}
+	if full {
+		for p := range s.known {
+			want[p] = true
+		}
+	}
+	narrow = narrow && !full
+	if narrow {
+		narrowHeads(want, dirty, watched)
+	}
+	for p := range s.pending {
+		want[p] = true
+	}
+	if !full && !narrow {
+		for _, p := range sweepNext(s.known, &s.sweep, sweepPerPoll, want) {
+			want[p] = true
+		}
+	}
+	pids := slices.SortedFunc(maps.Keys(want), comparePID)
+	heads, errs := c.readHeads(ctx, s.tk, pids)
+	// Read and verify the segments to deliver, publishers in parallel.
+	tips := make([]announcement, 0, len(heads))
+	for i, h := range heads {
+		if h != nil {
+			tips = append(tips, announcement{Pub: pids[i], Seg: h.Seg, To: h.Last})
+		}
+	}
+	s.prefetchChains(ctx, tips)
+	defer func() { s.pre = nil }()
+	clean := true
+	n := 0
+	for i, p := range pids {
+		delete(s.pending, p)
+		h := heads[i]
+		if h == nil {
+			switch {
+			case errors.Is(errs[i], ErrMalformed) || errors.Is(errs[i], ErrBadSignature):
+				s.invalidOnce(digest([]byte(errs[i].Error())), errs[i])
+				errs[i] = nil
+			case errors.Is(errs[i], backend.ErrNotFound):
+				// Registered, so its head was written: not visible yet.
+				if s.headMissing[p]++; s.headMissing[p] < missingLimitWeak {
+					s.pending[p] = true
+				}
+			default:
+				s.pending[p] = true
+				clean = false
+			}
+			continue
+		}
+		delete(s.headMissing, p)
+		if h.Base > s.next(p) {
+			_, had := s.expected[p]
+			if s.opts.fromStart && !had {
+				// First sight of this publisher by a FromStart subscription:
+				// it starts at what the publisher retains, as a late joiner.
+				s.setNext(p, h.Base)
+			} else {
+				s.gap(p, s.next(p), h.Base-1, reasonRetention)
+			}
+		}
+		k, err := s.deliver(ctx, announcement{Pub: p, Seg: h.Seg, To: h.Last})
+		n += k
+		if err != nil {
+			for _, q := range pids[i:] {
+				s.pending[q] = true
+			}
+			return n, err
+		}
+		if s.next(p) <= h.Last {
+			s.pending[p] = true // not all delivered: look again next poll
+		}
+	}
+	if clean {
+		s.lastPoll = start
+	}
+	var joined []error
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, backend.ErrNotFound) {
+			joined = append(joined, err)
+		}
+	}
+	return n, errors.Join(joined...)
+}
+
+// readHeads reads the head records of pids in parallel. heads[i] is nil
+// when errs[i] says why (backend.ErrNotFound when there is none yet).
+func (c *engine) readHeads(ctx context.Context, tk topicKeys, pids []PublisherID) ([]*headRecord, []error) {
+	heads := make([]*headRecord, len(pids))
+	errs := make([]error, len(pids))
+	_ = c.blobs.parallel(ctx, len(pids), func(ctx context.Context, i int) error {
+		e, err := c.store.Get(ctx, tk.head(pids[i]))
+		if err == nil {
+			var h *headRecord
+			if h, err = decodeHead(tk.name, e.Value); err == nil && PublisherIDOf(h.Publisher) != pids[i] {
+				err = malformed("head record under %s signed by another key", pids[i])
+			}
+			if err == nil {
+				heads[i] = h
+			}
+		}
+		errs[i] = err
+		return nil
+	})
+	return heads, errs
+}

@@ -1,0 +1,185 @@
+package core
+
+// Writing one batch: the segment blob, the head record (compare-and-put
+// from the version this publisher wrote, telling a landed ambiguous attempt
+// from another writer or a store that lost data), then the announcement.
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+
+	"github.com/stickypub/stickypub/backend"
+)
+
+// flush writes batch b: segment blob, then head record, then announcement.
+func (p *topicPublisher) flush(ctx context.Context, b *inflightBatch) error {
+	c := p.c
+	first, last := b.msgs[0].seq, b.msgs[len(b.msgs)-1].seq
+	if !b.headDone {
+		p.hashLeaves(b.msgs)
+		seg := segment{Publisher: c.id.PublicKey(), Prev: p.prevSeg, First: first, Msgs: make([]segMsg, len(b.msgs))}
+		leaves := make([][32]byte, len(b.msgs))
+		for i, m := range b.msgs {
+			seg.Msgs[i] = segMsg{Time: m.time, TTL: m.ttl, Payload: m.payload}
+			leaves[i] = *m.leaf.Load()
+		}
+		seg.sign(c.id, p.tk.name, leaves)
+		ref, err := c.blobs.put(ctx, seg.encode())
+		if err != nil {
+			return err
+		}
+		b.ref = ref
+		if err := p.writeHead(ctx, last, ref); err != nil {
+			if !refused(err) {
+				b.headMaybe = true
+			}
+			return err
+		}
+		b.headDone = true
+		p.prevSeg = ref
+		p.noteSegment(ref, first, last)
+	}
+	ann := announcement{Pub: c.pid, Seg: b.ref, To: last, Time: b.msgs[len(b.msgs)-1].time, known: p.announced}
+	if c.ordered {
+		// The announcement fixes the message's place in the topic order.
+		if _, err := c.announce(ctx, p.tk, coordOp{anns: []announcement{ann}}); err != nil {
+			return err
+		}
+	} else {
+		// Publisher order: the signed head record is the announcement; the
+		// coordinator is only the registry, written once per publisher. On
+		// a linearizable store the head's compare-and-put is the proof.
+		if c.caps.Consistency < backend.Linearizable {
+			if err := p.confirmHead(ctx); err != nil {
+				return err
+			}
+		}
+		if err := p.register(ctx, ann); err != nil {
+			return err
+		}
+	}
+	p.lastAnn, p.announced = ann, last
+	return nil
+}
+
+// refused reports head-write errors after which the write certainly did
+// not happen.
+func refused(err error) bool {
+	return errors.Is(err, ErrConcurrentPublisher) || errors.Is(err, ErrLogRegressed) || errors.Is(err, backend.ErrTooLarge) ||
+		errors.Is(err, backend.ErrInvalidKey) || errors.Is(err, backend.ErrClosed)
+}
+
+// confirmHead reads the head record back until the written version is
+// visible (a backend that is not linearizable may serve a stale read). It
+// compares content, not only versions: on a weak store two writers with
+// one identity can both be told they won, and the one whose record is not
+// the stored one must not acknowledge its messages.
+func (p *topicPublisher) confirmHead(ctx context.Context) error {
+	key := p.tk.head(p.c.pid)
+	for attempt := 0; ; attempt++ {
+		e, err := p.c.store.Get(ctx, key)
+		if err == nil && e.Version >= p.headVer {
+			if !bytes.Equal(e.Value, p.headVal) {
+				return fmt.Errorf("%w: %q: the head record read back (version %d) is not the one written (version %d)",
+					ErrConcurrentPublisher, p.tk.name, e.Version, p.headVer)
+			}
+			return nil
+		}
+		if err != nil && !retryable(err) && !errors.Is(err, backend.ErrNotFound) {
+			return fmt.Errorf("core: read back head on %q: %w", p.tk.name, err)
+		}
+		if err := sleepJitter(ctx, attempt); err != nil {
+			return err
+		}
+	}
+}
+
+// retainBase returns the first seq to keep after writing up to last at t,
+// under the client's retention policy, counted per publisher.
+func (p *topicPublisher) retainBase(last uint64, t int64) uint64 {
+	r := p.c.cfg.retention // the engine's: with a Hub, the hub's
+	base := max(p.base, 1)
+	if r.MaxMessages > 0 && last >= r.MaxMessages {
+		base = max(base, last-r.MaxMessages+1)
+	}
+	if r.MaxAge > 0 {
+		p.recent = append(p.recent, segSpan{last: last, time: t})
+		cutoff := p.c.now().Add(-r.MaxAge).UnixNano()
+		for len(p.recent) > 0 && p.recent[0].time < cutoff {
+			base = max(base, p.recent[0].last+1)
+			p.recent = p.recent[1:]
+		}
+	}
+	return min(base, last+1)
+}
+
+// writeHead moves the publisher's head record to (last, ref). A conflict
+// that shows this very record means an earlier ambiguous attempt landed.
+func (p *topicPublisher) writeHead(ctx context.Context, last uint64, ref Ref) error {
+	c := p.c
+	key := p.tk.head(c.pid)
+	base := p.retainBase(last, c.now().UnixNano())
+	rec := newHeadRecord(c.id, p.tk.name, base, last, ref).encode()
+	v, err := c.store.CompareAndPut(ctx, key, p.headVer, rec)
+	if err == nil {
+		p.headVer, p.headVal, p.base = v, rec, base
+		return nil
+	}
+	if !errors.Is(err, backend.ErrConflict) {
+		return fmt.Errorf("core: write head on %q: %w", p.tk.name, err)
+	}
+	cur, ok := backend.CurrentEntry(err)
+	if !ok {
+		if cur, err = c.store.Get(ctx, key); err != nil {
+			return fmt.Errorf("core: re-read head on %q: %w", p.tk.name, err)
+		}
+	}
+	if cur.Version < p.headVer {
+		return fmt.Errorf("%w: the head record of %q went back (version %d, this client wrote %d): "+
+			"the store lost data (restarted without persistence, failed over or restored)", ErrLogRegressed, p.tk.name, cur.Version, p.headVer)
+	}
+	if cur.Version != 0 {
+		if h, err := decodeHead(p.tk.name, cur.Value); err == nil && h.Last == last && h.Seg == ref &&
+			PublisherIDOf(h.Publisher) == c.pid {
+			p.headVer, p.headVal, p.base = cur.Version, cur.Value, h.Base
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: head of %q changed under us (version %d, expected %d)", ErrConcurrentPublisher, p.tk.name, cur.Version, p.headVer)
+}
+
+// hashLeaves computes the leaf hash of every message that has none yet
+// (see msgLeaf), in parallel for large payloads.
+func (p *topicPublisher) hashLeaves(msgs []*pendingMsg) {
+	topic := p.tk.name
+	one := func(m *pendingMsg) {
+		if m.leaf.Load() == nil {
+			leaf := msgLeaf(topic, m.seq, m.time, m.ttl, m.payload)
+			m.leaf.CompareAndSwap(nil, &leaf)
+		}
+	}
+	size := 0
+	for _, m := range msgs {
+		size += len(m.payload)
+	}
+	workers := runtime.GOMAXPROCS(0)
+	if size < parallelHashBytes || len(msgs) < 2 || workers == 1 {
+		for _, m := range msgs {
+			one(m)
+		}
+		return
+	}
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < len(msgs); i += workers {
+				one(msgs[i])
+			}
+		})
+	}
+	wg.Wait()
+}
