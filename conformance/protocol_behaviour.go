@@ -3,6 +3,7 @@ package conformance
 import (
 	"bytes"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -281,8 +282,26 @@ func (f *fixture) checkRetainedOrGap(c *core.Client, sub *core.Subscription, pub
 		}
 		return true
 	}
+	var pollErr error
+	missing := func() string {
+		var out []string
+		for i, p := range pubs {
+			var seqs []uint64
+			for q := 1; q <= per; q++ {
+				if covered[msgID{p.Identity().ID(), uint64(q)}] == 0 {
+					seqs = append(seqs, uint64(q))
+				}
+			}
+			if len(seqs) > 0 {
+				out = append(out, fmt.Sprintf("publisher %d: %d missing from seq %d to %d", i, len(seqs), seqs[0], seqs[len(seqs)-1]))
+			}
+		}
+		return strings.Join(out, "; ")
+	}
 	for !complete() {
-		_, _ = c.Poll(f.ctx, sub.Topic())
+		if _, err := c.Poll(f.ctx, sub.Topic()); err != nil && f.ctx.Err() == nil {
+			pollErr = err
+		}
 	drain:
 		for {
 			select {
@@ -298,7 +317,8 @@ func (f *fixture) checkRetainedOrGap(c *core.Client, sub *core.Subscription, pub
 			}
 		}
 		if !complete() && !sleepCtx(f.ctx, 5*time.Millisecond) {
-			require.FailNow(f.t, "early subscriber: messages neither delivered nor reported as a gap")
+			require.FailNowf(f.t, "early subscriber: messages neither delivered nor reported as a gap",
+				"%s; last poll error: %v; stats %+v", missing(), pollErr, c.Stats())
 		}
 	}
 	for id, n := range covered {

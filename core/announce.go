@@ -20,51 +20,51 @@ import (
 // Get/CompareAndPut path, which can do I/O between read and write.
 var errNeedCAS = errors.New("coordinator update needs the compare-and-put path")
 
-func (c *engine) needsFold(st *coordState) bool { return len(st.Window) >= c.foldWindow }
+func (e *engine) needsFold(st *coordState) bool { return len(st.Window) >= e.foldWindow }
 
 // announceDirect merges op into the topic coordinator and returns once the
 // merged state is visible. On backends that are not linearizable it reads the
 // coordinator back and merges again until the read shows op.
-func (c *engine) announceDirect(ctx context.Context, tk topicKeys, op coordOp) (*coordState, error) {
+func (e *engine) announceDirect(ctx context.Context, tk topicKeys, op coordOp) (*coordState, error) {
 	for attempt := 0; ; attempt++ {
-		st, err := c.mergeCoord(ctx, tk, op)
+		st, err := e.mergeCoord(ctx, tk, op)
 		if err != nil {
 			return nil, err
 		}
-		if c.caps.Consistency >= backend.Linearizable {
+		if e.caps.Consistency >= backend.Linearizable {
 			return st, nil
 		}
-		rb, _, err := c.readCoord(ctx, tk)
+		rb, _, err := e.readCoord(ctx, tk)
 		if err == nil {
-			if ok, _ := rb.covers(op, c.coldLookup(ctx, tk, rb)); ok {
+			if ok, _ := rb.covers(op, e.coldLookup(ctx, tk, rb)); ok {
 				return rb, nil
 			}
 		}
-		c.retries.Add(1)
+		e.retries.Add(1)
 		if err := sleepJitter(ctx, attempt); err != nil {
 			return nil, err
 		}
 	}
 }
 
-func (c *engine) mergeCoord(ctx context.Context, tk topicKeys, op coordOp) (*coordState, error) {
-	up, ok := c.store.(backend.Updater)
+func (e *engine) mergeCoord(ctx context.Context, tk topicKeys, op coordOp) (*coordState, error) {
+	up, ok := e.store.(backend.Updater)
 	if !ok {
-		return c.casCoord(ctx, tk, op, 0)
+		return e.casCoord(ctx, tk, op, 0)
 	}
 	var plan *foldPlan
 	misses := 0
-	c.prewarm(ctx, tk, op)
+	e.prewarm(ctx, tk, op)
 	for attempt := 0; ; attempt++ {
-		st, need, err := c.updateCoord(ctx, up, tk, op, plan)
+		st, need, err := e.updateCoord(ctx, up, tk, op, plan)
 		if err == nil && st != nil {
-			c.rememberWritten(tk, st, 0) // for prewarm; the version is not used on Updater stores
+			e.rememberWritten(tk, st, 0) // for prewarm; the version is not used on Updater stores
 		}
 		switch {
 		case errors.Is(err, errNeedFold):
 			// Write the snapshot blob outside the transaction, then fold
 			// inside it: concurrent writers keep coalescing, nobody races.
-			if plan, err = c.prepareFold(ctx, tk, len(op.anns)); err != nil {
+			if plan, err = e.prepareFold(ctx, tk, len(op.anns)); err != nil {
 				if !retryable(err) {
 					return nil, err
 				}
@@ -77,7 +77,7 @@ func (c *engine) mergeCoord(ctx context.Context, tk topicKeys, op coordOp) (*coo
 			// outside the transaction and try again.
 			misses++
 			for _, p := range need.pubs {
-				if _, err := c.registryHead(ctx, tk, need.root, p); err != nil && !retryable(err) {
+				if _, err := e.registryHead(ctx, tk, need.root, p); err != nil && !retryable(err) {
 					return nil, err
 				}
 			}
@@ -85,7 +85,7 @@ func (c *engine) mergeCoord(ctx context.Context, tk topicKeys, op coordOp) (*coo
 			// The state no longer fits a value and must become a blob (or
 			// the registry cache keeps missing): one compare-and-put
 			// attempt, then back to the engine-side update.
-			st, err = c.casCoord(ctx, tk, op, 1)
+			st, err = e.casCoord(ctx, tk, op, 1)
 			if !errors.Is(err, errLostRace) {
 				return st, err
 			}
@@ -101,15 +101,15 @@ func (c *engine) mergeCoord(ctx context.Context, tk topicKeys, op coordOp) (*coo
 // prewarm loads into the cache the registry blobs that merging op into
 // the newest coordinator state this engine has seen needs, so that the
 // engine-side update rarely aborts for a cache miss.
-func (c *engine) prewarm(ctx context.Context, tk topicKeys, op coordOp) {
-	st, _, ok := c.lastWritten(tk)
+func (e *engine) prewarm(ctx context.Context, tk topicKeys, op coordOp) {
+	st, _, ok := e.lastWritten(tk)
 	if !ok || st.Registry.IsZero() {
 		return
 	}
 	for _, a := range op.anns {
 		if _, hot := st.hot[a.Pub]; !hot {
-			if _, err := c.cachedRegistryHead(st.Registry, a.Pub); err != nil {
-				_, _ = c.registryHead(ctx, tk, st.Registry, a.Pub)
+			if _, err := e.cachedRegistryHead(st.Registry, a.Pub); err != nil {
+				_, _ = e.registryHead(ctx, tk, st.Registry, a.Pub)
 			}
 		}
 	}
@@ -150,12 +150,12 @@ func (p *foldPlan) applyTo(st *coordState) bool {
 // would have filled the window). It returns nil when the window is too
 // short for that: someone else just folded (many engines that see a full
 // window at once would otherwise all fold the same state).
-func (c *engine) prepareFold(ctx context.Context, tk topicKeys, adding int) (*foldPlan, error) {
-	st, _, err := c.readCoord(ctx, tk)
-	if err != nil || len(st.Window) == 0 || len(st.Window)+adding < c.foldWindow {
+func (e *engine) prepareFold(ctx context.Context, tk topicKeys, adding int) (*foldPlan, error) {
+	st, _, err := e.readCoord(ctx, tk)
+	if err != nil || len(st.Window) == 0 || len(st.Window)+adding < e.foldWindow {
 		return nil, err
 	}
-	next, err := c.fold(ctx, tk, st)
+	next, err := e.fold(ctx, tk, st)
 	if err != nil {
 		return nil, err
 	}
@@ -173,13 +173,13 @@ type blobNeed struct {
 // bolt coalesces with concurrent writers into one commit), folding by plan
 // when it still applies. Registry lookups use cached blobs only; misses
 // are returned with errNeedBlobs.
-func (c *engine) updateCoord(ctx context.Context, up backend.Updater, tk topicKeys, op coordOp, plan *foldPlan) (*coordState, blobNeed, error) {
+func (e *engine) updateCoord(ctx context.Context, up backend.Updater, tk topicKeys, op coordOp, plan *foldPlan) (*coordState, blobNeed, error) {
 	var (
 		out  *coordState
 		need blobNeed
 	)
 	_, err := up.Update(ctx, tk.coord, func(cur backend.Entry) ([]byte, error) {
-		st := c.newCoord()
+		st := e.newCoord()
 		if cur.Version != 0 {
 			if len(cur.Value) == 0 || cur.Value[0] != coordInline {
 				return nil, errNeedCAS
@@ -188,14 +188,14 @@ func (c *engine) updateCoord(ctx context.Context, up backend.Updater, tk topicKe
 			if st, err = decodeCoordState(cur.Value); err != nil {
 				return nil, err
 			}
-			if err := c.checkOrder(st); err != nil {
+			if err := e.checkOrder(st); err != nil {
 				return nil, err
 			}
 		}
 		folded := plan.applyTo(st)
 		need = blobNeed{root: st.Registry}
-		changed, err := st.apply(op, c.now().UnixNano(), func(p PublisherID) (uint64, error) {
-			h, err := c.cachedRegistryHead(st.Registry, p)
+		changed, err := st.apply(op, e.now().UnixNano(), func(p PublisherID) (uint64, error) {
+			h, err := e.cachedRegistryHead(st.Registry, p)
 			if err != nil {
 				need.pubs = append(need.pubs, p)
 				return 0, nil
@@ -212,11 +212,11 @@ func (c *engine) updateCoord(ctx context.Context, up backend.Updater, tk topicKe
 			out = st
 			return nil, backend.ErrSkipUpdate
 		}
-		if !folded && c.needsFold(st) {
+		if !folded && e.needsFold(st) {
 			return nil, errNeedFold
 		}
 		enc := st.encode()
-		if len(enc) > c.maxValue {
+		if len(enc) > e.maxValue {
 			return nil, errNeedCAS
 		}
 		out = st
@@ -233,10 +233,10 @@ func (c *engine) updateCoord(ctx context.Context, up backend.Updater, tk topicKe
 // the registry on a DHT) reads as "not registered", which only costs a
 // repeated registration; in ordered mode it is an error (the coordinator
 // was replaced and the blob reclaimed: read the coordinator again).
-func (c *engine) coldLookup(ctx context.Context, tk topicKeys, st *coordState) headLookup {
+func (e *engine) coldLookup(ctx context.Context, tk topicKeys, st *coordState) headLookup {
 	return func(p PublisherID) (uint64, error) {
-		h, err := c.registryHead(ctx, tk, st.Registry, p)
-		if err != nil && !c.ordered && errors.Is(err, backend.ErrNotFound) {
+		h, err := e.registryHead(ctx, tk, st.Registry, p)
+		if err != nil && !e.ordered && errors.Is(err, backend.ErrNotFound) {
 			return 0, nil
 		}
 		return h, err
@@ -244,6 +244,6 @@ func (c *engine) coldLookup(ctx context.Context, tk topicKeys, st *coordState) h
 }
 
 // headOf returns p's highest announced seq in st.
-func (c *engine) headOf(ctx context.Context, tk topicKeys, st *coordState, p PublisherID) (uint64, error) {
-	return st.head(p, c.coldLookup(ctx, tk, st))
+func (e *engine) headOf(ctx context.Context, tk topicKeys, st *coordState, p PublisherID) (uint64, error) {
+	return st.head(p, e.coldLookup(ctx, tk, st))
 }

@@ -18,16 +18,16 @@ import (
 // state already covers op.
 //
 // maxRaces > 0 bounds the number of lost races before errLostRace.
-func (c *engine) casCoord(ctx context.Context, tk topicKeys, op coordOp, maxRaces int) (*coordState, error) {
+func (e *engine) casCoord(ctx context.Context, tk topicKeys, op coordOp, maxRaces int) (*coordState, error) {
 	// On a linearizable store without an engine-side update, start from the
 	// state this engine last wrote (saves the read before every write). A
 	// stale one only costs a conflict, which carries the current state; and
 	// a cached state is never trusted to say "already covered".
-	st, v, cached := c.lastWritten(tk)
-	cached = cached && maxRaces == 0 && c.ordered
+	st, v, cached := e.lastWritten(tk)
+	cached = cached && maxRaces == 0 && e.ordered
 	var err error
 	if !cached {
-		st, v, err = c.readCoord(ctx, tk)
+		st, v, err = e.readCoord(ctx, tk)
 	}
 	races := 0
 	for attempt := 0; ; attempt++ {
@@ -35,55 +35,55 @@ func (c *engine) casCoord(ctx context.Context, tk topicKeys, op coordOp, maxRace
 			if !retryable(err) {
 				return nil, err
 			}
-			c.retries.Add(1)
+			e.retries.Add(1)
 			if err := sleepJitter(ctx, attempt); err != nil {
 				return nil, err
 			}
-			st, v, err = c.readCoord(ctx, tk)
+			st, v, err = e.readCoord(ctx, tk)
 			continue
 		}
 		next := st.clone()
 		var changed bool
-		if changed, err = next.apply(op, c.now().UnixNano(), c.coldLookup(ctx, tk, next)); err != nil {
+		if changed, err = next.apply(op, e.now().UnixNano(), e.coldLookup(ctx, tk, next)); err != nil {
 			if errors.Is(err, backend.ErrNotFound) && attempt < 8 {
 				// A registry blob of a replaced coordinator was reclaimed.
 				cached = false
-				st, v, err = c.readCoord(ctx, tk)
+				st, v, err = e.readCoord(ctx, tk)
 			}
 			continue
 		}
 		if !changed {
 			if cached {
 				cached = false
-				st, v, err = c.readCoord(ctx, tk)
+				st, v, err = e.readCoord(ctx, tk)
 				attempt--
 				continue
 			}
 			return st, nil
 		}
-		if c.needsFold(next) {
-			if next, err = c.fold(ctx, tk, next); err != nil {
+		if e.needsFold(next) {
+			if next, err = e.fold(ctx, tk, next); err != nil {
 				continue
 			}
 		}
 		var val []byte
-		if val, err = c.encodeCoordValue(ctx, next); err != nil {
+		if val, err = e.encodeCoordValue(ctx, next); err != nil {
 			continue
 		}
 		var nv backend.Version
-		nv, err = c.store.CompareAndPut(ctx, tk.coord, v, val)
+		nv, err = e.store.CompareAndPut(ctx, tk.coord, v, val)
 		if err == nil {
 			if val[0] == coordBlob {
 				next.blob = Ref(val[1:])
 			} else {
 				next.blob = Ref{}
 			}
-			c.rememberWritten(tk, next, nv)
+			e.rememberWritten(tk, next, nv)
 			if !st.blob.IsZero() && st.blob != next.blob && v != 0 {
 				// The state this write replaced was a blob: nobody
 				// needs it any more (a reader that still follows the old
 				// reference reads the key again).
-				c.reclaimBlobs(ctx, []Ref{st.blob})
+				e.reclaimBlobs(ctx, []Ref{st.blob})
 			}
 			return next, nil
 		}
@@ -96,7 +96,7 @@ func (c *engine) casCoord(ctx context.Context, tk topicKeys, op coordOp, maxRace
 		if staleCache {
 			attempt-- // the cache was behind: not a lost race
 		} else {
-			c.retries.Add(1)
+			e.retries.Add(1)
 			if races++; maxRaces > 0 && races >= maxRaces {
 				return nil, errLostRace
 			}
@@ -108,20 +108,20 @@ func (c *engine) casCoord(ctx context.Context, tk topicKeys, op coordOp, maxRace
 			if err := sleepJitter(ctx, attempt); err != nil {
 				return nil, err
 			}
-			st, v, err = c.readCoord(ctx, tk)
+			st, v, err = e.readCoord(ctx, tk)
 			continue
 		}
 		// First loss: retry at once from the state the conflict carries.
 		if cur, ok := backend.CurrentEntry(err); ok {
 			if cur.Version == 0 {
-				st, v, err = c.newCoord(), 0, nil
-			} else if st, err = c.decodeCoordValue(ctx, cur.Value); err == nil {
+				st, v, err = e.newCoord(), 0, nil
+			} else if st, err = e.decodeCoordValue(ctx, cur.Value); err == nil {
 				v = cur.Version
 			} else if errors.Is(err, backend.ErrNotFound) {
-				st, v, err = c.readCoord(ctx, tk) // its blob was replaced and reclaimed
+				st, v, err = e.readCoord(ctx, tk) // its blob was replaced and reclaimed
 			}
 		} else {
-			st, v, err = c.readCoord(ctx, tk)
+			st, v, err = e.readCoord(ctx, tk)
 		}
 	}
 }

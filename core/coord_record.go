@@ -17,36 +17,36 @@ import (
 //
 // A coordinator stored as a blob may be replaced, and its blob reclaimed,
 // between reading the key and reading the blob: the key is then read again.
-func (c *engine) readCoord(ctx context.Context, tk topicKeys) (*coordState, backend.Version, error) {
+func (e *engine) readCoord(ctx context.Context, tk topicKeys) (*coordState, backend.Version, error) {
 	for attempt := 0; ; attempt++ {
-		e, err := c.store.Get(ctx, tk.coord)
+		ent, err := e.store.Get(ctx, tk.coord)
 		if errors.Is(err, backend.ErrNotFound) {
-			return c.newCoord(), 0, nil
+			return e.newCoord(), 0, nil
 		}
 		if err != nil {
 			return nil, 0, fmt.Errorf("core: read coordinator of %q: %w", tk.name, err)
 		}
-		st, err := c.decodeCoordValue(ctx, e.Value)
+		st, err := e.decodeCoordValue(ctx, ent.Value)
 		if errors.Is(err, backend.ErrNotFound) && attempt < 5 {
 			continue
 		}
 		if err != nil {
 			return nil, 0, fmt.Errorf("core: coordinator of %q: %w", tk.name, err)
 		}
-		return st, e.Version, nil
+		return st, ent.Version, nil
 	}
 }
 
-func (c *engine) decodeCoordValue(ctx context.Context, v []byte) (*coordState, error) {
-	st, err := c.decodeCoordAny(ctx, v)
+func (e *engine) decodeCoordValue(ctx context.Context, v []byte) (*coordState, error) {
+	st, err := e.decodeCoordAny(ctx, v)
 	if err == nil {
-		err = c.checkOrder(st)
+		err = e.checkOrder(st)
 	}
 	return st, err
 }
 
 // decodeCoordAny decodes a coordinator value of either ordering.
-func (c *engine) decodeCoordAny(ctx context.Context, v []byte) (*coordState, error) {
+func (e *engine) decodeCoordAny(ctx context.Context, v []byte) (*coordState, error) {
 	if len(v) == 0 {
 		return nil, malformed("empty coordinator")
 	}
@@ -55,7 +55,7 @@ func (c *engine) decodeCoordAny(ctx context.Context, v []byte) (*coordState, err
 			return nil, malformed("coordinator reference of %d bytes", len(v))
 		}
 		ref := Ref(v[1:])
-		data, err := c.blobs.get(ctx, ref)
+		data, err := e.blobs.get(ctx, ref)
 		if err != nil {
 			return nil, err
 		}
@@ -68,15 +68,15 @@ func (c *engine) decodeCoordAny(ctx context.Context, v []byte) (*coordState, err
 	return decodeCoordState(v)
 }
 
-func (c *engine) encodeCoordValue(ctx context.Context, st *coordState) ([]byte, error) {
+func (e *engine) encodeCoordValue(ctx context.Context, st *coordState) ([]byte, error) {
 	enc := st.encode()
-	if len(enc) <= c.maxValue {
+	if len(enc) <= e.maxValue {
 		return enc, nil
 	}
 	// Always written, never skipped because the cache has it: a
 	// coordinator state can recur (a subscriber leaves again), and its
 	// earlier blob may have been reclaimed since.
-	ref, err := c.blobs.putFresh(ctx, enc)
+	ref, err := e.blobs.putFresh(ctx, enc)
 	if err != nil {
 		return nil, err
 	}
@@ -85,18 +85,18 @@ func (c *engine) encodeCoordValue(ctx context.Context, st *coordState) ([]byte, 
 
 // lastWritten returns the coordinator state and version this engine last
 // wrote for tk, if any. The state must not be modified.
-func (c *engine) lastWritten(tk topicKeys) (*coordState, backend.Version, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	w, ok := c.written[tk.name]
+func (e *engine) lastWritten(tk topicKeys) (*coordState, backend.Version, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	w, ok := e.written[tk.name]
 	return w.st, w.v, ok
 }
 
-func (c *engine) rememberWritten(tk topicKeys, st *coordState, v backend.Version) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.written) > 1024 {
-		clear(c.written) // bounded; it is only a hint
+func (e *engine) rememberWritten(tk topicKeys, st *coordState, v backend.Version) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(e.written) > 1024 {
+		clear(e.written) // bounded; it is only a hint
 	}
-	c.written[tk.name] = writtenCoord{st: st, v: v}
+	e.written[tk.name] = writtenCoord{st: st, v: v}
 }

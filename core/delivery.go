@@ -108,9 +108,7 @@ func (s *Subscription) poll(ctx context.Context) (int, error) {
 		// is reported, not skipped: when the publisher's next retained
 		// announcement starts past it (deliver), or, once every retained
 		// announcement is processed, up to the publisher's head (below).
-		if s.lazyBase {
-			s.placeDropped(ctx, st)
-		}
+		s.unplaced = !s.placeDropped(ctx, st)
 		s.cursor, s.jumped = st.RetainFrom, true
 		// The heads before the new index are not known: the position
 		// names every known publisher explicitly from now on.
@@ -145,6 +143,20 @@ func (s *Subscription) poll(ctx context.Context) (int, error) {
 		// head still ahead of what was delivered lies in dropped ones.
 		known := maps.Clone(s.base)
 		maps.Copy(known, s.expected)
+		if s.unplaced && !s.opts.fromStart {
+			// The dropped announcements could not be read: a publisher
+			// registered since this FromNow subscription started (it read
+			// every head registered then) is owed from seq 1.
+			reg, err := c.registryAll(ctx, s.tk, st.Registry)
+			if err != nil {
+				return n, err
+			}
+			for p := range reg {
+				if _, ok := known[p]; !ok {
+					known[p] = 0
+				}
+			}
+		}
 		for _, p := range slices.SortedFunc(maps.Keys(known), comparePID) {
 			h, err := c.headOf(ctx, s.tk, st, p)
 			if err != nil {
@@ -152,7 +164,7 @@ func (s *Subscription) poll(ctx context.Context) (int, error) {
 			}
 			s.gap(p, s.next(p), h, reasonRetention)
 		}
-		s.jumped = false
+		s.jumped, s.unplaced = false, false
 	}
 	complete := true
 	for p, h := range st.hot {
@@ -174,18 +186,29 @@ func (s *Subscription) poll(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// placeDropped runs before a resumed subscription (lazyBase) jumps over
-// announcements that retention dropped: the first dropped announcement of
-// each publisher it cannot place yet gives, by its From, where that
-// publisher stood at the cursor, so that what it misses is reported with
-// its exact range. The dropped announcements stay readable for a durable
-// subscription (the reclaimer keeps its floor); if they cannot be read,
-// such publishers are reported from seq 1 instead.
-func (s *Subscription) placeDropped(ctx context.Context, st *coordState) {
+// maxDroppedRead bounds how many dropped announcements a jump reads to
+// place publishers (beyond it, placeDropped falls back as if unreadable).
+const maxDroppedRead = 1 << 16
+
+// placeDropped runs before a subscription jumps over announcements that
+// retention dropped: the first dropped announcement of each publisher it
+// cannot place yet gives, by its From, where that publisher stood at the
+// cursor, so that what it misses is reported with its exact range — also
+// for a publisher whose every announcement was dropped, which the
+// subscription would otherwise never meet. The dropped announcements stay
+// readable for a durable subscription (the reclaimer keeps its floor). It
+// reports whether they could be read; if not, a resumed subscription
+// reports publishers it cannot place from seq 1, and the end of the jump
+// falls back to the registry (see poll).
+func (s *Subscription) placeDropped(ctx context.Context, st *coordState) bool {
+	if st.RetainFrom-s.cursor > maxDroppedRead {
+		s.lazyBase = false
+		return false
+	}
 	anns, err := s.c.annsFrom(ctx, st, s.cursor)
 	if err != nil {
 		s.lazyBase = false
-		return
+		return false
 	}
 	for _, a := range anns[:min(uint64(len(anns)), st.RetainFrom-s.cursor)] {
 		_, seen := s.expected[a.Pub]
@@ -193,6 +216,7 @@ func (s *Subscription) placeDropped(ctx context.Context, st *coordState) {
 			s.base[a.Pub] = a.From - 1
 		}
 	}
+	return true
 }
 
 // next is the next sequence number expected from publisher p.

@@ -138,14 +138,14 @@ func (s *Subscription) pollHeads(ctx context.Context) (int, error) {
 
 // readHeads reads the head records of pids in parallel. heads[i] is nil
 // when errs[i] says why (backend.ErrNotFound when there is none yet).
-func (c *engine) readHeads(ctx context.Context, tk topicKeys, pids []PublisherID) ([]*headRecord, []error) {
+func (e *engine) readHeads(ctx context.Context, tk topicKeys, pids []PublisherID) ([]*headRecord, []error) {
 	heads := make([]*headRecord, len(pids))
 	errs := make([]error, len(pids))
-	_ = c.blobs.parallel(ctx, len(pids), func(ctx context.Context, i int) error {
-		e, err := c.store.Get(ctx, tk.head(pids[i]))
+	_ = e.blobs.parallel(ctx, len(pids), func(ctx context.Context, i int) error {
+		ent, err := e.store.Get(ctx, tk.head(pids[i]))
 		if err == nil {
 			var h *headRecord
-			if h, err = decodeHead(tk.name, e.Value); err == nil && PublisherIDOf(h.Publisher) != pids[i] {
+			if h, err = decodeHead(tk.name, ent.Value); err == nil && PublisherIDOf(h.Publisher) != pids[i] {
 				err = malformed("head record under %s signed by another key", pids[i])
 			}
 			if err == nil {

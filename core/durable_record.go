@@ -84,27 +84,27 @@ func decodeDurRecord(topic string, b []byte) (*durRecord, error) {
 
 // readDurable reads and verifies the durable record under key (resolving a
 // blob reference). It returns the entry too, for compare-and-put.
-func (c *engine) readDurable(ctx context.Context, tk topicKeys, id PublisherID) (*durRecord, backend.Entry, error) {
-	e, err := c.store.Get(ctx, tk.durable(id))
+func (e *engine) readDurable(ctx context.Context, tk topicKeys, id PublisherID) (*durRecord, backend.Entry, error) {
+	ent, err := e.store.Get(ctx, tk.durable(id))
 	if err != nil {
 		return nil, backend.Entry{}, err
 	}
-	return c.decodeDurable(ctx, tk, id, e)
+	return e.decodeDurable(ctx, tk, id, ent)
 }
 
 // readDurableNewest is readDurable for the record's own writer: on a store
 // that is not linearizable it reads several times and keeps the newest
 // version, since resuming from a stale position would deliver again what
 // was acknowledged (and a stale mark would not flag what was delivered).
-func (c *engine) readDurableNewest(ctx context.Context, tk topicKeys, id PublisherID) (*durRecord, backend.Entry, error) {
+func (e *engine) readDurableNewest(ctx context.Context, tk topicKeys, id PublisherID) (*durRecord, backend.Entry, error) {
 	reads := 1
-	if c.caps.Consistency < backend.Linearizable {
+	if e.caps.Consistency < backend.Linearizable {
 		reads = 3
 	}
 	var best backend.Entry
 	var bestErr error = backend.ErrNotFound
 	for attempt := 0; reads > 0; attempt++ {
-		e, err := c.store.Get(ctx, tk.durable(id))
+		ent, err := e.store.Get(ctx, tk.durable(id))
 		if err != nil && retryable(err) {
 			if err := sleepJitter(ctx, attempt+4); err != nil {
 				return nil, backend.Entry{}, err
@@ -113,8 +113,8 @@ func (c *engine) readDurableNewest(ctx context.Context, tk topicKeys, id Publish
 		}
 		reads--
 		switch {
-		case err == nil && e.Version > best.Version:
-			best, bestErr = e, nil
+		case err == nil && ent.Version > best.Version:
+			best, bestErr = ent, nil
 		case err != nil && !errors.Is(err, backend.ErrNotFound):
 			return nil, backend.Entry{}, err
 		}
@@ -122,22 +122,22 @@ func (c *engine) readDurableNewest(ctx context.Context, tk topicKeys, id Publish
 	if bestErr != nil {
 		return nil, backend.Entry{}, bestErr
 	}
-	return c.decodeDurable(ctx, tk, id, best)
+	return e.decodeDurable(ctx, tk, id, best)
 }
 
-func (c *engine) decodeDurable(ctx context.Context, tk topicKeys, id PublisherID, e backend.Entry) (*durRecord, backend.Entry, error) {
+func (e *engine) decodeDurable(ctx context.Context, tk topicKeys, id PublisherID, ent backend.Entry) (*durRecord, backend.Entry, error) {
 	var err error
-	v := e.Value
+	v := ent.Value
 	if len(v) == 33 && v[0] == durRefTag {
-		if v, err = c.blobs.get(ctx, Ref(v[1:])); err != nil {
-			return nil, e, fmt.Errorf("core: durable record blob: %w", err)
+		if v, err = e.blobs.get(ctx, Ref(v[1:])); err != nil {
+			return nil, ent, fmt.Errorf("core: durable record blob: %w", err)
 		}
 	}
 	r, err := decodeDurRecord(tk.name, v)
 	if err == nil && durableID(r.Subscriber, r.Name) != id {
 		err = malformed("durable record under %s is for another subscriber or name", id)
 	}
-	return r, e, err
+	return r, ent, err
 }
 
 // DurablePosition is the stored position of one durable subscriber of a
@@ -152,11 +152,11 @@ type durablePosition struct {
 // registered in st.Subs whose records are live. Entries of st.Subs without
 // a durable record are ordinary subscribers and are skipped. An error means
 // some position could not be read: the caller must then reclaim nothing.
-func (c *engine) durablePositions(ctx context.Context, tk topicKeys, st *coordState) ([]durablePosition, error) {
+func (e *engine) durablePositions(ctx context.Context, tk topicKeys, st *coordState) ([]durablePosition, error) {
 	var out []durablePosition
-	now := c.now().UnixNano()
+	now := e.now().UnixNano()
 	for _, id := range sortedPIDs(st.Subs) {
-		r, _, err := c.readDurable(ctx, tk, id)
+		r, _, err := e.readDurable(ctx, tk, id)
 		if errors.Is(err, backend.ErrNotFound) {
 			continue
 		}
@@ -184,8 +184,8 @@ func (c *engine) durablePositions(ctx context.Context, tk topicKeys, st *coordSt
 // publisher absent from nexts is named by no durable cursor: every durable
 // subscriber would deliver it from seq 1). ok is false when there is no live
 // durable subscriber.
-func (c *engine) durableFloor(ctx context.Context, tk topicKeys, st *coordState) (index uint64, nexts map[PublisherID]uint64, ok bool, err error) {
-	ps, err := c.durablePositions(ctx, tk, st)
+func (e *engine) durableFloor(ctx context.Context, tk topicKeys, st *coordState) (index uint64, nexts map[PublisherID]uint64, ok bool, err error) {
+	ps, err := e.durablePositions(ctx, tk, st)
 	if err != nil || len(ps) == 0 {
 		return 0, nil, false, err
 	}
@@ -199,7 +199,7 @@ func (c *engine) durableFloor(ctx context.Context, tk topicKeys, st *coordState)
 			}
 		}
 	}
-	if !c.ordered {
+	if !e.ordered {
 		// A publisher that a durable cursor does not name starts at 1 for it.
 		for pub := range nexts {
 			for _, p := range ps {

@@ -77,12 +77,12 @@ func newEngine(store backend.Store, o options) (*engine, error) {
 	}, nil
 }
 
-func (c *engine) now() time.Time { return c.cfg.now() }
+func (e *engine) now() time.Time { return e.cfg.now() }
 
 // close cancels pending announcer work and waits for it.
-func (c *engine) close() {
-	c.cancel()
-	c.wg.Wait()
+func (e *engine) close() {
+	e.cancel()
+	e.wg.Wait()
 }
 
 // announcer group-commits the coordinator updates of one topic: while one
@@ -110,14 +110,14 @@ type annResult struct {
 // announce merges op into the topic coordinator through the topic's
 // announcer and returns once it is visible. If ctx ends first, the update
 // may still land; callers retry idempotently.
-func (c *engine) announce(ctx context.Context, tk topicKeys, op coordOp) (*coordState, error) {
-	c.mu.Lock()
-	a, ok := c.announcers[tk.name]
+func (e *engine) announce(ctx context.Context, tk topicKeys, op coordOp) (*coordState, error) {
+	e.mu.Lock()
+	a, ok := e.announcers[tk.name]
 	if !ok {
-		a = &announcer{e: c, tk: tk}
-		c.announcers[tk.name] = a
+		a = &announcer{e: e, tk: tk}
+		e.announcers[tk.name] = a
 	}
-	c.mu.Unlock()
+	e.mu.Unlock()
 	req := &annRequest{op: op, done: make(chan annResult, 1)}
 	a.mu.Lock()
 	a.pending = append(a.pending, req)
@@ -125,7 +125,7 @@ func (c *engine) announce(ctx context.Context, tk topicKeys, op coordOp) (*coord
 	a.running = true
 	a.mu.Unlock()
 	if start {
-		c.wg.Go(a.run)
+		e.wg.Go(a.run)
 	}
 	select {
 	case r := <-req.done:

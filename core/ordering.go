@@ -105,17 +105,17 @@ func resolveOrdering(o Ordering, caps backend.Capabilities) (Ordering, error) {
 func (c *Client) Ordering() Ordering { return c.order }
 
 // newCoord returns an empty coordinator of the engine's ordering.
-func (c *engine) newCoord() *coordState {
+func (e *engine) newCoord() *coordState {
 	st := newCoordState()
-	st.Order = c.order
+	st.Order = e.order
 	return st
 }
 
 // checkOrder refuses a coordinator of the other ordering.
-func (c *engine) checkOrder(st *coordState) error {
-	if st.Order != c.order {
+func (e *engine) checkOrder(st *coordState) error {
+	if st.Order != e.order {
 		return fmt.Errorf("%w: the topic was created in %s order, this client uses %s order (core.WithOrdering)",
-			ErrOrderingMismatch, st.Order, c.order)
+			ErrOrderingMismatch, st.Order, e.order)
 	}
 	return nil
 }

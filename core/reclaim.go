@@ -50,28 +50,28 @@ func WithoutReclaim() Option {
 // Only in ordered mode (where the coordinator's retention is the topic's),
 // only on stores with backend.Deleter, and never at or above the durable
 // floor.
-func (c *engine) reclaim(ctx context.Context, tk topicKeys, st *coordState) uint64 {
-	c.reclaimRegistry(ctx, tk, st)
-	d, ok := c.store.(backend.Deleter)
-	if !ok || !c.ordered || c.cfg.noReclaim || st.RetainFrom <= st.ReclaimedTo {
+func (e *engine) reclaim(ctx context.Context, tk topicKeys, st *coordState) uint64 {
+	e.reclaimRegistry(ctx, tk, st)
+	d, ok := e.store.(backend.Deleter)
+	if !ok || !e.ordered || e.cfg.noReclaim || st.RetainFrom <= st.ReclaimedTo {
 		return st.ReclaimedTo
 	}
 	target := st.RetainFrom
 	// The topic's own durable subscribers (their records are listed in
 	// st.Subs) pin their acknowledged positions: the announcement index
 	// and, per publisher, the lowest next seq a cursor still names.
-	idx, nexts, ok, err := c.durableFloor(ctx, tk, st)
+	idx, nexts, ok, err := e.durableFloor(ctx, tk, st)
 	if err != nil {
-		c.cfg.logger.Warn("stickypub: durable positions unknown, not reclaiming", "topic", tk.name, "err", err)
+		e.cfg.logger.Warn("stickypub: durable positions unknown, not reclaiming", "topic", tk.name, "err", err)
 		return st.ReclaimedTo
 	}
 	if ok {
 		target = min(target, idx)
 	}
-	if c.cfg.durableFloor != nil {
-		idx, ok, err := c.cfg.durableFloor(ctx, tk.name)
+	if e.cfg.durableFloor != nil {
+		idx, ok, err := e.cfg.durableFloor(ctx, tk.name)
 		if err != nil {
-			c.cfg.logger.Warn("stickypub: durable floor unknown, not reclaiming", "topic", tk.name, "err", err)
+			e.cfg.logger.Warn("stickypub: durable floor unknown, not reclaiming", "topic", tk.name, "err", err)
 			return st.ReclaimedTo
 		}
 		if ok {
@@ -86,9 +86,9 @@ func (c *engine) reclaim(ctx context.Context, tk topicKeys, st *coordState) uint
 	var dropped []*snapshot
 	var refs []Ref
 	for ref := st.Snap; !ref.IsZero(); {
-		s, err := c.loadSnapshot(ctx, ref)
+		s, err := e.loadSnapshot(ctx, ref)
 		if err != nil {
-			c.cfg.logger.Warn("stickypub: reclaim: read snapshot", "topic", tk.name, "err", err)
+			e.cfg.logger.Warn("stickypub: reclaim: read snapshot", "topic", tk.name, "err", err)
 			return st.ReclaimedTo
 		}
 		if s.From < st.ReclaimedTo {
@@ -112,12 +112,12 @@ func (c *engine) reclaim(ctx context.Context, tk topicKeys, st *coordState) uint
 		if holdsNeeded(s, nexts) {
 			break // a durable cursor still needs a segment it announces
 		}
-		if err := c.reclaimSnapshot(ctx, d, tk, s, refs[i]); err != nil {
-			c.cfg.logger.Warn("stickypub: reclaim", "topic", tk.name, "err", err)
+		if err := e.reclaimSnapshot(ctx, d, tk, s, refs[i]); err != nil {
+			e.cfg.logger.Warn("stickypub: reclaim", "topic", tk.name, "err", err)
 			break
 		}
 		done = s.From + uint64(len(s.Anns))
-		c.reclaimed.Add(1)
+		e.reclaimed.Add(1)
 	}
 	return done
 }
@@ -137,41 +137,41 @@ func holdsNeeded(s *snapshot, nexts map[PublisherID]uint64) bool {
 // last one replaced (st.OldRegistry's root and the shards st.Registry no
 // longer shares): nobody who read a coordinator written since the last
 // fold uses them.
-func (c *engine) reclaimRegistry(ctx context.Context, tk topicKeys, st *coordState) {
-	d, ok := c.store.(backend.Deleter)
-	if !ok || c.cfg.noReclaim {
+func (e *engine) reclaimRegistry(ctx context.Context, tk topicKeys, st *coordState) {
+	d, ok := e.store.(backend.Deleter)
+	if !ok || e.cfg.noReclaim {
 		return
 	}
-	garbage, err := c.registryGarbage(ctx, tk, st.OldRegistry, st.Registry)
+	garbage, err := e.registryGarbage(ctx, tk, st.OldRegistry, st.Registry)
 	if err != nil {
 		if !errors.Is(err, backend.ErrNotFound) { // gone: reclaimed already
-			c.cfg.logger.Warn("stickypub: reclaim registry", "topic", tk.name, "err", err)
+			e.cfg.logger.Warn("stickypub: reclaim registry", "topic", tk.name, "err", err)
 		}
 		return
 	}
 	for _, g := range garbage {
-		if err := c.blobs.delete(ctx, d, g, 0); err != nil {
-			c.cfg.logger.Warn("stickypub: reclaim registry", "topic", tk.name, "err", err)
+		if err := e.blobs.delete(ctx, d, g, 0); err != nil {
+			e.cfg.logger.Warn("stickypub: reclaim registry", "topic", tk.name, "err", err)
 			return
 		}
 	}
 }
 
 // reclaimSnapshot deletes one dropped snapshot and what only it reaches.
-func (c *engine) reclaimSnapshot(ctx context.Context, d backend.Deleter, tk topicKeys, s *snapshot, ref Ref) error {
-	err := c.blobs.parallel(ctx, len(s.Anns), func(ctx context.Context, i int) error {
-		return c.reclaimAnn(ctx, d, s.Anns[i])
+func (e *engine) reclaimSnapshot(ctx context.Context, d backend.Deleter, tk topicKeys, s *snapshot, ref Ref) error {
+	err := e.blobs.parallel(ctx, len(s.Anns), func(ctx context.Context, i int) error {
+		return e.reclaimAnn(ctx, d, s.Anns[i])
 	})
 	if err != nil {
 		return err
 	}
-	return c.blobs.delete(ctx, d, ref, 0)
+	return e.blobs.delete(ctx, d, ref, 0)
 }
 
 // reclaimAnn deletes the segments holding announcement a's range.
-func (c *engine) reclaimAnn(ctx context.Context, d backend.Deleter, a announcement) error {
+func (e *engine) reclaimAnn(ctx context.Context, d backend.Deleter, a announcement) error {
 	for ref := a.Seg; !ref.IsZero(); {
-		data, err := c.blobs.get(ctx, ref)
+		data, err := e.blobs.get(ctx, ref)
 		if errors.Is(err, backend.ErrNotFound) || errors.Is(err, ErrMalformed) {
 			return nil // already gone, or not ours to judge
 		}
@@ -182,7 +182,7 @@ func (c *engine) reclaimAnn(ctx context.Context, d backend.Deleter, a announceme
 		if err != nil || PublisherIDOf(sg.Publisher) != a.Pub || sg.last() < a.From {
 			return nil // never delete what the announcement does not name
 		}
-		if err := c.blobs.delete(ctx, d, ref, 0); err != nil {
+		if err := e.blobs.delete(ctx, d, ref, 0); err != nil {
 			return err
 		}
 		if sg.First <= a.From {
@@ -194,14 +194,14 @@ func (c *engine) reclaimAnn(ctx context.Context, d backend.Deleter, a announceme
 }
 
 // reclaimBlobs deletes blobs nobody references any more (best effort).
-func (c *engine) reclaimBlobs(ctx context.Context, refs []Ref) {
-	d, ok := c.store.(backend.Deleter)
-	if !ok || c.cfg.noReclaim {
+func (e *engine) reclaimBlobs(ctx context.Context, refs []Ref) {
+	d, ok := e.store.(backend.Deleter)
+	if !ok || e.cfg.noReclaim {
 		return
 	}
 	for _, ref := range slices.Compact(refs) {
-		if err := c.blobs.delete(ctx, d, ref, 0); err != nil {
-			c.cfg.logger.Warn("stickypub: reclaim blob", "ref", ref, "err", err)
+		if err := e.blobs.delete(ctx, d, ref, 0); err != nil {
+			e.cfg.logger.Warn("stickypub: reclaim blob", "ref", ref, "err", err)
 		}
 	}
 }

@@ -150,19 +150,19 @@ func decodeHeads(d *decoder) map[PublisherID]uint64 {
 // in (max per publisher). Only the shards of those publishers, and the
 // root, are written, unless a shard outgrows regShardMax: then the shards
 // split (every shard is rewritten once).
-func (c *engine) updateRegistry(ctx context.Context, tk topicKeys, root Ref, heads map[PublisherID]uint64) (Ref, error) {
+func (e *engine) updateRegistry(ctx context.Context, tk topicKeys, root Ref, heads map[PublisherID]uint64) (Ref, error) {
 	if len(heads) == 0 {
 		return root, nil
 	}
-	r, err := c.loadRegRoot(ctx, tk, root)
-	if err != nil && c.lostRegistry(err) {
+	r, err := e.loadRegRoot(ctx, tk, root)
+	if err != nil && e.lostRegistry(err) {
 		r, err = &regRoot{Shards: map[byte]Ref{}}, nil
 	}
 	if err != nil {
 		return Ref{}, err
 	}
 	bits := r.Bits
-	merged, err := c.mergeShards(ctx, tk, r, bits, heads)
+	merged, err := e.mergeShards(ctx, tk, r, bits, heads)
 	if err != nil {
 		return Ref{}, err
 	}
@@ -172,7 +172,7 @@ func (c *engine) updateRegistry(ctx context.Context, tk topicKeys, root Ref, hea
 	}
 	next := &regRoot{Bits: bits, Shards: maps.Clone(r.Shards)}
 	if grow {
-		all, err := c.registryAll(ctx, tk, root)
+		all, err := e.registryAll(ctx, tk, root)
 		if err != nil {
 			return Ref{}, err
 		}
@@ -183,20 +183,20 @@ func (c *engine) updateRegistry(ctx context.Context, tk topicKeys, root Ref, hea
 			bits++
 		}
 		empty := &regRoot{Bits: bits, Shards: map[byte]Ref{}}
-		if merged, err = c.mergeShards(ctx, tk, empty, bits, all); err != nil {
+		if merged, err = e.mergeShards(ctx, tk, empty, bits, all); err != nil {
 			return Ref{}, err
 		}
 		next = &regRoot{Bits: bits, Shards: map[byte]Ref{}}
 	}
 	keys := slices.Sorted(maps.Keys(merged))
 	refs := make([]Ref, len(keys))
-	err = c.blobs.parallel(ctx, len(keys), func(ctx context.Context, i int) error {
+	err = e.blobs.parallel(ctx, len(keys), func(ctx context.Context, i int) error {
 		sh := merged[keys[i]]
-		ref, err := c.blobs.put(ctx, encodeRegShard(tk.id, sh))
+		ref, err := e.blobs.put(ctx, encodeRegShard(tk.id, sh))
 		if err != nil {
 			return err
 		}
-		c.reg.addShard(ref, sh)
+		e.reg.addShard(ref, sh)
 		refs[i] = ref
 		return nil
 	})
@@ -206,17 +206,17 @@ func (c *engine) updateRegistry(ctx context.Context, tk topicKeys, root Ref, hea
 	for i, k := range keys {
 		next.Shards[k] = refs[i]
 	}
-	ref, err := c.blobs.put(ctx, encodeRegRoot(tk.id, next))
+	ref, err := e.blobs.put(ctx, encodeRegRoot(tk.id, next))
 	if err != nil {
 		return Ref{}, err
 	}
-	c.reg.addRoot(ref, next)
+	e.reg.addRoot(ref, next)
 	return ref, nil
 }
 
 // mergeShards returns the shards of r (with bits) that heads touch, with
 // heads merged in.
-func (c *engine) mergeShards(ctx context.Context, tk topicKeys, r *regRoot, bits byte, heads map[PublisherID]uint64) (map[byte]*regShard, error) {
+func (e *engine) mergeShards(ctx context.Context, tk topicKeys, r *regRoot, bits byte, heads map[PublisherID]uint64) (map[byte]*regShard, error) {
 	byShard := map[byte]map[PublisherID]uint64{}
 	for p, h := range heads {
 		k := shardOf(p, bits)
@@ -227,15 +227,15 @@ func (c *engine) mergeShards(ctx context.Context, tk topicKeys, r *regRoot, bits
 	}
 	keys := slices.Sorted(maps.Keys(byShard))
 	out := make([]*regShard, len(keys))
-	err := c.blobs.parallel(ctx, len(keys), func(ctx context.Context, i int) error {
+	err := e.blobs.parallel(ctx, len(keys), func(ctx context.Context, i int) error {
 		k := keys[i]
 		sh := &regShard{Bits: bits, Prefix: k, Heads: map[PublisherID]uint64{}}
 		if old, ok := r.Shards[k]; ok && r.Bits == bits {
-			prev, err := c.loadRegShard(ctx, tk, old)
+			prev, err := e.loadRegShard(ctx, tk, old)
 			switch {
 			case err == nil:
 				sh.Heads = maps.Clone(prev.Heads)
-			case !c.lostRegistry(err):
+			case !e.lostRegistry(err):
 				return err
 			}
 		}
@@ -257,9 +257,9 @@ func (c *engine) mergeShards(ctx context.Context, tk topicKeys, r *regRoot, bits
 
 // registryAll returns every registered publisher and its head (Info and
 // subscriber start-up in unordered mode; O(publishers) by nature).
-func (c *engine) registryAll(ctx context.Context, tk topicKeys, root Ref) (map[PublisherID]uint64, error) {
-	r, err := c.loadRegRoot(ctx, tk, root)
-	if err != nil && c.lostRegistry(err) {
+func (e *engine) registryAll(ctx context.Context, tk topicKeys, root Ref) (map[PublisherID]uint64, error) {
+	r, err := e.loadRegRoot(ctx, tk, root)
+	if err != nil && e.lostRegistry(err) {
 		return map[PublisherID]uint64{}, nil
 	}
 	if err != nil {
@@ -267,10 +267,10 @@ func (c *engine) registryAll(ctx context.Context, tk topicKeys, root Ref) (map[P
 	}
 	keys := slices.Sorted(maps.Keys(r.Shards))
 	shards := make([]*regShard, len(keys))
-	err = c.blobs.parallel(ctx, len(keys), func(ctx context.Context, i int) error {
+	err = e.blobs.parallel(ctx, len(keys), func(ctx context.Context, i int) error {
 		var err error
-		shards[i], err = c.loadRegShard(ctx, tk, r.Shards[keys[i]])
-		if err != nil && c.lostRegistry(err) {
+		shards[i], err = e.loadRegShard(ctx, tk, r.Shards[keys[i]])
+		if err != nil && e.lostRegistry(err) {
 			shards[i], err = &regShard{}, nil
 		}
 		return err
@@ -288,15 +288,15 @@ func (c *engine) registryAll(ctx context.Context, tk topicKeys, root Ref) (map[P
 // registryGarbage lists the blobs of the registry rooted at old that the
 // registry rooted at next no longer references: the old root and the
 // shards the fold from old to next replaced.
-func (c *engine) registryGarbage(ctx context.Context, tk topicKeys, old, next Ref) ([]Ref, error) {
+func (e *engine) registryGarbage(ctx context.Context, tk topicKeys, old, next Ref) ([]Ref, error) {
 	if old.IsZero() || old == next {
 		return nil, nil
 	}
-	ro, err := c.loadRegRoot(ctx, tk, old)
+	ro, err := e.loadRegRoot(ctx, tk, old)
 	if err != nil {
 		return nil, err
 	}
-	rn, err := c.loadRegRoot(ctx, tk, next)
+	rn, err := e.loadRegRoot(ctx, tk, next)
 	if err != nil {
 		return nil, err
 	}
@@ -312,8 +312,8 @@ func (c *engine) registryGarbage(ctx context.Context, tk topicKeys, old, next Re
 
 // registered returns every publisher registered in st: the registry and
 // the window.
-func (c *engine) registered(ctx context.Context, tk topicKeys, st *coordState) (map[PublisherID]uint64, error) {
-	reg, err := c.registryAll(ctx, tk, st.Registry)
+func (e *engine) registered(ctx context.Context, tk topicKeys, st *coordState) (map[PublisherID]uint64, error) {
+	reg, err := e.registryAll(ctx, tk, st.Registry)
 	if err != nil {
 		return nil, err
 	}

@@ -62,14 +62,14 @@ func (c *regCache) addShard(ref Ref, s *regShard) {
 	c.shards[ref] = s
 }
 
-func (c *engine) loadRegRoot(ctx context.Context, tk topicKeys, ref Ref) (*regRoot, error) {
+func (e *engine) loadRegRoot(ctx context.Context, tk topicKeys, ref Ref) (*regRoot, error) {
 	if ref.IsZero() {
 		return &regRoot{Shards: map[byte]Ref{}}, nil
 	}
-	if r, ok := c.reg.root(ref); ok {
+	if r, ok := e.reg.root(ref); ok {
 		return r, nil
 	}
-	data, err := c.blobs.get(ctx, ref)
+	data, err := e.blobs.get(ctx, ref)
 	if err != nil {
 		return nil, fmt.Errorf("core: registry of %q: %w", tk.name, err)
 	}
@@ -77,15 +77,15 @@ func (c *engine) loadRegRoot(ctx context.Context, tk topicKeys, ref Ref) (*regRo
 	if err != nil {
 		return nil, err
 	}
-	c.reg.addRoot(ref, r)
+	e.reg.addRoot(ref, r)
 	return r, nil
 }
 
-func (c *engine) loadRegShard(ctx context.Context, tk topicKeys, ref Ref) (*regShard, error) {
-	if s, ok := c.reg.shard(ref); ok {
+func (e *engine) loadRegShard(ctx context.Context, tk topicKeys, ref Ref) (*regShard, error) {
+	if s, ok := e.reg.shard(ref); ok {
 		return s, nil
 	}
-	data, err := c.blobs.get(ctx, ref)
+	data, err := e.blobs.get(ctx, ref)
 	if err != nil {
 		return nil, fmt.Errorf("core: registry shard of %q: %w", tk.name, err)
 	}
@@ -93,7 +93,7 @@ func (c *engine) loadRegShard(ctx context.Context, tk topicKeys, ref Ref) (*regS
 	if err != nil {
 		return nil, err
 	}
-	c.reg.addShard(ref, s)
+	e.reg.addShard(ref, s)
 	return s, nil
 }
 
@@ -101,14 +101,14 @@ func (c *engine) loadRegShard(ctx context.Context, tk topicKeys, ref Ref) (*regS
 // mode (DHTs) nobody refreshes the registry, so its blobs expire and their
 // entries are lost ("what nobody refreshes may vanish"); the registry goes
 // on without them. In ordered mode a missing blob is an error.
-func (c *engine) lostRegistry(err error) bool {
-	return !c.ordered && errors.Is(err, backend.ErrNotFound)
+func (e *engine) lostRegistry(err error) bool {
+	return !e.ordered && errors.Is(err, backend.ErrNotFound)
 }
 
 // registryHead returns p's head in the registry rooted at root (0 when p
 // is not registered).
-func (c *engine) registryHead(ctx context.Context, tk topicKeys, root Ref, p PublisherID) (uint64, error) {
-	r, err := c.loadRegRoot(ctx, tk, root)
+func (e *engine) registryHead(ctx context.Context, tk topicKeys, root Ref, p PublisherID) (uint64, error) {
+	r, err := e.loadRegRoot(ctx, tk, root)
 	if err != nil {
 		return 0, err
 	}
@@ -116,7 +116,7 @@ func (c *engine) registryHead(ctx context.Context, tk topicKeys, root Ref, p Pub
 	if !ok {
 		return 0, nil
 	}
-	s, err := c.loadRegShard(ctx, tk, ref)
+	s, err := e.loadRegShard(ctx, tk, ref)
 	if err != nil {
 		return 0, err
 	}
@@ -125,11 +125,11 @@ func (c *engine) registryHead(ctx context.Context, tk topicKeys, root Ref, p Pub
 
 // cachedRegistryHead is registryHead without I/O: errNeedBlobs when a blob
 // on the path is not cached yet.
-func (c *engine) cachedRegistryHead(root Ref, p PublisherID) (uint64, error) {
+func (e *engine) cachedRegistryHead(root Ref, p PublisherID) (uint64, error) {
 	if root.IsZero() {
 		return 0, nil
 	}
-	r, ok := c.reg.root(root)
+	r, ok := e.reg.root(root)
 	if !ok {
 		return 0, errNeedBlobs
 	}
@@ -137,7 +137,7 @@ func (c *engine) cachedRegistryHead(root Ref, p PublisherID) (uint64, error) {
 	if !ok {
 		return 0, nil
 	}
-	s, ok := c.reg.shard(ref)
+	s, ok := e.reg.shard(ref)
 	if !ok {
 		return 0, errNeedBlobs
 	}

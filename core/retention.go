@@ -27,8 +27,8 @@ type Retention struct {
 	MaxAge time.Duration
 }
 
-func (c *engine) loadSnapshot(ctx context.Context, ref Ref) (*snapshot, error) {
-	data, err := c.blobs.get(ctx, ref)
+func (e *engine) loadSnapshot(ctx context.Context, ref Ref) (*snapshot, error) {
+	data, err := e.blobs.get(ctx, ref)
 	if err != nil {
 		return nil, err
 	}
@@ -40,8 +40,8 @@ func (c *engine) loadSnapshot(ctx context.Context, ref Ref) (*snapshot, error) {
 // reclaims what an earlier fold dropped from retention (and the registry
 // blobs two folds old). It only writes content-addressed blobs (and deletes
 // unreachable ones), so concurrent folds of the same state are harmless.
-func (c *engine) fold(ctx context.Context, tk topicKeys, st *coordState) (*coordState, error) {
-	reg, err := c.updateRegistry(ctx, tk, st.Registry, st.hot)
+func (e *engine) fold(ctx context.Context, tk topicKeys, st *coordState) (*coordState, error) {
+	reg, err := e.updateRegistry(ctx, tk, st.Registry, st.hot)
 	if err != nil {
 		return nil, err
 	}
@@ -50,7 +50,7 @@ func (c *engine) fold(ctx context.Context, tk topicKeys, st *coordState) (*coord
 		snap.Msgs += a.To - a.From + 1
 		snap.MaxTime = max(snap.MaxTime, a.Time)
 	}
-	ref, err := c.blobs.put(ctx, snap.encode())
+	ref, err := e.blobs.put(ctx, snap.encode())
 	if err != nil {
 		return nil, err
 	}
@@ -58,22 +58,22 @@ func (c *engine) fold(ctx context.Context, tk topicKeys, st *coordState) (*coord
 	next.Snap, next.SnapCount, next.Window = ref, st.Count, nil
 	next.Registry, next.OldRegistry = reg, st.Registry
 	next.rebuildHot()
-	next.RetainFrom = c.retainFrom(ctx, snap, st.RetainFrom)
-	next.ReclaimedTo = c.reclaim(ctx, tk, st)
+	next.RetainFrom = e.retainFrom(ctx, snap, st.RetainFrom)
+	next.ReclaimedTo = e.reclaim(ctx, tk, st)
 	return next, nil
 }
 
 // retainFrom walks the snapshot chain from newest and returns the first
 // announcement index the retention policy keeps. Read errors keep more,
 // not less.
-func (c *engine) retainFrom(ctx context.Context, newest *snapshot, old uint64) uint64 {
-	r := c.cfg.retention
+func (e *engine) retainFrom(ctx context.Context, newest *snapshot, old uint64) uint64 {
+	r := e.cfg.retention
 	if r.MaxMessages == 0 && r.MaxAge == 0 {
 		return old
 	}
 	cutoff := int64(0)
 	if r.MaxAge > 0 {
-		cutoff = c.now().Add(-r.MaxAge).UnixNano()
+		cutoff = e.now().Add(-r.MaxAge).UnixNano()
 	}
 	keep := newest.From + uint64(len(newest.Anns))
 	var total uint64
@@ -86,7 +86,7 @@ func (c *engine) retainFrom(ctx context.Context, newest *snapshot, old uint64) u
 		if (r.MaxMessages > 0 && total >= r.MaxMessages) || s.Prev.IsZero() || s.From <= old {
 			break
 		}
-		next, err := c.loadSnapshot(ctx, s.Prev)
+		next, err := e.loadSnapshot(ctx, s.Prev)
 		if err != nil {
 			return old
 		}
@@ -97,7 +97,7 @@ func (c *engine) retainFrom(ctx context.Context, newest *snapshot, old uint64) u
 
 // annsFrom returns the announcements with index >= from, in order, reading
 // snapshots as needed.
-func (c *engine) annsFrom(ctx context.Context, st *coordState, from uint64) ([]announcement, error) {
+func (e *engine) annsFrom(ctx context.Context, st *coordState, from uint64) ([]announcement, error) {
 	if from >= st.Count {
 		return nil, nil
 	}
@@ -106,7 +106,7 @@ func (c *engine) annsFrom(ctx context.Context, st *coordState, from uint64) ([]a
 	}
 	var chain [][]announcement
 	for ref := st.Snap; !ref.IsZero(); {
-		s, err := c.loadSnapshot(ctx, ref)
+		s, err := e.loadSnapshot(ctx, ref)
 		if err != nil {
 			return nil, err
 		}

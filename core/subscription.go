@@ -87,6 +87,7 @@ type Subscription struct {
 	closed   bool
 	cursor   uint64
 	jumped   bool // the cursor jumped over dropped announcements (ordered mode)
+	unplaced bool // and the dropped announcements could not be read
 	coordVer backend.Version
 	base     map[PublisherID]uint64
 	expected map[PublisherID]uint64
