@@ -70,7 +70,7 @@ func (s *Subscription) pollHeads(ctx context.Context) (int, error) {
 		}
 	}
 	pids := slices.SortedFunc(maps.Keys(want), comparePID)
-	heads, errs := c.readHeads(ctx, s.tk, pids)
+	heads, errs := c.readHeadRecords(ctx, s.tk, pids, false)
 	// Read and verify the segments to deliver, publishers in parallel.
 	tips := make([]announcement, 0, len(heads))
 	for i, h := range heads {
@@ -102,7 +102,16 @@ func (s *Subscription) pollHeads(ctx context.Context) (int, error) {
 			continue
 		}
 		delete(s.headMissing, p)
+		// The head's signature is checked only where the head alone
+		// decides something: a Base that would skip messages (below) or a
+		// Last that delivery cannot reach. Otherwise it only points at a
+		// segment, and every delivered message is verified by its
+		// segment's signature; a forged pointer delivers nothing.
 		if h.Base > s.next(p) {
+			if err := h.verify(s.tk.name); err != nil {
+				s.invalidOnce(digest(h.Sig), err)
+				continue
+			}
 			_, had := s.expected[p]
 			if s.opts.fromStart && !had {
 				// First sight of this publisher by a FromStart subscription:
@@ -121,6 +130,10 @@ func (s *Subscription) pollHeads(ctx context.Context) (int, error) {
 			return n, err
 		}
 		if s.next(p) <= h.Last {
+			if err := h.verify(s.tk.name); err != nil {
+				s.invalidOnce(digest(h.Sig), err)
+				continue
+			}
 			s.pending[p] = true // not all delivered: look again next poll
 		}
 	}
@@ -136,17 +149,27 @@ func (s *Subscription) pollHeads(ctx context.Context) (int, error) {
 	return n, errors.Join(joined...)
 }
 
-// readHeads reads the head records of pids in parallel. heads[i] is nil
-// when errs[i] says why (backend.ErrNotFound when there is none yet).
+// readHeads reads and verifies the head records of pids in parallel.
+// heads[i] is nil when errs[i] says why (backend.ErrNotFound when there is
+// none yet).
 func (e *engine) readHeads(ctx context.Context, tk topicKeys, pids []PublisherID) ([]*headRecord, []error) {
+	return e.readHeadRecords(ctx, tk, pids, true)
+}
+
+// readHeadRecords is readHeads; with verify false the signatures are left
+// for the caller to check where it matters (pollHeads).
+func (e *engine) readHeadRecords(ctx context.Context, tk topicKeys, pids []PublisherID, verify bool) ([]*headRecord, []error) {
 	heads := make([]*headRecord, len(pids))
 	errs := make([]error, len(pids))
 	_ = e.blobs.parallel(ctx, len(pids), func(ctx context.Context, i int) error {
 		ent, err := e.store.Get(ctx, tk.head(pids[i]))
 		if err == nil {
 			var h *headRecord
-			if h, err = decodeHead(tk.name, ent.Value); err == nil && PublisherIDOf(h.Publisher) != pids[i] {
+			if h, err = decodeHeadUnverified(ent.Value); err == nil && PublisherIDOf(h.Publisher) != pids[i] {
 				err = malformed("head record under %s signed by another key", pids[i])
+			}
+			if err == nil && verify {
+				err = h.verify(tk.name)
 			}
 			if err == nil {
 				heads[i] = h

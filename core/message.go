@@ -177,7 +177,26 @@ func (h *headRecord) encode() []byte {
 	return e.b
 }
 
+// decodeHead decodes a head record of topic and verifies its signature.
 func decodeHead(topic string, b []byte) (*headRecord, error) {
+	h, err := decodeHeadUnverified(b)
+	if err != nil {
+		return nil, err
+	}
+	return h, h.verify(topic)
+}
+
+// verify checks the head record's signature for topic.
+func (h *headRecord) verify(topic string) error {
+	if !ed25519.Verify(h.Publisher, headSigned(topic, h.Base, h.Last, h.Seg), h.Sig) {
+		return fmt.Errorf("%w: head record of %s", ErrBadSignature, PublisherIDOf(h.Publisher))
+	}
+	return nil
+}
+
+// decodeHeadUnverified decodes a head record without checking its
+// signature (see Subscription.pollHeads for when that is enough).
+func decodeHeadUnverified(b []byte) (*headRecord, error) {
 	d := decoder{b: b}
 	if tag := d.byte(); tag != headTag {
 		return nil, malformed("head tag %#x", tag)
@@ -192,9 +211,6 @@ func decodeHead(topic string, b []byte) (*headRecord, error) {
 	}
 	if h.Base == 0 || h.Base > h.Last+1 {
 		return nil, malformed("head base %d beyond last %d", h.Base, h.Last)
-	}
-	if !ed25519.Verify(h.Publisher, headSigned(topic, h.Base, h.Last, h.Seg), h.Sig) {
-		return nil, fmt.Errorf("%w: head record of %s", ErrBadSignature, PublisherIDOf(h.Publisher))
 	}
 	return h, nil
 }
