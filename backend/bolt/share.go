@@ -433,42 +433,72 @@ func (s *Shared) Update(ctx context.Context, key string, fn backend.UpdateFunc) 
 			s.drop(a) // the owner is closing: attach again
 			continue
 		}
-		v, err, retry := s.updateRemote(ctx, key, fn)
-		if !retry {
-			return v, err
-		}
+		return s.updateRemote(ctx, key, fn)
 	}
 }
 
-// updateRemote makes one read-modify-write attempt through whatever
-// attachment the store has. retry is true after a conflict (another writer
-// came first).
-func (s *Shared) updateRemote(ctx context.Context, key string, fn backend.UpdateFunc) (backend.Version, error, bool) {
+// updateRemote runs a read-modify-write loop through the owner: fn runs
+// here on the entry read, and its result is written with a CompareAndPut.
+// A conflict carries the current entry, on which fn runs again after a
+// short random pause that grows with each conflict, so that many
+// processes updating one hot key take turns instead of colliding in
+// every commit. (If this process becomes the owner meanwhile, the loop
+// goes on through its own store.)
+func (s *Shared) updateRemote(ctx context.Context, key string, fn backend.UpdateFunc) (backend.Version, error) {
 	cur, err := s.Get(ctx, key)
 	if errors.Is(err, backend.ErrNotFound) {
 		cur, err = backend.Entry{}, nil
 	}
 	if err != nil {
-		return 0, err, false
+		return 0, err
 	}
-	val, err := fn(cur)
-	if errors.Is(err, backend.ErrSkipUpdate) {
-		return cur.Version, nil, false
+	for attempt := 0; ; attempt++ {
+		val, err := fn(cur)
+		if errors.Is(err, backend.ErrSkipUpdate) {
+			return cur.Version, nil
+		}
+		if err != nil {
+			return 0, fmt.Errorf("bolt: update %s: %w", quoteKey(key), err)
+		}
+		if val == nil {
+			val = []byte{}
+		}
+		if err := backend.CheckValue(val, s.caps); err != nil {
+			return 0, err
+		}
+		v, err := s.CompareAndPut(ctx, key, cur.Version, val)
+		if !errors.Is(err, backend.ErrConflict) {
+			return v, err
+		}
+		if e, ok := backend.CurrentEntry(err); ok {
+			cur = e
+		} else if cur, err = s.Get(ctx, key); errors.Is(err, backend.ErrNotFound) {
+			cur = backend.Entry{}
+		} else if err != nil {
+			return 0, err
+		}
+		if err := backoff(ctx, attempt); err != nil {
+			return 0, err
+		}
 	}
-	if err != nil {
-		return 0, fmt.Errorf("bolt: update %s: %w", quoteKey(key), err), false
+}
+
+// backoff waits a random time below a ceiling that doubles with each
+// attempt, from 100µs up to 50ms, or until ctx ends.
+func backoff(ctx context.Context, attempt int) error {
+	const base, ceiling = 100 * time.Microsecond, 50 * time.Millisecond
+	limit := ceiling
+	if attempt < 10 {
+		limit = min(ceiling, base<<attempt)
 	}
-	if val == nil {
-		val = []byte{}
+	t := time.NewTimer(rand.N(limit) + time.Microsecond)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
-	if err := backend.CheckValue(val, s.caps); err != nil {
-		return 0, err, false
-	}
-	v, err := s.CompareAndPut(ctx, key, cur.Version, val)
-	if errors.Is(err, backend.ErrConflict) {
-		return 0, err, true
-	}
-	return v, err, false
 }
 
 // Watch implements backend.Watcher. Notifications come from the owner's

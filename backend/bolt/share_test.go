@@ -43,8 +43,14 @@ type remoteOnlyHarness struct {
 	owner *Shared
 }
 
+// remoteOpts are the options of the remote-only harness: small values, and
+// no fsync (the suites check the protocol over the socket, not durability;
+// with fsync, 100 processes contending on one key pay one disk flush per
+// winner, see docs/sharing.md).
+var remoteOpts = []Option{WithMaxValueSize(256 << 10), WithNoSync(true)}
+
 func (h *remoteOnlyHarness) NewStore(ctx context.Context) (backend.Store, error) {
-	s, err := OpenShared(ctx, h.path, WithMaxValueSize(256<<10))
+	s, err := OpenShared(ctx, h.path, remoteOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -59,7 +65,7 @@ func (h *remoteOnlyHarness) Close() { _ = h.owner.Close() }
 
 func remoteOnly(ctx context.Context, t *testing.T) (conformance.Harness, error) {
 	path := filepath.Join(t.TempDir(), "r.db")
-	owner, err := OpenShared(ctx, path, WithMaxValueSize(256<<10))
+	owner, err := OpenShared(ctx, path, remoteOpts...)
 	if err != nil {
 		return nil, err
 	}

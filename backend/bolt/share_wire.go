@@ -163,10 +163,11 @@ func decodeError(ctx context.Context, w *wireError) error {
 			base = backend.ErrConflict
 			break
 		}
-		return &backend.ConflictError{
-			Key: w.Key, Expected: backend.Version(w.Expected), Known: w.Known,
-			Current: backend.Entry{Value: w.CurValue, Version: backend.Version(w.CurVersion)},
+		cur := backend.Entry{Value: w.CurValue, Version: backend.Version(w.CurVersion)}
+		if cur.Version != 0 {
+			cur.Value = orEmpty(cur.Value) // gob makes nil of an empty value
 		}
+		return &backend.ConflictError{Key: w.Key, Expected: backend.Version(w.Expected), Known: w.Known, Current: cur}
 	case codeNotFound:
 		base = backend.ErrNotFound
 	case codeOwnerClosing:
