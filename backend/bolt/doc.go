@@ -24,6 +24,9 @@
 //	                corrupt recent commits; for tests and benchmarks only
 //	readonly=true   open the file read-only (WithReadOnly): reads only,
 //	                beside other read-only openers but not a writer
+//	share=1         open a *Shared (see OpenShared): the first process
+//	                owns the file, the others reach it through a private
+//	                Unix socket; not with readonly
 //
 // Unknown or repeated parameters, user info, fragments and empty paths are
 // rejected with an error matching backend.ErrBadURI. When the context given
@@ -43,7 +46,9 @@
 //
 // bbolt holds an exclusive lock on the file, so only one Store (in any
 // process) can have it open; a second Open waits for the lock timeout and
-// then fails with an error matching backend.ErrUnavailable.
+// then fails with an error matching backend.ErrUnavailable. Shared lifts
+// that limit for processes of one user: see its documentation and
+// docs/sharing.md for how it works and what it checks.
 //
 // # Group commit
 //

@@ -2,6 +2,7 @@ package bolt
 
 import (
 	"fmt"
+	"log/slog"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
@@ -31,6 +32,9 @@ type config struct {
 	noSync       bool
 	maxFileSize  int
 	readOnly     bool
+	share        bool         // the URI asked for a Shared store
+	logger       *slog.Logger // nil: discard (Shared only)
+	hooks        *shareHooks  // nil: the real ones (Shared only; tests replace them)
 }
 
 func defaultConfig() config {
@@ -86,4 +90,11 @@ func WithMaxFileSize(n int) Option {
 // ErrReadOnly. The file must exist and hold a stickypub store.
 func WithReadOnly() Option {
 	return func(c *config) { c.readOnly = true }
+}
+
+// WithLogger sets where a Shared store logs how it reaches the file (which
+// process owns it, handovers, a socket that cannot be created). Open
+// ignores it. The default discards the records.
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) { c.logger = l }
 }

@@ -25,9 +25,18 @@ func openURI(ctx context.Context, u *url.URL) (backend.Store, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	return openURIWith(ctx, u, nil)
+}
+
+// openURIWith opens the store u names with opts applied after its
+// parameters.
+func openURIWith(ctx context.Context, u *url.URL, opts []Option) (backend.Store, error) {
 	path, cfg, err := parseURI(u)
 	if err != nil {
 		return nil, err
+	}
+	for _, o := range opts {
+		o(&cfg)
 	}
 	if deadline, ok := ctx.Deadline(); ok {
 		left := time.Until(deadline)
@@ -38,11 +47,68 @@ func openURI(ctx context.Context, u *url.URL) (backend.Store, error) {
 			cfg.lockTimeout = left
 		}
 	}
+	if cfg.share {
+		s, err := openShared(ctx, path, cfg)
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
+	}
 	s, err := Open(path, func(c *config) { *c = cfg })
 	if err != nil {
 		return nil, err // not s: a nil *Store in a non-nil interface
 	}
 	return s, nil
+}
+
+// OpenURI opens the store a bolt URI names, as backend.Open does, with
+// opts applied after the URI's parameters (WithLogger, say). With share=1
+// the store is a *Shared, otherwise a *Store.
+func OpenURI(ctx context.Context, u *url.URL, opts ...Option) (backend.Store, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return openURIWith(ctx, u, opts)
+}
+
+// URIFile is the file a bolt URI names, and how long to wait for its lock.
+type URIFile struct {
+	// Path is the file as every process names it when sharing it:
+	// absolute, with symbolic links resolved (those of the directory when
+	// the file does not exist yet).
+	Path string
+	// LockTimeout is the URI's timeout parameter, or DefaultLockTimeout.
+	LockTimeout time.Duration
+}
+
+// ResolveURI returns the file a bolt URI names and its lock timeout,
+// without opening anything. Errors match backend.ErrBadURI.
+func ResolveURI(u *url.URL) (URIFile, error) {
+	path, cfg, err := parseURI(u)
+	if err != nil {
+		return URIFile{}, err
+	}
+	abs, err := canonicalPath(path)
+	if err != nil {
+		return URIFile{}, fmt.Errorf("%w: %s: %v", backend.ErrBadURI, u.Redacted(), err)
+	}
+	return URIFile{Path: abs, LockTimeout: cfg.lockTimeout}, nil
+}
+
+// canonicalPath names the file at path the same way in every process,
+// whatever symbolic links lead to it.
+func canonicalPath(path string) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", err
+	}
+	if real, err := filepath.EvalSymlinks(abs); err == nil {
+		return real, nil
+	}
+	if dir, err := filepath.EvalSymlinks(filepath.Dir(abs)); err == nil {
+		return filepath.Join(dir, filepath.Base(abs)), nil // the file does not exist yet
+	}
+	return abs, nil
 }
 
 // parseURI turns a bolt URI (see the package documentation) into a file path
@@ -123,9 +189,18 @@ func parseURI(u *url.URL) (string, config, error) {
 				return bad("readonly=%q: want true or false", v)
 			}
 			cfg.readOnly = b
+		case "share":
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return bad("share=%q: want 1, true, 0 or false", v)
+			}
+			cfg.share = b
 		default:
-			return bad("unknown parameter %q (known: timeout, maxvalue, nosync, readonly)", name)
+			return bad("unknown parameter %q (known: timeout, maxvalue, nosync, readonly, share)", name)
 		}
+	}
+	if cfg.share && cfg.readOnly {
+		return bad("share and readonly cannot be combined")
 	}
 	return path, cfg, nil
 }

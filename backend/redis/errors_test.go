@@ -78,15 +78,24 @@ func closedPort(t *testing.T) string {
 	return addr
 }
 
+// requireOwnFailure checks that a call failed by itself, on the refused
+// dial, and not because ctx ran out: a call that kept retrying until the
+// test's deadline fails here however fast the machine is.
+func requireOwnFailure(t *testing.T, ctx context.Context, err error, what string) {
+	t.Helper()
+	require.ErrorIs(t, err, backend.ErrUnavailable, what)
+	require.NotErrorIs(t, err, context.DeadlineExceeded, "%s gave up only when the context ended", what)
+	require.NoError(t, ctx.Err(), "%s returned only after the context ended", what)
+}
+
 func TestUnreachableServer(t *testing.T) {
 	addr := closedPort(t)
 	ctx := testCtx(t)
 
 	start := time.Now()
 	_, err := Open(ctx, Options{Addrs: []string{addr}, DialTimeout: 200 * time.Millisecond})
-	require.ErrorIs(t, err, backend.ErrUnavailable)
+	requireOwnFailure(t, ctx, err, "Open")
 	require.Contains(t, err.Error(), addr)
-	require.Less(t, time.Since(start), 5*time.Second, "fails fast")
 	t.Logf("Open: %v (%s)", err, time.Since(start))
 
 	// Through the registry, too.
@@ -99,16 +108,14 @@ func TestUnreachableServer(t *testing.T) {
 	s, err := New(client, Options{})
 	require.NoError(t, err)
 	defer s.Close()
-	start = time.Now()
 	_, err = s.Get(ctx, "k")
-	require.ErrorIs(t, err, backend.ErrUnavailable)
+	requireOwnFailure(t, ctx, err, "Get")
 	require.Contains(t, err.Error(), addr)
 	_, err = s.CompareAndPut(ctx, "k", 0, []byte("x"))
-	require.ErrorIs(t, err, backend.ErrUnavailable)
+	requireOwnFailure(t, ctx, err, "CompareAndPut")
 	require.NotErrorIs(t, err, ErrOutcomeUnknown, "a refused dial sent nothing: %v", err)
 	_, err = s.Watch(ctx, "k")
-	require.ErrorIs(t, err, backend.ErrUnavailable)
-	require.Less(t, time.Since(start), 10*time.Second)
+	requireOwnFailure(t, ctx, err, "Watch")
 
 	// A deadline shorter than the dial gives the context's error.
 	short, cancel := context.WithTimeout(ctx, time.Millisecond)

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stickypub/stickypub/backend/bolt"
 	"github.com/stickypub/stickypub/internal/redistest"
 )
 
@@ -131,7 +132,7 @@ func TestSubscribeCrossProcess(t *testing.T) {
 	e := newEnv(t)
 	sub := e.start(false, "subscribe", "--json", "demo")
 	e.waitSubscribers("demo", 1, sub)
-	if _, err := os.Stat(filepath.Join(e.dir, "stickypub.db.sock")); err != nil {
+	if _, err := os.Stat(filepath.Join(e.dir, "stickypub.db.share", "owner.sock")); err != nil {
 		t.Fatalf("the subscriber serves no socket: %v", err)
 	}
 
@@ -169,7 +170,7 @@ func TestSubscribeCrossProcess(t *testing.T) {
 	if code := sub.stop(); code != 0 {
 		t.Fatalf("subscriber exit %d after SIGINT: %s", code, sub.stderr)
 	}
-	if _, err := os.Stat(filepath.Join(e.dir, "stickypub.db.sock")); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(e.dir, "stickypub.db.share", "owner.sock")); !os.IsNotExist(err) {
 		t.Errorf("socket left behind after the subscriber exited: %v", err)
 	}
 	if info := decode[jsonInfo](t, e.ok("info", "--json", "demo")); len(info.Subscribers) != 0 {
@@ -390,7 +391,7 @@ func TestHelp(t *testing.T) {
 func TestBoltLockedBySomeoneElse(t *testing.T) {
 	e := newEnv(t)
 	e.ok("publish", "t", "x")
-	st, err := openLockOnly(filepath.Join(e.dir, "stickypub.db"))
+	st, err := bolt.Open(filepath.Join(e.dir, "stickypub.db")) // holds the lock, does not share
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -43,11 +43,11 @@ as a gap; a truncated file cannot be used at all. Exit status 0 means healthy,
 			if err != nil || u.Scheme != bolt.Scheme {
 				return fmt.Errorf("doctor checks bolt files only; --store is %s", core.QuoteInput(a.store))
 			}
-			path, _, budget, err := parseBoltURI(u)
+			f, err := bolt.ResolveURI(u)
 			if err != nil {
 				return err
 			}
-			r, err := bolt.Check(ctx, path, budget, core.CheckStoredRecord)
+			r, err := bolt.Check(ctx, f.Path, f.LockTimeout, core.CheckStoredRecord)
 			if err != nil {
 				return a.explain(cmd, err)
 			}

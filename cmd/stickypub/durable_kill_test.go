@@ -36,7 +36,7 @@ import (
 // message delivered twice must be flagged Redelivered the second time, and
 // no run delivers a message twice.
 //
-// Bolt: the parent opens the file first and so owns it (see sharedBolt);
+// Bolt: the parent opens the file first and so owns it (see bolt.Shared);
 // the publishers' handles and the child reach it through the owner's
 // socket, as separate stickypub processes do. Redis: every handle is its
 // own connection. Faulty: conformance.Faulty (DHT faults) over Redis, in

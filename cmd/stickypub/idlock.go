@@ -43,8 +43,8 @@ func identityLockPath(idPath, storeURI string) string {
 func storeKey(uri string) string {
 	u, err := url.Parse(uri)
 	if err == nil && u.Scheme == bolt.Scheme {
-		if path, _, _, err := parseBoltURI(u); err == nil {
-			return "bolt:" + path
+		if f, err := bolt.ResolveURI(u); err == nil {
+			return "bolt:" + f.Path
 		}
 	}
 	return uri

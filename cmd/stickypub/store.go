@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
-	"time"
 
 	"github.com/stickypub/stickypub/backend"
 	"github.com/stickypub/stickypub/backend/bolt"
@@ -16,10 +15,11 @@ import (
 )
 
 // openStore opens the store named by uri. A bolt file is opened shared
-// (see sharedBolt), so that several stickypub processes can use it at once;
-// every other scheme goes to its adapter through backend.Open. With
-// readOnlyOK, a bolt file this user may not write is opened read-only
-// instead (readOnly is then true).
+// (bolt.Shared, the URI parameter share=1, unless the URI sets share
+// itself), so that several stickypub processes can use it at once; every
+// other scheme goes to its adapter through backend.Open. With readOnlyOK, a
+// bolt file this user may not write is opened read-only instead (readOnly
+// is then true).
 func openStore(ctx context.Context, uri string, logger *slog.Logger, readOnlyOK bool) (st backend.Store, readOnly bool, err error) {
 	u, err := url.Parse(uri)
 	if err != nil {
@@ -44,24 +44,30 @@ func openStore(ctx context.Context, uri string, logger *slog.Logger, readOnlyOK 
 		st, err := backend.Open(ctx, uri)
 		return st, false, err
 	}
-	s, err := openSharedBolt(ctx, uri, u, logger)
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return nil, false, fmt.Errorf("%w: %s: query: %v", backend.ErrBadURI, u.Redacted(), err)
+	}
+	shared := *u
+	if !q.Has("share") && !q.Has("readonly") {
+		q.Set("share", "1")
+		shared.RawQuery = q.Encode()
+	}
+	s, err := bolt.OpenURI(ctx, &shared, bolt.WithLogger(logger))
 	if err == nil {
 		return s, false, nil
 	}
 	if !readOnlyOK || !errors.Is(err, os.ErrPermission) {
 		return nil, false, err
 	}
-	path, _, budget, perr := parseBoltURI(u)
-	if perr != nil {
-		return nil, false, err
-	}
-	if deadline, ok := ctx.Deadline(); ok {
-		budget = min(budget, time.Until(deadline))
-	}
-	ro, rerr := bolt.Open(path, bolt.WithReadOnly(), bolt.WithLockTimeout(max(budget, time.Millisecond)))
+	q.Del("share")
+	q.Set("readonly", "true")
+	ro := *u
+	ro.RawQuery = q.Encode()
+	rs, rerr := bolt.OpenURI(ctx, &ro)
 	if rerr != nil {
 		return nil, false, alsoErr(err, rerr)
 	}
-	logger.Info("no write permission: the bolt file is open read-only", "path", path)
-	return ro, true, nil
+	logger.Info("no write permission: the bolt file is open read-only", "path", rs.(*bolt.Store).Path())
+	return rs, true, nil
 }

@@ -1,4 +1,4 @@
-package main
+package bolt
 
 import (
 	"context"
@@ -8,38 +8,35 @@ import (
 	"github.com/stickypub/stickypub/backend"
 )
 
-// The owner of a shared bolt file (see share.go) serves the other processes
+// The owner of a shared bolt file (see Shared) serves the other processes
 // on a Unix socket. Both directions are streams of gob values: the client
 // sends requests, the owner sends replies. Every request carries an ID
 // chosen by the client; the reply to it carries the same ID. Requests are
 // served concurrently, so replies may come out of order. A watch is a
 // request whose ID then also tags every change notification (Event) for the
-// watched key, until the client sends opUnwatch or the connection ends.
+// watched key, until the client sends wireUnwatch or the connection ends.
+// The client pings at a fixed interval; the owner answers every ping at
+// once, so each side learns within a bound that the other stopped.
+//
+// Nothing the owner does for a client runs inside its write transaction:
+// a client's update function runs in the client, which then writes with a
+// compare-and-put (see Shared.Update).
 
 // shareProto names the protocol; the hello exchange checks it.
-const shareProto = "stickypub-bolt-share/1"
+const shareProto = "stickypub-bolt-share/2"
 
 // wireOp is the operation of a request.
 type wireOp uint8
 
 const (
-	opHello        wireOp = iota + 1 // Key: the client's path of the file; Value: shareProto
-	opGet                            // Key
-	opCAS                            // Key, Expect, Value
-	opCancel                         // ID: the request to cancel (no reply)
-	opWatch                          // Key; the reply acknowledges, then Events follow
-	opUnwatch                        // ID: the watch to end (no reply)
-	opUpdate                         // Key; the owner calls back (Call), then answers
-	opUpdateResult                   // ID: the update; Result, Value: what its function returned
-)
-
-// updateResult is what the client's update function returned.
-type updateResult uint8
-
-const (
-	resultValue updateResult = iota // store Value
-	resultSkip                      // backend.ErrSkipUpdate
-	resultError                     // any other error (kept by the client)
+	wireHello   wireOp = iota + 1 // Key: the client's path of the file; Value: shareProto
+	wireGet                       // Key
+	wireCAS                       // Key, Expect, Value
+	wireCancel                    // ID: the request to cancel (no reply)
+	wireWatch                     // Key; the reply acknowledges, then Events follow
+	wireUnwatch                   // ID: the watch to end (no reply)
+	wireDelete                    // Key, Expect
+	wirePing                      // answered with a Pong at once
 )
 
 // request is one client-to-owner frame.
@@ -49,7 +46,6 @@ type request struct {
 	Key    string
 	Expect uint64
 	Value  []byte
-	Result updateResult // opUpdateResult
 }
 
 // reply is one owner-to-client frame.
@@ -60,11 +56,10 @@ type reply struct {
 	// Event marks a change notification of watch ID (Version: the new
 	// version, 0 when unknown or deleted).
 	Event bool
-	// Call asks the client to run its update function on the entry
-	// (Version, Value) and to answer with opUpdateResult.
-	Call bool
+	// Pong answers a ping.
+	Pong bool
 	Err  *wireError
-	// Caps answers opHello.
+	// Caps answers wireHello.
 	Caps *backend.Capabilities
 }
 
@@ -83,8 +78,8 @@ const (
 	codeCorrupt
 	codeCanceled
 	codeDeadline
-	codeRefused // the hello was refused (protocol, file or limits differ)
-	codeFnError // the client's update function failed (the client has the error)
+	codeRefused     // the hello was refused (protocol, file or limits differ)
+	codePeerRefused // the owner refused this process's credentials
 )
 
 // wireError is an error as it crosses the socket.
@@ -108,10 +103,6 @@ var errOwnerGone = errors.New("bolt owner process went away")
 // was sent and before its answer arrived.
 var errOutcomeUnknown = errors.New("connection to the bolt owner process lost during a write")
 
-// errFnFailed is what the owner's side of a remote update function returns
-// when the client's function failed.
-var errFnFailed = errors.New("update function failed in the client")
-
 // errRefused means an owner answered but refused this process (another
 // protocol version, another file, other limits). Retrying does not help.
 var errRefused = errors.New("bolt owner process refused the connection")
@@ -124,8 +115,6 @@ func encodeError(err error) *wireError {
 	w := &wireError{Msg: err.Error()}
 	var ce *backend.ConflictError
 	switch {
-	case errors.Is(err, errFnFailed):
-		w.Code = codeFnError
 	case errors.As(err, &ce):
 		w.Code, w.Key, w.Expected, w.Known = codeConflict, ce.Key, uint64(ce.Expected), ce.Known
 		w.CurVersion, w.CurValue = uint64(ce.Current.Version), ce.Current.Value
@@ -174,10 +163,11 @@ func decodeError(ctx context.Context, w *wireError) error {
 			base = backend.ErrConflict
 			break
 		}
-		return &backend.ConflictError{
-			Key: w.Key, Expected: backend.Version(w.Expected), Known: w.Known,
-			Current: backend.Entry{Value: w.CurValue, Version: backend.Version(w.CurVersion)},
+		cur := backend.Entry{Value: w.CurValue, Version: backend.Version(w.CurVersion)}
+		if cur.Version != 0 {
+			cur.Value = orEmpty(cur.Value) // gob makes nil of an empty value
 		}
+		return &backend.ConflictError{Key: w.Key, Expected: backend.Version(w.Expected), Known: w.Known, Current: cur}
 	case codeNotFound:
 		base = backend.ErrNotFound
 	case codeOwnerClosing:
@@ -201,6 +191,8 @@ func decodeError(ctx context.Context, w *wireError) error {
 		}
 	case codeRefused:
 		base = errRefused
+	case codePeerRefused:
+		base = ErrPeerRefused
 	default:
 		return errors.New(w.Msg)
 	}

@@ -1,4 +1,4 @@
-package main
+package bolt
 
 import (
 	"bufio"
@@ -8,18 +8,29 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/stickypub/stickypub/backend"
 )
 
+// errOwnerStalled means the owner stopped answering (not even pings) for
+// the stall bound while this process waited. The calls waiting on it fail
+// with an error matching backend.ErrUnavailable; a write among them may
+// still land if the owner resumes. The next call attaches anew.
+var errOwnerStalled = errors.New("bolt owner process stopped answering")
+
 // remoteAtt is the attachment of a process that reaches the bolt file
 // through the owner's socket.
 type remoteAtt struct {
-	c   net.Conn
-	wmu sync.Mutex
-	enc *gob.Encoder
-	dec *gob.Decoder
+	c     net.Conn
+	sock  string
+	hooks *shareHooks
+	wmu   sync.Mutex
+	enc   *gob.Encoder
+	dec   *gob.Decoder
+
+	lastHeard atomic.Int64 // unix nanoseconds of the last frame read
 
 	mu      sync.Mutex
 	nextID  uint64
@@ -27,29 +38,36 @@ type remoteAtt struct {
 	watches map[uint64]chan backend.Version
 	dead    chan struct{} // closed when the connection is gone
 	isDead  bool
+	cause   error // why it is gone: errOwnerGone or a stall
 
 	readDone chan struct{}
+	pingDone chan struct{}
 }
 
-// dialOwner connects to the owner's socket and says hello. An error
-// matching errRefused means the owner will not serve this process; any
-// other error means no owner answered (yet).
-func dialOwner(ctx context.Context, sock, path string, caps backend.Capabilities) (*remoteAtt, error) {
+// dialOwner connects to the owner's socket, checks that the owner runs as
+// this user, and says hello. An error matching errRefused or
+// ErrPeerRefused means the owner will not serve this process (or this
+// process will not use it); any other error means no owner answered (yet).
+func dialOwner(ctx context.Context, sock, path string, caps backend.Capabilities, h *shareHooks) (*remoteAtt, error) {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "unix", sock)
 	if err != nil {
 		return nil, err
 	}
-	r := &remoteAtt{c: c, enc: gob.NewEncoder(c), dec: gob.NewDecoder(bufio.NewReader(c)),
+	if err := checkPeer(c, sock, true, h); err != nil {
+		_ = c.Close() // nothing was sent
+		return nil, err
+	}
+	r := &remoteAtt{c: c, sock: sock, hooks: h, enc: gob.NewEncoder(c), dec: gob.NewDecoder(bufio.NewReader(c)),
 		pending: map[uint64]chan *reply{}, watches: map[uint64]chan backend.Version{},
-		dead: make(chan struct{}), readDone: make(chan struct{})}
-	deadline := time.Now().Add(5 * time.Second)
+		dead: make(chan struct{}), readDone: make(chan struct{}), pingDone: make(chan struct{})}
+	deadline := time.Now().Add(h.stall)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
 	_ = c.SetDeadline(deadline)
 	var rep reply
-	err = r.enc.Encode(&request{Op: opHello, Key: path, Value: []byte(shareProto)})
+	err = r.enc.Encode(&request{Op: wireHello, Key: path, Value: []byte(shareProto)})
 	if err == nil {
 		err = r.dec.Decode(&rep)
 	}
@@ -59,6 +77,9 @@ func dialOwner(ctx context.Context, sock, path string, caps backend.Capabilities
 	}
 	if rep.Err != nil {
 		_ = c.Close()
+		if rep.Err.Code == codePeerRefused {
+			return nil, fmt.Errorf("the owner on %s refused this process: %w", sock, decodeError(ctx, rep.Err))
+		}
 		return nil, fmt.Errorf("%w: %s", errRefused, rep.Err.Msg)
 	}
 	if rep.Caps == nil || *rep.Caps != caps {
@@ -67,7 +88,9 @@ func dialOwner(ctx context.Context, sock, path string, caps backend.Capabilities
 			errRefused, path, rep.Caps, caps)
 	}
 	_ = c.SetDeadline(time.Time{})
+	r.lastHeard.Store(time.Now().UnixNano())
 	go r.read()
+	go r.keepalive()
 	return r, nil
 }
 
@@ -77,8 +100,12 @@ func (r *remoteAtt) read() {
 	for {
 		rep := new(reply)
 		if err := r.dec.Decode(rep); err != nil {
-			r.kill()
+			r.kill(errOwnerGone)
 			return
+		}
+		r.lastHeard.Store(time.Now().UnixNano())
+		if rep.Pong {
+			continue
 		}
 		r.mu.Lock()
 		if rep.Event {
@@ -86,31 +113,64 @@ func (r *remoteAtt) read() {
 				backend.Offer(ch, backend.Version(rep.Version))
 			}
 		} else if ch := r.pending[rep.ID]; ch != nil {
-			if !rep.Call {
-				delete(r.pending, rep.ID)
-			}
-			// The channel has room: a request has one reply, and an update
-			// answers its call before the owner sends anything more.
-			ch <- rep
+			delete(r.pending, rep.ID)
+			ch <- rep // the channel has room: a request has one reply
 		}
 		r.mu.Unlock()
 	}
 }
 
-// kill marks the connection dead and ends every watch.
-func (r *remoteAtt) kill() {
+// keepalive pings the owner and gives the connection up when nothing has
+// come from the owner for the stall bound: calls then fail instead of
+// waiting forever on an owner that stopped (SIGSTOP, a debugger, swap).
+func (r *remoteAtt) keepalive() {
+	defer close(r.pingDone)
+	t := time.NewTicker(r.hooks.pingEach)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.dead:
+			return
+		case <-t.C:
+		}
+		if silent := time.Since(time.Unix(0, r.lastHeard.Load())); silent > r.hooks.stall {
+			r.kill(fmt.Errorf("%w: nothing from %s for %v: %w", errOwnerStalled, r.sock, silent.Round(time.Millisecond), backend.ErrUnavailable))
+			return
+		}
+		_ = r.send(&request{Op: wirePing})
+	}
+}
+
+// kill marks the connection dead for cause and ends every watch.
+func (r *remoteAtt) kill(cause error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.isDead {
 		return
 	}
 	r.isDead = true
+	r.cause = cause
 	close(r.dead)
 	_ = r.c.Close()
 	for id, ch := range r.watches {
 		close(ch)
 		delete(r.watches, id)
 	}
+}
+
+// deadErr is the error of a call that found the connection dead: gone
+// (resend; for a write, the outcome is unknown) or stalled.
+func (r *remoteAtt) deadErr(write bool) error {
+	r.mu.Lock()
+	cause := r.cause
+	r.mu.Unlock()
+	if errors.Is(cause, errOwnerStalled) {
+		return cause
+	}
+	if write {
+		return errOutcomeUnknown
+	}
+	return errOwnerGone
 }
 
 func (r *remoteAtt) alive() bool {
@@ -123,16 +183,24 @@ func (r *remoteAtt) alive() bool {
 }
 
 func (r *remoteAtt) close() error {
-	r.kill()
+	r.kill(errOwnerGone)
 	<-r.readDone
+	<-r.pingDone
 	return nil
 }
 
+// send writes one request; an owner that does not take it within the
+// stall bound is given up.
 func (r *remoteAtt) send(req *request) error {
 	r.wmu.Lock()
 	defer r.wmu.Unlock()
+	_ = r.c.SetWriteDeadline(time.Now().Add(r.hooks.stall))
 	if err := r.enc.Encode(req); err != nil {
-		r.kill()
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			r.kill(fmt.Errorf("%w: %s took no request for %v: %w", errOwnerStalled, r.sock, r.hooks.stall, backend.ErrUnavailable))
+		} else {
+			r.kill(errOwnerGone)
+		}
 		return err
 	}
 	return nil
@@ -159,14 +227,12 @@ func (r *remoteAtt) forget(id uint64) {
 
 // call sends req and waits for its reply. If ctx ends first, the owner is
 // asked to cancel and the call still waits for the answer, which then says
-// whether the operation was withdrawn or done, as a local store would.
-// A lost connection gives errOwnerGone, or errOutcomeUnknown for a write
-// that may have reached the owner.
+// whether the operation was withdrawn or done, as a local store would; an
+// owner that does not answer is given up after the stall bound. A lost
+// connection gives errOwnerGone, or errOutcomeUnknown for a write that may
+// have reached the owner; a stalled owner gives errOwnerStalled.
 func (r *remoteAtt) call(ctx context.Context, req *request) (*reply, error) {
-	gone := errOwnerGone
-	if req.Op == opCAS {
-		gone = errOutcomeUnknown
-	}
+	write := req.Op == wireCAS || req.Op == wireDelete
 	id, ch, err := r.register()
 	if err != nil {
 		return nil, err
@@ -174,14 +240,17 @@ func (r *remoteAtt) call(ctx context.Context, req *request) (*reply, error) {
 	req.ID = id
 	if err := r.send(req); err != nil {
 		r.forget(id)
-		return nil, gone
+		if errors.Is(r.deadErr(false), errOwnerStalled) {
+			return nil, r.deadErr(false)
+		}
+		return nil, errOwnerGone // not sent whole: the owner drops a broken frame
 	}
 	select {
 	case rep := <-ch:
 		return rep, nil
 	case <-r.dead:
 	case <-ctx.Done():
-		_ = r.send(&request{ID: id, Op: opCancel})
+		_ = r.send(&request{ID: id, Op: wireCancel})
 		select {
 		case rep := <-ch:
 			return rep, nil
@@ -193,12 +262,12 @@ func (r *remoteAtt) call(ctx context.Context, req *request) (*reply, error) {
 		return rep, nil
 	default:
 		r.forget(id)
-		return nil, gone
+		return nil, r.deadErr(write)
 	}
 }
 
 func (r *remoteAtt) get(ctx context.Context, key string) (backend.Entry, error) {
-	rep, err := r.call(ctx, &request{Op: opGet, Key: key})
+	rep, err := r.call(ctx, &request{Op: wireGet, Key: key})
 	if err != nil {
 		return backend.Entry{}, err
 	}
@@ -209,7 +278,7 @@ func (r *remoteAtt) get(ctx context.Context, key string) (backend.Entry, error) 
 }
 
 func (r *remoteAtt) cas(ctx context.Context, key string, expect backend.Version, value []byte) (backend.Version, error) {
-	rep, err := r.call(ctx, &request{Op: opCAS, Key: key, Expect: uint64(expect), Value: value})
+	rep, err := r.call(ctx, &request{Op: wireCAS, Key: key, Expect: uint64(expect), Value: value})
 	if err != nil {
 		return 0, err
 	}
@@ -219,94 +288,12 @@ func (r *remoteAtt) cas(ctx context.Context, key string, expect backend.Version,
 	return backend.Version(rep.Version), nil
 }
 
-// updateOutcome tells sharedBolt.Update what became of a remote update
-// whose connection broke: if the function had produced a value, it may have
-// been stored.
-type updateOutcome struct {
-	called bool
-	base   backend.Version // the entry's version the function saw
-	value  []byte          // what it returned, when it returned a value
-	stored bool            // value is set
-}
-
-// update runs fn inside the owner's commit: the owner sends the current
-// entry, fn runs here, and its result goes back to be stored.
-func (r *remoteAtt) update(ctx context.Context, key string, fn backend.UpdateFunc, out *updateOutcome) (backend.Version, error) {
-	id, ch, err := r.register()
+func (r *remoteAtt) del(ctx context.Context, key string, expect backend.Version) error {
+	rep, err := r.call(ctx, &request{Op: wireDelete, Key: key, Expect: uint64(expect)})
 	if err != nil {
-		return 0, err
+		return err
 	}
-	if err := r.send(&request{ID: id, Op: opUpdate, Key: key}); err != nil {
-		r.forget(id)
-		return 0, errOwnerGone
-	}
-	var (
-		fnErr    error
-		panicked any
-		done     = ctx.Done()
-	)
-	for {
-		select {
-		case rep := <-ch:
-			if rep.Call {
-				res := &request{ID: id, Op: opUpdateResult}
-				val, err, p := callFn(fn, backend.Entry{Value: orEmpty(rep.Value), Version: backend.Version(rep.Version)})
-				out.called, out.base = true, backend.Version(rep.Version)
-				switch {
-				case p != nil:
-					panicked, res.Result = p, resultError
-				case errors.Is(err, backend.ErrSkipUpdate):
-					res.Result = resultSkip
-				case err != nil:
-					fnErr, res.Result = err, resultError
-				default:
-					res.Value, out.value, out.stored = val, val, true
-				}
-				if err := r.send(res); err != nil {
-					return 0, errOutcomeUnknown // the owner may have taken the value already
-				}
-				continue
-			}
-			if panicked != nil {
-				panic(panicked)
-			}
-			if rep.Err != nil {
-				if rep.Err.Code == codeFnError && fnErr != nil {
-					return 0, fmt.Errorf("bolt: update %q: %w", key, fnErr)
-				}
-				return 0, decodeError(ctx, rep.Err)
-			}
-			return backend.Version(rep.Version), nil
-		case <-r.dead:
-			select {
-			case rep := <-ch:
-				if !rep.Call && rep.Err == nil {
-					return backend.Version(rep.Version), nil
-				}
-			default:
-			}
-			r.forget(id)
-			if out.stored {
-				return 0, errOutcomeUnknown
-			}
-			return 0, errOwnerGone
-		case <-done:
-			done = nil
-			_ = r.send(&request{ID: id, Op: opCancel})
-		}
-	}
-}
-
-// callFn runs fn, catching a panic so that the owner can be answered before
-// it is raised again in the caller.
-func callFn(fn backend.UpdateFunc, cur backend.Entry) (val []byte, err error, panicked any) {
-	defer func() {
-		if p := recover(); p != nil {
-			panicked = p
-		}
-	}()
-	val, err = fn(cur)
-	return val, err, nil
+	return decodeError(ctx, rep.Err)
 }
 
 // orEmpty turns the nil that gob makes of an empty value back into one.
@@ -337,18 +324,18 @@ func (r *remoteAtt) watch(ctx context.Context, key string) (<-chan backend.Versi
 		}
 		r.mu.Unlock()
 		if ok {
-			_ = r.send(&request{ID: id, Op: opUnwatch})
+			_ = r.send(&request{ID: id, Op: wireUnwatch})
 		}
 	}
-	if err := r.send(&request{ID: id, Op: opWatch, Key: key}); err != nil {
+	if err := r.send(&request{ID: id, Op: wireWatch, Key: key}); err != nil {
 		r.forget(id)
-		return nil, errOwnerGone
+		return nil, r.deadErr(false)
 	}
 	var rep *reply
 	select {
 	case rep = <-ack:
 	case <-r.dead:
-		return nil, errOwnerGone
+		return nil, r.deadErr(false)
 	case <-ctx.Done():
 		r.forget(id)
 		unwatch()
@@ -364,7 +351,8 @@ func (r *remoteAtt) watch(ctx context.Context, key string) (<-chan backend.Versi
 	return ch, nil
 }
 
-// isGone reports whether err means the attachment is no longer usable.
+// isGone reports whether err means the attachment is no longer usable and
+// the call can be sent to the next one.
 func isGone(err error) bool {
 	return errors.Is(err, errOwnerGone) || errors.Is(err, errOutcomeUnknown)
 }

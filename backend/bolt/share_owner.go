@@ -1,12 +1,9 @@
-package main
+package bolt
 
 import (
 	"bufio"
 	"context"
 	"encoding/gob"
-	"errors"
-	"fmt"
-	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -16,22 +13,17 @@ import (
 	"github.com/stickypub/stickypub/backend"
 )
 
-// boltEngine is what the owner needs of the bolt adapter's store.
-type boltEngine interface {
-	backend.Store
-	backend.Watcher
-	backend.Updater
-}
-
 // ownerAtt is the attachment of the process that holds the bolt file: it
 // uses the store directly and serves the other processes on the socket.
 type ownerAtt struct {
-	st     boltEngine
+	st     *Store
 	path   string // the file, as this process names it
+	sock   string
 	caps   backend.Capabilities
+	hooks  *shareHooks
 	logger *slog.Logger
 
-	ln         net.Listener // nil when the file cannot be shared
+	ln         *net.UnixListener // nil when the file cannot be shared
 	acceptDone chan struct{}
 
 	mu      sync.Mutex
@@ -43,14 +35,15 @@ type ownerAtt struct {
 }
 
 // newOwner wraps st, which this process has just opened, and starts
-// serving it on sock. If the socket cannot be created the store still
-// works for this process; other processes then wait for the file lock.
-func newOwner(st boltEngine, path, sock string, logger *slog.Logger) *ownerAtt {
-	o := &ownerAtt{st: st, path: path, caps: st.Capabilities(), logger: logger,
+// serving it on sock, whose directory the caller has checked. If the
+// socket cannot be created the store still works for this process; other
+// processes then wait for the file lock.
+func newOwner(st *Store, path, sock string, hooks *shareHooks, logger *slog.Logger) *ownerAtt {
+	o := &ownerAtt{st: st, path: path, sock: sock, caps: st.Capabilities(), hooks: hooks, logger: logger,
 		acceptDone: make(chan struct{}), conns: map[*serverConn]struct{}{}}
-	ln, err := listenSocket(sock)
+	ln, err := listenPrivate(sock)
 	if err != nil {
-		logger.Warn("bolt file cannot be shared with other stickypub processes", "socket", sock, "err", err)
+		logger.Warn("bolt file cannot be shared with other processes", "socket", sock, "err", err)
 		close(o.acceptDone)
 		return o
 	}
@@ -58,32 +51,6 @@ func newOwner(st boltEngine, path, sock string, logger *slog.Logger) *ownerAtt {
 	logger.Debug("bolt file opened; serving other processes", "path", path, "socket", sock)
 	go o.accept()
 	return o
-}
-
-// listenSocket creates the owner's socket. The caller holds the bolt file's
-// lock, so a socket found at sock belongs to an owner that is gone
-// (killed before it could remove it) and is replaced. Anything else at that
-// path is left alone.
-func listenSocket(sock string) (net.Listener, error) {
-	if fi, err := os.Lstat(sock); err == nil {
-		if fi.Mode().Type() != fs.ModeSocket {
-			return nil, errors.New("a file that is not a socket is in the way")
-		}
-		if err := os.Remove(sock); err != nil {
-			return nil, err
-		}
-	}
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		return nil, err
-	}
-	// Only the file's owner may connect, as only it may open the file
-	// (bbolt creates it 0600). Connecting needs write permission.
-	if err := os.Chmod(sock, 0o600); err != nil {
-		_ = ln.Close()
-		return nil, err
-	}
-	return ln, nil
 }
 
 func (o *ownerAtt) alive() bool { return true }
@@ -96,6 +63,10 @@ func (o *ownerAtt) cas(ctx context.Context, key string, expect backend.Version, 
 	return o.st.CompareAndPut(ctx, key, expect, value)
 }
 
+func (o *ownerAtt) del(ctx context.Context, key string, expect backend.Version) error {
+	return o.st.Delete(ctx, key, expect)
+}
+
 func (o *ownerAtt) watch(ctx context.Context, key string) (<-chan backend.Version, error) {
 	return o.st.Watch(ctx, key)
 }
@@ -104,12 +75,12 @@ func (o *ownerAtt) watch(ctx context.Context, key string) (<-chan backend.Versio
 func (o *ownerAtt) accept() {
 	defer close(o.acceptDone)
 	for {
-		c, err := o.ln.Accept()
+		c, err := o.ln.AcceptUnix()
 		if err != nil {
 			return
 		}
 		sc := &serverConn{o: o, c: c, enc: gob.NewEncoder(c), inflight: map[uint64]context.CancelFunc{},
-			watches: map[uint64]context.CancelFunc{}, results: map[uint64]chan *request{}, readDone: make(chan struct{})}
+			watches: map[uint64]context.CancelFunc{}, readDone: make(chan struct{})}
 		sc.ctx, sc.cancel = context.WithCancel(context.Background())
 		o.mu.Lock()
 		if o.closing {
@@ -155,7 +126,7 @@ func (o *ownerAtt) close() error {
 // serverConn is one client process connected to the owner.
 type serverConn struct {
 	o   *ownerAtt
-	c   net.Conn
+	c   *net.UnixConn
 	wmu sync.Mutex
 	enc *gob.Encoder
 
@@ -166,17 +137,18 @@ type serverConn struct {
 	stopped  bool // no new work is started
 	inflight map[uint64]context.CancelFunc
 	watches  map[uint64]context.CancelFunc
-	results  map[uint64]chan *request // updates waiting for the client's function
 	wg       sync.WaitGroup
 	readDone chan struct{}
 }
 
+// send writes one reply. A client that does not take it within the stall
+// bound is dropped: no other client, and no writer, waits for it.
 func (sc *serverConn) send(r *reply) {
 	sc.wmu.Lock()
 	defer sc.wmu.Unlock()
-	_ = sc.c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	_ = sc.c.SetWriteDeadline(time.Now().Add(sc.o.hooks.stall))
 	if err := sc.enc.Encode(r); err != nil {
-		_ = sc.c.Close() // a client that does not read is dropped
+		_ = sc.c.Close()
 	}
 }
 
@@ -205,6 +177,9 @@ func (sc *serverConn) finish() {
 	<-sc.readDone
 }
 
+// serve checks the client's credentials and hello, then serves its
+// requests until the connection ends. A client that sends nothing (not even
+// a ping) for the stall bound is dropped.
 func (sc *serverConn) serve() {
 	defer func() {
 		sc.cancel()
@@ -215,13 +190,18 @@ func (sc *serverConn) serve() {
 		sc.o.mu.Unlock()
 		close(sc.readDone)
 	}()
-	dec := gob.NewDecoder(bufio.NewReader(sc.c))
-	_ = sc.c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	var hello request
-	if err := dec.Decode(&hello); err != nil || hello.Op != opHello {
+	if err := checkPeer(sc.c, sc.o.sock, false, sc.o.hooks); err != nil {
+		// Nothing the client sent is read; it learns why it was refused.
+		sc.o.logger.Warn("bolt owner refused a process", "err", err)
+		sc.send(&reply{Err: &wireError{Code: codePeerRefused, Msg: err.Error()}})
 		return
 	}
-	_ = sc.c.SetReadDeadline(time.Time{})
+	dec := gob.NewDecoder(bufio.NewReader(sc.c))
+	_ = sc.c.SetReadDeadline(time.Now().Add(sc.o.hooks.stall))
+	var hello request
+	if err := dec.Decode(&hello); err != nil || hello.Op != wireHello {
+		return
+	}
 	if werr := sc.o.checkHello(&hello); werr != nil {
 		sc.send(&reply{ID: hello.ID, Err: werr})
 		return
@@ -230,11 +210,12 @@ func (sc *serverConn) serve() {
 	sc.send(&reply{ID: hello.ID, Caps: &caps})
 	for {
 		var req request // fresh: gob leaves fields absent from the stream untouched
+		_ = sc.c.SetReadDeadline(time.Now().Add(sc.o.hooks.stall))
 		if err := dec.Decode(&req); err != nil {
 			return
 		}
 		switch req.Op {
-		case opGet, opCAS, opUpdate:
+		case wireGet, wireCAS, wireDelete:
 			if !sc.start() {
 				sc.send(&reply{ID: req.ID, Err: &wireError{Code: codeOwnerClosing, Msg: "bolt owner process is closing"}})
 				continue
@@ -244,28 +225,21 @@ func (sc *serverConn) serve() {
 			sc.inflight[req.ID] = cancel
 			sc.mu.Unlock()
 			go sc.do(ctx, &req)
-		case opUpdateResult:
-			sc.mu.Lock()
-			if ch := sc.results[req.ID]; ch != nil {
-				select {
-				case ch <- &req:
-				default: // one result per call; a second one is ignored
-				}
-			}
-			sc.mu.Unlock()
-		case opCancel:
+		case wirePing:
+			sc.send(&reply{ID: req.ID, Pong: true})
+		case wireCancel:
 			sc.mu.Lock()
 			if cancel := sc.inflight[req.ID]; cancel != nil {
 				cancel()
 			}
 			sc.mu.Unlock()
-		case opWatch:
+		case wireWatch:
 			if !sc.start() {
 				sc.send(&reply{ID: req.ID, Err: &wireError{Code: codeOwnerClosing, Msg: "bolt owner process is closing"}})
 				continue
 			}
 			sc.watch(&req)
-		case opUnwatch:
+		case wireUnwatch:
 			sc.mu.Lock()
 			if cancel := sc.watches[req.ID]; cancel != nil {
 				cancel()
@@ -292,22 +266,19 @@ func (o *ownerAtt) checkHello(h *request) *wireError {
 	return nil
 }
 
-// do runs one Get or CompareAndPut and answers it.
+// do runs one Get, CompareAndPut or Delete and answers it.
 func (sc *serverConn) do(ctx context.Context, req *request) {
 	defer sc.wg.Done()
 	r := &reply{ID: req.ID}
 	switch req.Op {
-	case opGet:
+	case wireGet:
 		e, err := sc.o.st.Get(ctx, req.Key)
 		r.Version, r.Value, r.Err = uint64(e.Version), e.Value, encodeError(err)
-	case opCAS:
+	case wireCAS:
 		v, err := sc.o.st.CompareAndPut(ctx, req.Key, backend.Version(req.Expect), req.Value)
 		r.Version, r.Err = uint64(v), encodeError(err)
-	case opUpdate:
-		v, err := sc.o.st.Update(ctx, req.Key, func(cur backend.Entry) ([]byte, error) {
-			return sc.callUpdate(ctx, req.ID, cur)
-		})
-		r.Version, r.Err = uint64(v), encodeError(err)
+	case wireDelete:
+		r.Err = encodeError(sc.o.st.Delete(ctx, req.Key, backend.Version(req.Expect)))
 	}
 	sc.mu.Lock()
 	if cancel := sc.inflight[req.ID]; cancel != nil {
@@ -316,47 +287,6 @@ func (sc *serverConn) do(ctx context.Context, req *request) {
 	}
 	sc.mu.Unlock()
 	sc.send(r)
-}
-
-// updateCallTimeout bounds how long the owner's committer waits for a
-// client's update function: every writer of the file waits meanwhile.
-const updateCallTimeout = time.Second
-
-// callUpdate runs a client's update function: it sends the current entry
-// and waits for the value to store. It runs inside the owner's commit, like
-// the function of a local Update, so concurrent updates of a key from every
-// process are coalesced into one commit and never conflict.
-func (sc *serverConn) callUpdate(ctx context.Context, id uint64, cur backend.Entry) ([]byte, error) {
-	ch := make(chan *request, 1)
-	sc.mu.Lock()
-	sc.results[id] = ch
-	sc.mu.Unlock()
-	defer func() {
-		sc.mu.Lock()
-		delete(sc.results, id)
-		sc.mu.Unlock()
-	}()
-	sc.send(&reply{ID: id, Call: true, Version: uint64(cur.Version), Value: cur.Value})
-	t := time.NewTimer(updateCallTimeout)
-	defer t.Stop()
-	select {
-	case res := <-ch:
-		switch res.Result {
-		case resultValue:
-			if res.Value == nil {
-				return []byte{}, nil
-			}
-			return res.Value, nil
-		case resultSkip:
-			return nil, backend.ErrSkipUpdate
-		default:
-			return nil, errFnFailed
-		}
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-t.C:
-		return nil, fmt.Errorf("client did not answer the update call within %v: %w", updateCallTimeout, backend.ErrUnavailable)
-	}
 }
 
 // watch starts forwarding the change notifications of one key.
