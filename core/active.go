@@ -42,7 +42,7 @@ const (
 // first batch and then about every activeLease/2.
 func (p *topicPublisher) register(ctx context.Context, ann announcement) error {
 	c := p.c
-	now := c.now().UnixNano()
+	now := c.eng.now().UnixNano()
 	if p.registered && p.leaseUntil-now >= int64(activeLease/2) {
 		return nil
 	}
@@ -51,7 +51,7 @@ func (p *topicPublisher) register(ctx context.Context, ann announcement) error {
 	if !p.registered {
 		op.anns = []announcement{ann}
 	}
-	if _, err := c.announce(ctx, p.tk, op); err != nil {
+	if _, err := c.eng.announce(ctx, p.tk, op); err != nil {
 		return err
 	}
 	p.registered, p.leaseUntil = true, exp

@@ -34,7 +34,7 @@ type auditState struct {
 // auditDue reports whether the periodic audit should run now.
 func (s *Subscription) auditDue() bool {
 	d := s.c.opts.headAudit
-	return s.c.ordered && d > 0 && s.c.now().Sub(s.audit.last) >= d
+	return s.c.eng.ordered && d > 0 && s.c.eng.now().Sub(s.audit.last) >= d
 }
 
 // auditHeads finds publishers whose signed head record is ahead of what the
@@ -45,9 +45,9 @@ func (s *Subscription) auditDue() bool {
 // auditKeepFactor intervals, and extra. Errors only postpone the audit.
 func (s *Subscription) auditHeads(ctx context.Context, extra ...PublisherID) {
 	c := s.c
-	now := c.now()
+	now := c.eng.now()
 	s.audit.last = now
-	st, _, err := c.readCoord(ctx, s.tk)
+	st, _, err := c.eng.readCoord(ctx, s.tk)
 	if err != nil {
 		return
 	}
@@ -67,13 +67,13 @@ func (s *Subscription) auditHeads(ctx context.Context, extra ...PublisherID) {
 		}
 	}
 	pids := slices.SortedFunc(maps.Keys(s.audit.recent), comparePID)
-	heads, _ := c.readHeads(ctx, s.tk, pids)
+	heads, _ := c.eng.readHeads(ctx, s.tk, pids)
 	var anns []announcement
 	for i, h := range heads {
 		if h == nil {
 			continue
 		}
-		if ann, err := c.headOf(ctx, s.tk, st, pids[i]); err != nil || h.Last <= ann {
+		if ann, err := c.eng.headOf(ctx, s.tk, st, pids[i]); err != nil || h.Last <= ann {
 			continue // announced, or the registry unreadable: later
 		}
 		sg, err := s.loadSegment(ctx, h.Seg, pids[i])
@@ -85,7 +85,7 @@ func (s *Subscription) auditHeads(ctx context.Context, extra ...PublisherID) {
 	if len(anns) == 0 {
 		return
 	}
-	if _, err := c.announce(ctx, s.tk, coordOp{anns: anns}); err != nil {
+	if _, err := c.eng.announce(ctx, s.tk, coordOp{anns: anns}); err != nil {
 		c.opts.logger.Warn("stickypub: announcing an unannounced head failed", "topic", s.tk.name, "err", err)
 	}
 }

@@ -31,7 +31,9 @@ const MaxTopicLen = 1024
 // Client is a sticky pub/sub client bound to one store and one identity.
 // It is safe for concurrent use.
 type Client struct {
-	*engine
+	// eng is the engine: the store and the state shared with the other
+	// clients of a Hub (a client without a hub has its own).
+	eng       *engine
 	ownEngine bool
 	id        *Identity
 	pid       PublisherID
@@ -156,7 +158,7 @@ func New(store backend.Store, id *Identity, opts ...Option) (*Client, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Client{
-		engine: e, ownEngine: own, id: id, pid: id.ID(), opts: o,
+		eng: e, ownEngine: own, id: id, pid: id.ID(), opts: o,
 		ctx: ctx, cancel: cancel,
 		pubs: map[string]*topicPublisher{}, subs: map[string]*Subscription{},
 	}, nil
@@ -203,7 +205,7 @@ func (c *Client) Close(ctx context.Context) error {
 	c.cancel()
 	c.wg.Wait()
 	if c.ownEngine {
-		c.engine.close()
+		c.eng.close()
 	}
 	return errors.Join(errs...)
 }

@@ -260,7 +260,7 @@ func TestGapReportedForMissingSegment(t *testing.T) {
 	}
 	// Lose the middle message's segment behind the protocol's back.
 	tk := newTopicKeys("t")
-	st, _, err := pub.readCoord(ctx, tk)
+	st, _, err := pub.eng.readCoord(ctx, tk)
 	require.NoError(t, err)
 	key := blobKey(st.Window[1].Seg)
 	e, err := store.Get(ctx, key)

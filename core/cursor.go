@@ -208,7 +208,7 @@ const unorderedDeltaMax = 64
 // setNext sets publisher p's next expected seq.
 func (s *Subscription) setNext(p PublisherID, v uint64) {
 	s.expected[p] = v
-	if s.c.ordered {
+	if s.c.eng.ordered {
 		s.pos.dirty[p] = true
 		return
 	}
@@ -229,7 +229,7 @@ func (s *Subscription) initPos() {
 	if s.pos.heads == nil {
 		s.pos.heads = map[PublisherID]uint64{}
 	}
-	if s.c.ordered {
+	if s.c.eng.ordered {
 		for p := range s.expected {
 			s.pos.dirty[p] = true
 		}
@@ -289,8 +289,8 @@ func (s *Subscription) cursorAfter(p PublisherID, v uint64) Cursor {
 
 // current returns the subscription's position now.
 func (s *Subscription) current() Cursor {
-	c := Cursor{topic: s.tk.id, ordered: s.c.ordered, index: s.cursor}
-	if !s.c.ordered {
+	c := Cursor{topic: s.tk.id, ordered: s.c.eng.ordered, index: s.cursor}
+	if !s.c.eng.ordered {
 		c.full, c.delta = s.pos.full, maps.Clone(s.pos.delta)
 		return c
 	}
@@ -304,7 +304,7 @@ func (s *Subscription) current() Cursor {
 func (s *Subscription) resume(ctx context.Context, st *coordState, cur Cursor) error {
 	c := s.c
 	s.expected = map[PublisherID]uint64{}
-	if !c.ordered {
+	if !c.eng.ordered {
 		s.base = map[PublisherID]uint64{}
 		s.expected = cur.nexts()
 		for p := range s.expected {

@@ -111,7 +111,7 @@ func TestForgedAnnouncementIsNotAGap(t *testing.T) {
 	bad := digest([]byte("what the digest promises"))
 	_, err := store.CompareAndPut(ctx, blobKey(bad), 0, append([]byte{blobLeaf}, junk...))
 	require.NoError(t, err)
-	_, err = pub.announceDirect(ctx, newTopicKeys("t"), coordOp{anns: []announcement{{Pub: pub.Identity().ID(), Seg: bad, To: 50}}})
+	_, err = pub.eng.announceDirect(ctx, newTopicKeys("t"), coordOp{anns: []announcement{{Pub: pub.Identity().ID(), Seg: bad, To: 50}}})
 	require.NoError(t, err)
 
 	sc := newClient(t, store)

@@ -85,13 +85,13 @@ func (s *Subscription) poll(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	s.policy = pol
-	if !c.ordered {
+	if !c.eng.ordered {
 		return s.pollHeads(ctx)
 	}
 	if s.auditDue() {
 		s.auditHeads(ctx)
 	}
-	st, v, err := c.readCoord(ctx, s.tk)
+	st, v, err := c.eng.readCoord(ctx, s.tk)
 	if err != nil {
 		return 0, err
 	}
@@ -120,7 +120,7 @@ func (s *Subscription) poll(ctx context.Context) (int, error) {
 	if s.cursor > st.Count { // a weaker backend replaced a longer history
 		s.cursor = st.Count
 	}
-	anns, err := c.annsFrom(ctx, st, s.cursor)
+	anns, err := c.eng.annsFrom(ctx, st, s.cursor)
 	if err != nil {
 		return 0, err
 	}
@@ -147,7 +147,7 @@ func (s *Subscription) poll(ctx context.Context) (int, error) {
 			// The dropped announcements could not be read: a publisher
 			// registered since this FromNow subscription started (it read
 			// every head registered then) is owed from seq 1.
-			reg, err := c.registryAll(ctx, s.tk, st.Registry)
+			reg, err := c.eng.registryAll(ctx, s.tk, st.Registry)
 			if err != nil {
 				return n, err
 			}
@@ -158,7 +158,7 @@ func (s *Subscription) poll(ctx context.Context) (int, error) {
 			}
 		}
 		for _, p := range slices.SortedFunc(maps.Keys(known), comparePID) {
-			h, err := c.headOf(ctx, s.tk, st, p)
+			h, err := c.eng.headOf(ctx, s.tk, st, p)
 			if err != nil {
 				return n, err // s.jumped stays: done at the next poll
 			}
@@ -205,7 +205,7 @@ func (s *Subscription) placeDropped(ctx context.Context, st *coordState) bool {
 		s.lazyBase = false
 		return false
 	}
-	anns, err := s.c.annsFrom(ctx, st, s.cursor)
+	anns, err := s.c.eng.annsFrom(ctx, st, s.cursor)
 	if err != nil {
 		s.lazyBase = false
 		return false
@@ -230,7 +230,7 @@ func (s *Subscription) next(p PublisherID) uint64 {
 // catchUp delivers publisher p's log up to its own head record.
 func (s *Subscription) catchUp(ctx context.Context, p PublisherID) (int, error) {
 	c := s.c
-	e, err := c.store.Get(ctx, s.tk.head(p))
+	e, err := c.eng.store.Get(ctx, s.tk.head(p))
 	if errors.Is(err, backend.ErrNotFound) {
 		return 0, nil
 	}
@@ -317,7 +317,7 @@ func (s *Subscription) deliver(ctx context.Context, a announcement) (int, error)
 			if seq > a.To || seq > s.next(a.Pub) {
 				break
 			}
-			if m.Expired(s.c.now()) {
+			if m.Expired(s.c.eng.now()) {
 				s.c.stats.expired.Add(1)
 				s.setNext(a.Pub, seq+1)
 				continue

@@ -26,7 +26,7 @@ import (
 // (or its first poll) reads every registered head once (a full sweep).
 func (s *Subscription) pollHeads(ctx context.Context) (int, error) {
 	c := s.c
-	start := c.now()
+	start := c.eng.now()
 	narrow, wide, coordHint, dirty, watched := false, false, true, map[PublisherID]bool(nil), map[PublisherID]bool(nil)
 	if s.hints != nil {
 		wide, coordHint, dirty, watched = s.hints.take()
@@ -38,13 +38,13 @@ func (s *Subscription) pollHeads(ctx context.Context) (int, error) {
 		// (registrations and leases); a missed hint is caught by the next
 		// safety poll, which reads everything.
 		var err error
-		if st, _, err = c.readCoord(ctx, s.tk); err != nil {
+		if st, _, err = c.eng.readCoord(ctx, s.tk); err != nil {
 			s.untakeHints(wide, dirty)
 			return 0, err
 		}
 		s.lastCoord = st
 	}
-	want, full, err := changedSince(st, func() (map[PublisherID]uint64, error) { return c.registered(ctx, s.tk, st) }, s.lastPoll, start)
+	want, full, err := changedSince(st, func() (map[PublisherID]uint64, error) { return c.eng.registered(ctx, s.tk, st) }, s.lastPoll, start)
 	if err != nil {
 		s.untakeHints(wide, dirty)
 		return 0, err
@@ -70,7 +70,7 @@ func (s *Subscription) pollHeads(ctx context.Context) (int, error) {
 		}
 	}
 	pids := slices.SortedFunc(maps.Keys(want), comparePID)
-	heads, errs := c.readHeadRecords(ctx, s.tk, pids, false)
+	heads, errs := c.eng.readHeadRecords(ctx, s.tk, pids, false)
 	// Read and verify the segments to deliver, publishers in parallel.
 	tips := make([]announcement, 0, len(heads))
 	for i, h := range heads {

@@ -94,7 +94,7 @@ func (s *Subscription) collect(ctx context.Context, a announcement, from uint64)
 // damage rather than a forgery: an unsigned announcement naming garbage
 // must not make a subscriber skip real messages.
 func (s *Subscription) vouched(ctx context.Context, p PublisherID, bad Ref, from uint64) (uint64, bool) {
-	e, err := s.c.store.Get(ctx, s.tk.head(p))
+	e, err := s.c.eng.store.Get(ctx, s.tk.head(p))
 	if err != nil {
 		return 0, false
 	}
@@ -146,8 +146,8 @@ func (s *Subscription) prefetch(ctx context.Context, anns []announcement) {
 		return
 	}
 	got := make([]*prefetched, len(wants))
-	_ = s.c.blobs.parallel(ctx, len(wants), func(ctx context.Context, i int) error {
-		data, err := s.c.blobs.get(ctx, wants[i].ref)
+	_ = s.c.eng.blobs.parallel(ctx, len(wants), func(ctx context.Context, i int) error {
+		data, err := s.c.eng.blobs.get(ctx, wants[i].ref)
 		if err != nil {
 			return nil
 		}
@@ -176,8 +176,8 @@ var errRetryLater = errors.New("core: segment not visible yet")
 
 func (s *Subscription) loadSegment(ctx context.Context, ref Ref, p PublisherID) (*segment, error) {
 	c := s.c
-	data, err := c.blobs.get(ctx, ref)
-	if errors.Is(err, backend.ErrNotFound) && c.caps.Consistency < backend.Linearizable {
+	data, err := c.eng.blobs.get(ctx, ref)
+	if errors.Is(err, backend.ErrNotFound) && c.eng.caps.Consistency < backend.Linearizable {
 		s.missing[ref]++
 		if s.missing[ref] < missingLimitWeak {
 			return nil, fmt.Errorf("%w: %s: %w", errRetryLater, ref, err)

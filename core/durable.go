@@ -71,7 +71,7 @@ type durable struct {
 // a zero Cursor when the name is new (or its record expired or was deleted).
 func (d *durable) open(ctx context.Context) (Cursor, error) {
 	s := d.s
-	r, e, err := s.c.readDurableNewest(ctx, s.tk, d.id)
+	r, e, err := s.c.eng.readDurableNewest(ctx, s.tk, d.id)
 	switch {
 	case errors.Is(err, backend.ErrNotFound):
 		return Cursor{}, nil
@@ -84,7 +84,7 @@ func (d *durable) open(ctx context.Context) (Cursor, error) {
 		return Cursor{}, fmt.Errorf("core: read durable subscription %q on %q: %w", d.name, s.tk.name, err)
 	}
 	d.ver, d.written = e.Version, e.Value
-	if r.Expires == 0 || r.Expires < s.c.now().UnixNano() {
+	if r.Expires == 0 || r.Expires < s.c.eng.now().UnixNano() {
 		return Cursor{}, nil
 	}
 	acked, err := UnmarshalCursor(r.Acked)
@@ -116,8 +116,8 @@ func (d *durable) write(ctx context.Context) error {
 	}
 	r.Sig = c.id.sign(durSigned(s.tk.name, r))
 	val := r.encode()
-	if len(val) > c.maxValue {
-		ref, err := c.blobs.put(ctx, val)
+	if len(val) > c.eng.maxValue {
+		ref, err := c.eng.blobs.put(ctx, val)
 		if err != nil {
 			return fmt.Errorf("core: write durable subscription %q on %q: %w", d.name, s.tk.name, err)
 		}
@@ -127,7 +127,7 @@ func (d *durable) write(ctx context.Context) error {
 	for attempt := 0; ; attempt++ {
 		prev := d.written
 		d.written = val
-		v, err := c.store.CompareAndPut(ctx, key, d.ver, val)
+		v, err := c.eng.store.CompareAndPut(ctx, key, d.ver, val)
 		if err == nil {
 			d.ver = v
 			return nil
@@ -143,7 +143,7 @@ func (d *durable) write(ctx context.Context) error {
 		}
 		cur, ok := backend.CurrentEntry(err)
 		if !ok {
-			if cur, err = c.store.Get(ctx, key); err != nil {
+			if cur, err = c.eng.store.Get(ctx, key); err != nil {
 				return fmt.Errorf("core: re-read durable subscription %q on %q: %w", d.name, s.tk.name, err)
 			}
 		}
@@ -196,8 +196,8 @@ func (d *durable) beforeDeliver(ctx context.Context, p PublisherID, seq, to uint
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	old := d.mark
-	nm := Cursor{topic: s.tk.id, ordered: s.c.ordered, index: old.index, full: old.nexts()}
-	if s.c.ordered {
+	nm := Cursor{topic: s.tk.id, ordered: s.c.eng.ordered, index: old.index, full: old.nexts()}
+	if s.c.eng.ordered {
 		// Ahead to what this poll will deliver, but at most markAheadAnns
 		// announcements: what a crash then flags as redelivered without
 		// having been delivered stays bounded during a long catch-up.

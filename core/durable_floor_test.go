@@ -35,9 +35,9 @@ func TestDurableFloorPinsReclaim(t *testing.T) {
 		publishN(t, ctx, b, "t", "b", 1, 1)
 	}
 	tk := newTopicKeys("t")
-	cs, _, err := a.readCoord(ctx, tk)
+	cs, _, err := a.eng.readCoord(ctx, tk)
 	require.NoError(t, err)
-	ps, err := a.durablePositions(ctx, tk, cs)
+	ps, err := a.eng.durablePositions(ctx, tk, cs)
 	require.NoError(t, err)
 	require.Len(t, ps, 1)
 	idx := ps[0].Acked.index

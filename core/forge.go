@@ -35,7 +35,7 @@ func NewForger(store backend.Store, id *Identity, opts ...Option) (*Forger, erro
 // forger's publisher ID.
 func (f *Forger) BadSignature(ctx context.Context, topic string, seq uint64, payload []byte) (PublisherID, error) {
 	id := f.c.id
-	now := f.c.now().UnixNano()
+	now := f.c.eng.now().UnixNano()
 	sg := &segment{Publisher: id.PublicKey(), First: seq, Msgs: []segMsg{{Time: now, Payload: payload}}}
 	sg.sign(id, topic, nil)
 	sg.Msgs[0].Payload = append([]byte("forged:"), payload...)
@@ -50,7 +50,7 @@ func (f *Forger) BadSignature(ctx context.Context, topic string, seq uint64, pay
 // signed with the forger's key, and writes a head record under the
 // forger's key that claims to be the victim's.
 func (f *Forger) Impersonate(ctx context.Context, topic string, victim ed25519.PublicKey, seq uint64, payload []byte) error {
-	now := f.c.now().UnixNano()
+	now := f.c.eng.now().UnixNano()
 	sg := &segment{Publisher: victim, First: seq, Msgs: []segMsg{{Time: now, Payload: payload}}}
 	sg.sign(f.c.id, topic, nil)
 	ref, err := f.putBlob(ctx, sg.encode())
@@ -58,7 +58,7 @@ func (f *Forger) Impersonate(ctx context.Context, topic string, victim ed25519.P
 		return err
 	}
 	ann := announcement{Pub: PublisherIDOf(victim), Seg: ref, To: seq, Time: now}
-	if _, err := f.c.announce(ctx, newTopicKeys(topic), coordOp{anns: []announcement{ann}}); err != nil {
+	if _, err := f.c.eng.announce(ctx, newTopicKeys(topic), coordOp{anns: []announcement{ann}}); err != nil {
 		return err
 	}
 	head := newHeadRecord(f.c.id, topic, 1, seq, ref)
@@ -89,7 +89,7 @@ func (f *Forger) publishHead(ctx context.Context, topic string, pid PublisherID,
 	// ambiguous earlier attempt causes (fault-injecting stores).
 	for attempt := 0; ; attempt++ {
 		var expect backend.Version
-		e, err := f.c.store.Get(ctx, key)
+		e, err := f.c.eng.store.Get(ctx, key)
 		if err == nil {
 			expect = e.Version
 			if bytes.Equal(e.Value, head) {
@@ -100,7 +100,7 @@ func (f *Forger) publishHead(ctx context.Context, topic string, pid PublisherID,
 			return err
 		}
 		if err == nil || errors.Is(err, backend.ErrNotFound) {
-			if _, err = f.c.store.CompareAndPut(ctx, key, expect, head); err == nil {
+			if _, err = f.c.eng.store.CompareAndPut(ctx, key, expect, head); err == nil {
 				break
 			}
 			if !retryable(err) && !errors.Is(err, backend.ErrConflict) {
@@ -114,13 +114,13 @@ func (f *Forger) publishHead(ctx context.Context, topic string, pid PublisherID,
 			return err
 		}
 	}
-	_, err := f.c.announce(ctx, tk, coordOp{anns: []announcement{{Pub: pid, Seg: seg, To: seq, Time: f.c.now().UnixNano()}}})
+	_, err := f.c.eng.announce(ctx, tk, coordOp{anns: []announcement{{Pub: pid, Seg: seg, To: seq, Time: f.c.eng.now().UnixNano()}}})
 	return err
 }
 
 // putBlob stores data as a blob, riding out transient errors.
 func (f *Forger) putBlob(ctx context.Context, data []byte) (ref Ref, err error) {
-	err = retryIO(ctx, func() error { ref, err = f.c.blobs.put(ctx, data); return err })
+	err = retryIO(ctx, func() error { ref, err = f.c.eng.blobs.put(ctx, data); return err })
 	return ref, err
 }
 
@@ -137,12 +137,12 @@ func (f *Forger) ForgePolicy(ctx context.Context, topic string, allowed []Publis
 	}
 	for attempt := 0; ; attempt++ {
 		var expect backend.Version
-		e, err := f.c.store.Get(ctx, key)
+		e, err := f.c.eng.store.Get(ctx, key)
 		if err == nil {
 			expect = e.Version
 		}
 		if err == nil || errors.Is(err, backend.ErrNotFound) {
-			if _, err = f.c.store.CompareAndPut(ctx, key, expect, rec); err == nil {
+			if _, err = f.c.eng.store.CompareAndPut(ctx, key, expect, rec); err == nil {
 				return nil
 			}
 		}

@@ -63,7 +63,7 @@ func (f *Forger) Tamper(ctx context.Context, topic string, victim *Identity, fir
 	if len(payloads) < 2 || (how == TamperSpliced && len(payloads)%2 != 0) {
 		return 0, fmt.Errorf("core: tamper %s: %d payloads", how, len(payloads))
 	}
-	now := f.c.now().UnixNano()
+	now := f.c.eng.now().UnixNano()
 	genuine := func(first uint64, payloads [][]byte) *segment {
 		sg := &segment{Publisher: victim.PublicKey(), First: first}
 		for _, p := range payloads {
@@ -109,7 +109,7 @@ func (f *Forger) Tamper(ctx context.Context, topic string, victim *Identity, fir
 	}
 	last := sg.last()
 	ann := announcement{Pub: victim.ID(), Seg: ref, To: last, Time: now}
-	if _, err := f.c.announce(ctx, newTopicKeys(topic), coordOp{anns: []announcement{ann}}); err != nil {
+	if _, err := f.c.eng.announce(ctx, newTopicKeys(topic), coordOp{anns: []announcement{ann}}); err != nil {
 		return 0, err
 	}
 	return last, nil

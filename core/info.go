@@ -67,10 +67,10 @@ func (c *Client) Info(ctx context.Context, topic string) (TopicInfo, error) {
 		heads map[PublisherID]uint64
 	)
 	read := func() (err error) {
-		if st, v, err = c.readCoord(ctx, tk); err != nil {
+		if st, v, err = c.eng.readCoord(ctx, tk); err != nil {
 			return err
 		}
-		heads, err = c.registered(ctx, tk, st)
+		heads, err = c.eng.registered(ctx, tk, st)
 		return err
 	}
 	err := retryIO(ctx, read)
@@ -82,11 +82,11 @@ func (c *Client) Info(ctx context.Context, topic string) (TopicInfo, error) {
 	}
 	base := map[PublisherID]uint64{}
 	var recs map[PublisherID]*headRecord
-	if !c.ordered {
+	if !c.eng.ordered {
 		// The coordinator only registers publishers: their head records
 		// say how far each log reaches and what it retains.
 		pids := slices.SortedFunc(maps.Keys(heads), comparePID)
-		hrs, _ := c.readHeads(ctx, tk, pids)
+		hrs, _ := c.eng.readHeads(ctx, tk, pids)
 		recs = map[PublisherID]*headRecord{}
 		for i, h := range hrs {
 			if h != nil {
@@ -107,7 +107,7 @@ func (c *Client) Info(ctx context.Context, topic string) (TopicInfo, error) {
 		return TopicInfo{}, err
 	}
 	info.RetainedMessages, info.Expired, info.Unreadable = n.live, n.expired, n.unreadable
-	now := c.now().UnixNano()
+	now := c.eng.now().UnixNano()
 	for _, p := range slices.SortedFunc(maps.Keys(st.Subs), comparePID) {
 		if exp := st.Subs[p]; exp >= now {
 			info.Subscribers = append(info.Subscribers, SubscriberInfo{ID: p, Expires: time.Unix(0, exp)})

@@ -35,8 +35,8 @@ func (c *Client) countRetained(ctx context.Context, tk topicKeys, st *coordState
 	if done == nil {
 		done = map[PublisherID]uint64{}
 	}
-	if c.ordered {
-		anns, err := c.annsFrom(ctx, st, st.RetainFrom)
+	if c.eng.ordered {
+		anns, err := c.eng.annsFrom(ctx, st, st.RetainFrom)
 		if err != nil {
 			return n, err
 		}
@@ -54,7 +54,7 @@ func (c *Client) countRetained(ctx context.Context, tk topicKeys, st *coordState
 		}
 	}
 	for p, to := range heads {
-		if _, seen := done[p]; c.ordered && !seen {
+		if _, seen := done[p]; c.eng.ordered && !seen {
 			continue // every announcement of p lies before retention
 		}
 		if to <= done[p] {
@@ -62,7 +62,7 @@ func (c *Client) countRetained(ctx context.Context, tk topicKeys, st *coordState
 		}
 		h := recs[p]
 		if h == nil {
-			e, err := c.store.Get(ctx, tk.head(p))
+			e, err := c.eng.store.Get(ctx, tk.head(p))
 			if err == nil {
 				h, err = decodeHead(tk.name, e.Value)
 			}
@@ -84,9 +84,9 @@ func (c *Client) countRetained(ctx context.Context, tk topicKeys, st *coordState
 // countSegments counts publisher p's messages from seq from to seq to,
 // walking back from segment ref.
 func (c *Client) countSegments(ctx context.Context, n *retainedCount, p PublisherID, ref Ref, from, to uint64) error {
-	now := c.now()
+	now := c.eng.now()
 	for upTo := to; upTo >= from && !ref.IsZero(); {
-		data, err := c.blobs.get(ctx, ref)
+		data, err := c.eng.blobs.get(ctx, ref)
 		var sg *segment
 		if err == nil {
 			sg, err = decodeSegment(data)

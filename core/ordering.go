@@ -102,7 +102,7 @@ func resolveOrdering(o Ordering, caps backend.Capabilities) (Ordering, error) {
 }
 
 // Ordering returns the ordering the client uses.
-func (c *Client) Ordering() Ordering { return c.order }
+func (c *Client) Ordering() Ordering { return c.eng.order }
 
 // newCoord returns an empty coordinator of the engine's ordering.
 func (e *engine) newCoord() *coordState {

@@ -64,22 +64,22 @@ func (c *Client) readPolicy(ctx context.Context, tk topicKeys, maxAge time.Durat
 		v = &policyView{}
 		c.pols.known[tk.name] = v
 	}
-	if maxAge > 0 && !v.read.IsZero() && c.now().Sub(v.read) < maxAge {
+	if maxAge > 0 && !v.read.IsZero() && c.eng.now().Sub(v.read) < maxAge {
 		p := v.good
 		c.pols.mu.Unlock()
 		return p, nil
 	}
 	c.pols.mu.Unlock()
 
-	e, err := c.store.Get(ctx, tk.policy())
+	e, err := c.eng.store.Get(ctx, tk.policy())
 	c.pols.mu.Lock()
 	defer c.pols.mu.Unlock()
 	switch {
 	case errors.Is(err, backend.ErrNotFound):
-		if v.good != nil && c.caps.Consistency >= backend.Linearizable {
+		if v.good != nil && c.eng.caps.Consistency >= backend.Linearizable {
 			c.policyRejected(tk, v, nil, fmt.Errorf("%w: %q: the policy record is gone; keeping version %d", ErrForgedPolicy, tk.name, v.good.Version))
 		}
-		v.read = c.now()
+		v.read = c.eng.now()
 		return v.good, nil
 	case err != nil:
 		return nil, fmt.Errorf("core: read the policy of %q: %w", tk.name, err)
@@ -93,7 +93,7 @@ func (c *Client) readPolicy(ctx context.Context, tk topicKeys, maxAge time.Durat
 		switch {
 		case owner != nil && !bytes.Equal(owner, p.Owner):
 			err = fmt.Errorf("%w: %q: signed by %s, the owner is %s", ErrForgedPolicy, tk.name, PublisherIDOf(p.Owner), PublisherIDOf(owner))
-		case v.good != nil && p.Version < v.good.Version && c.caps.Consistency < backend.Linearizable:
+		case v.good != nil && p.Version < v.good.Version && c.eng.caps.Consistency < backend.Linearizable:
 			p = v.good // a stale read on a weak store: keep the newer one
 		case v.good != nil && p.Version < v.good.Version:
 			err = fmt.Errorf("%w: %q: version %d after version %d", ErrForgedPolicy, tk.name, p.Version, v.good.Version)
@@ -101,13 +101,13 @@ func (c *Client) readPolicy(ctx context.Context, tk topicKeys, maxAge time.Durat
 	}
 	if err != nil {
 		c.policyRejected(tk, v, e.Value, err)
-		v.read = c.now()
+		v.read = c.eng.now()
 		if v.good == nil {
 			return nil, err
 		}
 		return v.good, nil
 	}
-	v.good, v.read = p, c.now()
+	v.good, v.read = p, c.eng.now()
 	return p, nil
 }
 
@@ -139,7 +139,7 @@ func (c *Client) CreateTopic(ctx context.Context, topic string, allowed ...Publi
 	}
 	tk := newTopicKeys(topic)
 	rec := encodePolicy(c.id, topic, 1, allowed)
-	_, err := c.store.CompareAndPut(ctx, tk.policy(), 0, rec)
+	_, err := c.eng.store.CompareAndPut(ctx, tk.policy(), 0, rec)
 	if errors.Is(err, backend.ErrConflict) {
 		if cur, ok := backend.CurrentEntry(err); ok && bytes.Equal(cur.Value, rec) {
 			err = nil // an earlier attempt of ours landed
@@ -176,7 +176,7 @@ func (c *Client) changePolicy(ctx context.Context, topic string, change func([]P
 	}
 	tk := newTopicKeys(topic)
 	for attempt := 0; ; attempt++ {
-		e, err := c.store.Get(ctx, tk.policy())
+		e, err := c.eng.store.Get(ctx, tk.policy())
 		if errors.Is(err, backend.ErrNotFound) {
 			return fmt.Errorf("%w: %q (CreateTopic first)", ErrNoPolicy, topic)
 		}
@@ -191,7 +191,7 @@ func (c *Client) changePolicy(ctx context.Context, topic string, change func([]P
 			return fmt.Errorf("%w: %q is owned by %s", ErrNotOwner, topic, PublisherIDOf(cur.Owner))
 		}
 		rec := encodePolicy(c.id, topic, cur.Version+1, change(cur.Allowed))
-		_, err = c.store.CompareAndPut(ctx, tk.policy(), e.Version, rec)
+		_, err = c.eng.store.CompareAndPut(ctx, tk.policy(), e.Version, rec)
 		if err == nil {
 			_, err = c.readPolicy(ctx, tk, 0)
 			return err

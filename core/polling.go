@@ -24,7 +24,7 @@ func (s *Subscription) startPush(w backend.Watcher) error {
 	}
 	var hints *headHints
 	var wake <-chan struct{}
-	if !s.c.ordered {
+	if !s.c.eng.ordered {
 		// Publisher order: a publish moves only its head record.
 		hints = newHeadHints(w, &s.wg)
 		wake = hints.wake

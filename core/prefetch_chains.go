@@ -40,11 +40,11 @@ func (s *Subscription) prefetchChains(ctx context.Context, tips []announcement) 
 	var budget atomic.Int64
 	budget.Store(prefetchChainBytes)
 	results := make([][]found, len(jobs))
-	_ = s.c.blobs.parallel(ctx, len(jobs), func(ctx context.Context, i int) error {
+	_ = s.c.eng.blobs.parallel(ctx, len(jobs), func(ctx context.Context, i int) error {
 		j := jobs[i]
 		ref := j.a.Seg
 		for !ref.IsZero() && ctx.Err() == nil {
-			data, err := s.c.blobs.get(ctx, ref)
+			data, err := s.c.eng.blobs.get(ctx, ref)
 			if err != nil || budget.Add(-int64(len(data))) < 0 {
 				return nil
 			}

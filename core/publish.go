@@ -87,7 +87,7 @@ func (c *Client) publish(ctx context.Context, topic string, payloads [][]byte, o
 	if err != nil {
 		return nil, err
 	}
-	now := c.now().UnixNano()
+	now := c.eng.now().UnixNano()
 	msgs := make([]*pendingMsg, len(payloads))
 	for i, pl := range payloads {
 		msgs[i] = &pendingMsg{time: now, ttl: int64(po.ttl), payload: pl}

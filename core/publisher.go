@@ -147,7 +147,7 @@ func (p *topicPublisher) run() {
 	defer close(p.stopped)
 	c := p.c
 	var tick <-chan time.Time
-	if c.caps.Consistency < backend.Linearizable && c.opts.verifyInterval > 0 {
+	if c.eng.caps.Consistency < backend.Linearizable && c.opts.verifyInterval > 0 {
 		t := time.NewTicker(c.opts.verifyInterval)
 		defer t.Stop()
 		tick = t.C

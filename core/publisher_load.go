@@ -26,7 +26,7 @@ func (p *topicPublisher) load(ctx context.Context) error {
 	}
 	c := p.c
 	// Refuse a topic of the other ordering before writing anything.
-	if _, _, err := c.readCoord(ctx, p.tk); errors.Is(err, ErrOrderingMismatch) {
+	if _, _, err := c.eng.readCoord(ctx, p.tk); errors.Is(err, ErrOrderingMismatch) {
 		return err
 	}
 	if err := c.checkAllowed(ctx, p.tk); err != nil {
@@ -89,13 +89,13 @@ func (p *topicPublisher) load(ctx context.Context) error {
 func (p *topicPublisher) readOwnHead(ctx context.Context) (backend.Entry, error) {
 	c := p.c
 	reads := 1
-	if c.caps.Consistency < backend.Linearizable {
+	if c.eng.caps.Consistency < backend.Linearizable {
 		reads = 3
 	}
 	var best backend.Entry
 	var bestErr error = backend.ErrNotFound
 	for attempt := 0; reads > 0; attempt++ {
-		e, err := c.store.Get(ctx, p.tk.head(c.pid))
+		e, err := c.eng.store.Get(ctx, p.tk.head(c.pid))
 		if err != nil && retryable(err) {
 			if err := sleepJitter(ctx, attempt+4); err != nil {
 				return backend.Entry{}, err
@@ -125,7 +125,7 @@ func (p *topicPublisher) checkOwnHead(ctx context.Context) {
 	if p.headVal == nil {
 		return
 	}
-	e, err := c.store.Get(ctx, p.tk.head(c.pid))
+	e, err := c.eng.store.Get(ctx, p.tk.head(c.pid))
 	if err != nil || e.Version < p.headVer || bytes.Equal(e.Value, p.headVal) {
 		return
 	}
@@ -145,22 +145,22 @@ func (p *topicPublisher) verify(ctx context.Context) {
 		return
 	}
 	c := p.c
-	if !c.ordered {
+	if !c.eng.ordered {
 		p.checkOwnHead(ctx)
 	}
-	st, _, err := c.readCoord(ctx, p.tk)
+	st, _, err := c.eng.readCoord(ctx, p.tk)
 	if err != nil {
 		return
 	}
-	if !c.ordered && p.leaseUntil > 0 && st.Active[c.pid] >= p.leaseUntil {
+	if !c.eng.ordered && p.leaseUntil > 0 && st.Active[c.pid] >= p.leaseUntil {
 		return // the lease is there, so subscribers read this publisher's head
 	}
-	h, err := c.headOf(ctx, p.tk, st, c.pid)
+	h, err := c.eng.headOf(ctx, p.tk, st, c.pid)
 	if err != nil {
 		return
 	}
-	leaseOK := c.ordered || p.leaseUntil <= c.now().UnixNano() || st.Active[c.pid] >= p.leaseUntil
-	if leaseOK && ((c.ordered && h >= p.lastAnn.To) || (!c.ordered && h > 0)) {
+	leaseOK := c.eng.ordered || p.leaseUntil <= c.eng.now().UnixNano() || st.Active[c.pid] >= p.leaseUntil
+	if leaseOK && ((c.eng.ordered && h >= p.lastAnn.To) || (!c.eng.ordered && h > 0)) {
 		p.announced = max(p.announced, min(h, p.lastAnn.To))
 		return
 	}
@@ -169,7 +169,7 @@ func (p *topicPublisher) verify(ctx context.Context) {
 		op.active = map[PublisherID]int64{c.pid: p.leaseUntil}
 	}
 	c.stats.retries.Add(1)
-	if _, err := c.announce(ctx, p.tk, op); err != nil {
+	if _, err := c.eng.announce(ctx, p.tk, op); err != nil {
 		c.opts.logger.Warn("stickypub: re-announce failed", "topic", p.tk.name, "err", err)
 	}
 }

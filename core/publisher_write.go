@@ -28,7 +28,7 @@ func (p *topicPublisher) flush(ctx context.Context, b *inflightBatch) error {
 			leaves[i] = *m.leaf.Load()
 		}
 		seg.sign(c.id, p.tk.name, leaves)
-		ref, err := c.blobs.put(ctx, seg.encode())
+		ref, err := c.eng.blobs.put(ctx, seg.encode())
 		if err != nil {
 			return err
 		}
@@ -44,16 +44,16 @@ func (p *topicPublisher) flush(ctx context.Context, b *inflightBatch) error {
 		p.noteSegment(ref, first, last)
 	}
 	ann := announcement{Pub: c.pid, Seg: b.ref, To: last, Time: b.msgs[len(b.msgs)-1].time, known: p.announced}
-	if c.ordered {
+	if c.eng.ordered {
 		// The announcement fixes the message's place in the topic order.
-		if _, err := c.announce(ctx, p.tk, coordOp{anns: []announcement{ann}}); err != nil {
+		if _, err := c.eng.announce(ctx, p.tk, coordOp{anns: []announcement{ann}}); err != nil {
 			return err
 		}
 	} else {
 		// Publisher order: the signed head record is the announcement; the
 		// coordinator is only the registry, written once per publisher. On
 		// a linearizable store the head's compare-and-put is the proof.
-		if c.caps.Consistency < backend.Linearizable {
+		if c.eng.caps.Consistency < backend.Linearizable {
 			if err := p.confirmHead(ctx); err != nil {
 				return err
 			}
@@ -81,7 +81,7 @@ func refused(err error) bool {
 func (p *topicPublisher) confirmHead(ctx context.Context) error {
 	key := p.tk.head(p.c.pid)
 	for attempt := 0; ; attempt++ {
-		e, err := p.c.store.Get(ctx, key)
+		e, err := p.c.eng.store.Get(ctx, key)
 		if err == nil && e.Version >= p.headVer {
 			if !bytes.Equal(e.Value, p.headVal) {
 				return fmt.Errorf("%w: %q: the head record read back (version %d) is not the one written (version %d)",
@@ -101,14 +101,14 @@ func (p *topicPublisher) confirmHead(ctx context.Context) error {
 // retainBase returns the first seq to keep after writing up to last at t,
 // under the client's retention policy, counted per publisher.
 func (p *topicPublisher) retainBase(last uint64, t int64) uint64 {
-	r := p.c.cfg.retention // the engine's: with a Hub, the hub's
+	r := p.c.eng.cfg.retention // the engine's: with a Hub, the hub's
 	base := max(p.base, 1)
 	if r.MaxMessages > 0 && last >= r.MaxMessages {
 		base = max(base, last-r.MaxMessages+1)
 	}
 	if r.MaxAge > 0 {
 		p.recent = append(p.recent, segSpan{last: last, time: t})
-		cutoff := p.c.now().Add(-r.MaxAge).UnixNano()
+		cutoff := p.c.eng.now().Add(-r.MaxAge).UnixNano()
 		for len(p.recent) > 0 && p.recent[0].time < cutoff {
 			base = max(base, p.recent[0].last+1)
 			p.recent = p.recent[1:]
@@ -122,9 +122,9 @@ func (p *topicPublisher) retainBase(last uint64, t int64) uint64 {
 func (p *topicPublisher) writeHead(ctx context.Context, last uint64, ref Ref) error {
 	c := p.c
 	key := p.tk.head(c.pid)
-	base := p.retainBase(last, c.now().UnixNano())
+	base := p.retainBase(last, c.eng.now().UnixNano())
 	rec := newHeadRecord(c.id, p.tk.name, base, last, ref).encode()
-	v, err := c.store.CompareAndPut(ctx, key, p.headVer, rec)
+	v, err := c.eng.store.CompareAndPut(ctx, key, p.headVer, rec)
 	if err == nil {
 		p.headVer, p.headVal, p.base = v, rec, base
 		return nil
@@ -134,7 +134,7 @@ func (p *topicPublisher) writeHead(ctx context.Context, last uint64, ref Ref) er
 	}
 	cur, ok := backend.CurrentEntry(err)
 	if !ok {
-		if cur, err = c.store.Get(ctx, key); err != nil {
+		if cur, err = c.eng.store.Get(ctx, key); err != nil {
 			return fmt.Errorf("core: re-read head on %q: %w", p.tk.name, err)
 		}
 	}

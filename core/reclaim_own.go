@@ -48,8 +48,8 @@ type ownReclaim struct {
 // reclaimEnabled reports whether p reclaims its own segments.
 func (p *topicPublisher) reclaimEnabled() bool {
 	c := p.c
-	_, ok := c.store.(backend.Deleter)
-	return ok && !c.ordered && !c.cfg.noReclaim && c.cfg.retention != (Retention{})
+	_, ok := c.eng.store.(backend.Deleter)
+	return ok && !c.eng.ordered && !c.eng.cfg.noReclaim && c.eng.cfg.retention != (Retention{})
 }
 
 // noteSegment records a segment written by this publisher.
@@ -73,7 +73,7 @@ func (p *topicPublisher) maybeReclaimOwn(ctx context.Context) {
 
 func (p *topicPublisher) reclaimOwn(ctx context.Context) error {
 	c := p.c
-	d := c.store.(backend.Deleter)
+	d := c.eng.store.(backend.Deleter)
 	target := p.base
 	if p.own.below == 0 {
 		// First reclaim of this process: the segments written before it
@@ -87,7 +87,7 @@ func (p *topicPublisher) reclaimOwn(ctx context.Context) error {
 	}
 	n := 0
 	for n < len(p.own.segs) && p.own.segs[n].last < target {
-		if err := c.blobs.delete(ctx, d, p.own.segs[n].ref, 0); err != nil {
+		if err := c.eng.blobs.delete(ctx, d, p.own.segs[n].ref, 0); err != nil {
 			p.own.segs = p.own.segs[n:]
 			return err
 		}
@@ -105,7 +105,7 @@ func (p *topicPublisher) reclaimOwn(ctx context.Context) error {
 func (p *topicPublisher) walkOwn(ctx context.Context, ref Ref, target uint64) ([]ownSeg, error) {
 	var out []ownSeg
 	for !ref.IsZero() {
-		data, err := p.c.blobs.get(ctx, ref)
+		data, err := p.c.eng.blobs.get(ctx, ref)
 		if errors.Is(err, backend.ErrNotFound) {
 			break
 		}

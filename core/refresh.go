@@ -20,7 +20,7 @@ import (
 // refreshTicker returns a channel that ticks every third of the store's
 // record lifetime (nil when records do not expire) and its stop function.
 func (p *topicPublisher) refreshTicker() (<-chan time.Time, func()) {
-	lt := p.c.caps.RecordLifetime
+	lt := p.c.eng.caps.RecordLifetime
 	if lt <= 0 {
 		return nil, func() {}
 	}
@@ -32,7 +32,7 @@ func (p *topicPublisher) refreshTicker() (<-chan time.Time, func()) {
 // record lifetime has passed since the last refresh.
 func (p *topicPublisher) maybeRefresh(ctx context.Context) {
 	c := p.c
-	lt := c.caps.RecordLifetime
+	lt := c.eng.caps.RecordLifetime
 	if lt <= 0 || p.lastAnn.To == 0 {
 		return
 	}
@@ -55,7 +55,7 @@ func (p *topicPublisher) maybeRefresh(ctx context.Context) {
 func (p *topicPublisher) refresh(ctx context.Context) error {
 	c := p.c
 	key := p.tk.head(c.pid)
-	e, err := c.store.Get(ctx, key)
+	e, err := c.eng.store.Get(ctx, key)
 	if err != nil {
 		return fmt.Errorf("core: read own head on %q: %w", p.tk.name, err)
 	}
@@ -64,14 +64,14 @@ func (p *topicPublisher) refresh(ctx context.Context) error {
 		return fmt.Errorf("core: own head on %q: %w", p.tk.name, errors.Join(err, ErrMalformed))
 	}
 	if e.Version == p.headVer {
-		v, err := c.store.CompareAndPut(ctx, key, e.Version, e.Value)
+		v, err := c.eng.store.CompareAndPut(ctx, key, e.Version, e.Value)
 		if err != nil {
 			return fmt.Errorf("core: refresh own head on %q: %w", p.tk.name, err)
 		}
 		p.headVer = v
 	}
 	for ref := h.Seg; !ref.IsZero(); {
-		data, err := c.blobs.get(ctx, ref)
+		data, err := c.eng.blobs.get(ctx, ref)
 		if err != nil {
 			return err
 		}
@@ -79,7 +79,7 @@ func (p *topicPublisher) refresh(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if err := c.blobs.refresh(ctx, ref); err != nil {
+		if err := c.eng.blobs.refresh(ctx, ref); err != nil {
 			return err
 		}
 		if sg.First <= h.Base {

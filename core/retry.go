@@ -101,7 +101,7 @@ func (p *topicPublisher) logHolds(ctx context.Context, h *headRecord, msgs []*pe
 	}
 	var newest int64
 	for ref, first := h.Seg, true; ; first = false {
-		data, err := c.blobs.get(ctx, ref)
+		data, err := c.eng.blobs.get(ctx, ref)
 		if err != nil {
 			return 0, fmt.Errorf("core: retry on %q: read own segment %s: %w", p.tk.name, ref, err)
 		}
@@ -131,24 +131,24 @@ func (p *topicPublisher) logHolds(ctx context.Context, h *headRecord, msgs []*pe
 // activity lease is live so that subscribers read the head record soon).
 func (p *topicPublisher) ensureAnnounced(ctx context.Context, a announcement) error {
 	c := p.c
-	st, _, err := c.readCoord(ctx, p.tk)
+	st, _, err := c.eng.readCoord(ctx, p.tk)
 	if err != nil {
 		return err
 	}
-	h, err := c.headOf(ctx, p.tk, st, a.Pub)
+	h, err := c.eng.headOf(ctx, p.tk, st, a.Pub)
 	if err != nil {
 		return err
 	}
 	var op coordOp
-	if (c.ordered && h < a.To) || (!c.ordered && h == 0) {
+	if (c.eng.ordered && h < a.To) || (!c.eng.ordered && h == 0) {
 		op.anns = []announcement{a}
 	}
-	if now := c.now().UnixNano(); !c.ordered && st.Active[a.Pub]-now < int64(activeLease/2) {
+	if now := c.eng.now().UnixNano(); !c.eng.ordered && st.Active[a.Pub]-now < int64(activeLease/2) {
 		op.active = map[PublisherID]int64{a.Pub: now + int64(activeLease)}
 	}
 	if len(op.anns) == 0 && op.active == nil {
 		return nil
 	}
-	_, err = c.announce(ctx, p.tk, op)
+	_, err = c.eng.announce(ctx, p.tk, op)
 	return err
 }

@@ -39,10 +39,10 @@ func (c *Client) Stats() Stats {
 	s := &c.stats
 	return Stats{
 		Published: s.published.Load(), Received: s.received.Load(), Failures: s.failures.Load(),
-		Retries: s.retries.Load() + c.engine.retries.Load(), Invalid: s.invalid.Load(), Duplicates: s.duplicates.Load(),
+		Retries: s.retries.Load() + c.eng.retries.Load(), Invalid: s.invalid.Load(), Duplicates: s.duplicates.Load(),
 		Expired: s.expired.Load(), Gaps: s.gaps.Load(), ActiveSubscriptions: active, Polling: polling,
 		Redelivered: s.redelivered.Load(), AckWrites: s.acked.Load(),
-		Refreshes: s.refreshes.Load(), Reclaimed: c.engine.reclaimed.Load(), ReclaimedSegments: s.reclaimedSegs.Load(),
+		Refreshes: s.refreshes.Load(), Reclaimed: c.eng.reclaimed.Load(), ReclaimedSegments: s.reclaimedSegs.Load(),
 		Denied: s.denied.Load(),
 	}
 }

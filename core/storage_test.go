@@ -198,7 +198,7 @@ func TestIdlePublisherKeepsPlace(t *testing.T) {
 		_, err := busy.Publish(ctx, topic, fmt.Appendf(nil, "busy %d", i))
 		require.NoError(t, err)
 	}
-	st, _, err := idle.readCoord(ctx, newTopicKeys(topic))
+	st, _, err := idle.eng.readCoord(ctx, newTopicKeys(topic))
 	require.NoError(t, err)
 	_, hot := st.hot[idle.pid]
 	require.False(t, hot, "the idle publisher is still in the hot record")
@@ -339,14 +339,14 @@ func TestReclaimRespectsDurableFloor(t *testing.T) {
 	}
 	publish(200) // 400 messages, 200 announcements
 	require.Zero(t, pub.Stats().Reclaimed, "reclaimed below a durable subscriber's position")
-	first, _, err := pub.readCoord(ctx, newTopicKeys("floor"))
+	first, _, err := pub.eng.readCoord(ctx, newTopicKeys("floor"))
 	require.NoError(t, err)
 	require.Positive(t, first.RetainFrom)
 	require.Zero(t, first.ReclaimedTo)
 
 	floor.Store(40)
 	publish(40)
-	st2, _, err := pub.readCoord(ctx, newTopicKeys("floor"))
+	st2, _, err := pub.eng.readCoord(ctx, newTopicKeys("floor"))
 	require.NoError(t, err)
 	require.Positive(t, pub.Stats().Reclaimed)
 	require.LessOrEqual(t, st2.ReclaimedTo, uint64(40), "reclaimed past the durable floor")

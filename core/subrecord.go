@@ -21,7 +21,7 @@ func (c *Client) Renew(ctx context.Context, topic string) error {
 	if !ok {
 		return fmt.Errorf("%w: %q", ErrNotSubscribed, topic)
 	}
-	if err := s.writeRecord(ctx, c.now().Add(s.opts.ttl)); err != nil {
+	if err := s.writeRecord(ctx, c.eng.now().Add(s.opts.ttl)); err != nil {
 		c.stats.failures.Add(1)
 		c.emit(Event{Kind: EventSubscribeError, Topic: topic, Err: err})
 		return err
@@ -88,7 +88,7 @@ func (s *Subscription) writeRecord(ctx context.Context, expires time.Time) error
 	rec := (&subRecord{Subscriber: c.id.PublicKey(), Expires: exp, Sig: c.id.sign(subSigned(s.tk.name, exp))}).encode()
 	key := s.tk.sub(c.pid)
 	for attempt := 0; ; attempt++ {
-		v, err := c.store.CompareAndPut(ctx, key, s.recVer, rec)
+		v, err := c.eng.store.CompareAndPut(ctx, key, s.recVer, rec)
 		if err == nil {
 			s.recVer = v
 			break
@@ -104,7 +104,7 @@ func (s *Subscription) writeRecord(ctx context.Context, expires time.Time) error
 		}
 		cur, ok := backend.CurrentEntry(err)
 		if !ok {
-			if cur, err = c.store.Get(ctx, key); err != nil && !errors.Is(err, backend.ErrNotFound) {
+			if cur, err = c.eng.store.Get(ctx, key); err != nil && !errors.Is(err, backend.ErrNotFound) {
 				return fmt.Errorf("core: read subscription record for %q: %w", s.tk.name, err)
 			}
 		}
@@ -120,7 +120,7 @@ func (s *Subscription) writeRecord(ctx context.Context, expires time.Time) error
 		op.subs = map[PublisherID]int64{}
 		switch {
 		case exp != 0:
-			dexp := c.now().Add(d.ttl).UnixNano()
+			dexp := c.eng.now().Add(d.ttl).UnixNano()
 			if err := d.setExpiry(ctx, dexp); err != nil {
 				return err
 			}
@@ -133,7 +133,7 @@ func (s *Subscription) writeRecord(ctx context.Context, expires time.Time) error
 		}
 	}
 	if len(op.subs) > 0 {
-		if _, err := c.announce(ctx, s.tk, op); err != nil {
+		if _, err := c.eng.announce(ctx, s.tk, op); err != nil {
 			return err
 		}
 	}

@@ -183,11 +183,11 @@ func (c *Client) subscribe(ctx context.Context, topic string, opts []SubscribeOp
 		}
 	}
 	if !o.cursor.IsZero() {
-		if err := o.cursor.check(tk, c.ordered); err != nil {
+		if err := o.cursor.check(tk, c.eng.ordered); err != nil {
 			return nil, err
 		}
 	}
-	if c.ordered {
+	if c.eng.ordered {
 		// Announce what a crashed publisher (this identity included) wrote
 		// but never announced, before the position is fixed.
 		s.auditHeads(ctx, c.pid)
@@ -197,7 +197,7 @@ func (c *Client) subscribe(ctx context.Context, topic string, opts []SubscribeOp
 		v  backend.Version
 	)
 	err := retryIO(ctx, func() (err error) {
-		st, v, err = c.readCoord(ctx, tk)
+		st, v, err = c.eng.readCoord(ctx, tk)
 		return err
 	})
 	if err != nil {
@@ -218,10 +218,10 @@ func (c *Client) subscribe(ctx context.Context, topic string, opts []SubscribeOp
 		s.cursor = st.RetainFrom
 	default:
 		s.cursor, s.coordVer = st.Count, v
-		if c.ordered {
+		if c.eng.ordered {
 			for attempt := 0; ; attempt++ {
 				err = retryIO(ctx, func() (err error) {
-					s.base, err = c.registered(ctx, tk, st)
+					s.base, err = c.eng.registered(ctx, tk, st)
 					return err
 				})
 				if !errors.Is(err, backend.ErrNotFound) || attempt >= 5 {
@@ -229,7 +229,7 @@ func (c *Client) subscribe(ctx context.Context, topic string, opts []SubscribeOp
 				}
 				// The registry of the coordinator read was reclaimed by two
 				// folds since: start from a newer one.
-				if err = retryIO(ctx, func() (err error) { st, v, err = c.readCoord(ctx, tk); return err }); err != nil {
+				if err = retryIO(ctx, func() (err error) { st, v, err = c.eng.readCoord(ctx, tk); return err }); err != nil {
 					break
 				}
 				s.cursor, s.coordVer = st.Count, v
@@ -249,7 +249,7 @@ func (c *Client) subscribe(ctx context.Context, topic string, opts []SubscribeOp
 	if s.dur != nil && s.dur.acked.IsZero() {
 		s.dur.acked = s.current() // a new durable starts here, even if it never acks
 	}
-	if err := s.writeRecord(ctx, c.now().Add(o.ttl)); err != nil {
+	if err := s.writeRecord(ctx, c.eng.now().Add(o.ttl)); err != nil {
 		return nil, err
 	}
 	c.mu.Lock()
@@ -263,7 +263,7 @@ func (c *Client) subscribe(ctx context.Context, topic string, opts []SubscribeOp
 	if s.dur != nil {
 		s.wg.Go(func() { s.dur.run(s.ctx) })
 	}
-	if w, ok := c.store.(backend.Watcher); ok && o.push {
+	if w, ok := c.eng.store.(backend.Watcher); ok && o.push {
 		if err := s.startPush(w); err != nil {
 			c.opts.logger.Warn("stickypub: push unavailable, poll instead", "topic", topic, "err", err)
 		}
@@ -275,10 +275,10 @@ func (c *Client) subscribe(ctx context.Context, topic string, opts []SubscribeOp
 // what every registered publisher's head record shows now.
 func (s *Subscription) baseFromHeads(ctx context.Context, st *coordState) error {
 	s.base = map[PublisherID]uint64{}
-	start := s.c.now()
+	start := s.c.eng.now()
 	var reg map[PublisherID]uint64
 	err := retryIO(ctx, func() (err error) {
-		reg, err = s.c.registered(ctx, s.tk, st)
+		reg, err = s.c.eng.registered(ctx, s.tk, st)
 		return err
 	})
 	if err != nil {
@@ -286,7 +286,7 @@ func (s *Subscription) baseFromHeads(ctx context.Context, st *coordState) error 
 	}
 	pids := slices.SortedFunc(maps.Keys(reg), comparePID)
 	for attempt := 0; len(pids) > 0; attempt++ {
-		heads, errs := s.c.readHeads(ctx, s.tk, pids)
+		heads, errs := s.c.eng.readHeads(ctx, s.tk, pids)
 		var again []PublisherID
 		for i, p := range pids {
 			s.known[p] = true
