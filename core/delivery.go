@@ -317,13 +317,15 @@ func (s *Subscription) deliver(ctx context.Context, a announcement) (int, error)
 			if seq > a.To || seq > s.next(a.Pub) {
 				break
 			}
+			if !s.policy.Allows(a.Pub) {
+				// Withheld, not skipped: the expected seq stays, so the
+				// messages are delivered if the policy lists the publisher
+				// later (a stale policy read must not lose them).
+				s.withheld(a.Pub, a.To)
+				return n, nil
+			}
 			if m.Expired(s.c.eng.now()) {
 				s.c.stats.expired.Add(1)
-				s.setNext(a.Pub, seq+1)
-				continue
-			}
-			if !s.policy.Allows(a.Pub) {
-				s.c.stats.denied.Add(1)
 				s.setNext(a.Pub, seq+1)
 				continue
 			}

@@ -16,7 +16,8 @@ import (
 // that created it) signs every version; versions only grow. Subscribers
 // deliver only allowed publishers' messages and count the rest
 // (Stats.Denied); a publisher that is not allowed gets ErrNotAllowed
-// before it writes anything. Anyone with write access to the store can
+// before it writes anything (a denied publisher's messages are withheld,
+// not dropped: listed later, it is delivered then). Anyone with write access to the store can
 // write bytes under the key, so a record that does not verify, is signed
 // by another key than the owner the client knows (pinned with
 // WithTopicOwner, or the first owner it saw), or is older than a version it

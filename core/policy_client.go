@@ -71,7 +71,8 @@ func (c *Client) readPolicy(ctx context.Context, tk topicKeys, maxAge time.Durat
 	}
 	c.pols.mu.Unlock()
 
-	e, err := c.eng.store.Get(ctx, tk.policy())
+	var e backend.Entry
+	err := retryIO(ctx, func() (err error) { e, err = c.eng.store.Get(ctx, tk.policy()); return err })
 	c.pols.mu.Lock()
 	defer c.pols.mu.Unlock()
 	switch {
@@ -139,13 +140,18 @@ func (c *Client) CreateTopic(ctx context.Context, topic string, allowed ...Publi
 	}
 	tk := newTopicKeys(topic)
 	rec := encodePolicy(c.id, topic, 1, allowed)
-	_, err := c.eng.store.CompareAndPut(ctx, tk.policy(), 0, rec)
+	// A transient error may follow a write that landed: the retry then
+	// meets our own record, which the conflict shows.
+	err := retryIO(ctx, func() error { _, err := c.eng.store.CompareAndPut(ctx, tk.policy(), 0, rec); return err })
 	if errors.Is(err, backend.ErrConflict) {
-		if cur, ok := backend.CurrentEntry(err); ok && bytes.Equal(cur.Value, rec) {
-			err = nil // an earlier attempt of ours landed
-		} else {
+		cur, ok := backend.CurrentEntry(err)
+		if !ok {
+			cur, _ = c.eng.store.Get(ctx, tk.policy())
+		}
+		if !bytes.Equal(cur.Value, rec) {
 			return fmt.Errorf("%w: %q", ErrPolicyExists, topic)
 		}
+		err = nil // an earlier attempt of ours landed
 	}
 	if err != nil {
 		return fmt.Errorf("core: create the policy of %q: %w", topic, err)
@@ -202,6 +208,18 @@ func (c *Client) changePolicy(ctx context.Context, topic string, change func([]P
 		if err := sleepJitter(ctx, attempt); err != nil {
 			return err
 		}
+	}
+}
+
+// withheld counts publisher p's messages up to to as denied, each once.
+func (s *Subscription) withheld(p PublisherID, to uint64) {
+	if s.denied == nil {
+		s.denied = map[PublisherID]uint64{}
+	}
+	from := max(s.denied[p]+1, s.next(p))
+	if to >= from {
+		s.c.stats.denied.Add(to - from + 1)
+		s.denied[p] = to
 	}
 }
 

@@ -100,11 +100,12 @@ type Subscription struct {
 	lastPoll    time.Time
 	pending     map[PublisherID]bool
 	headMissing map[PublisherID]int
-	sweep       PublisherID         // round-robin position among known publishers
-	hints       *headHints          // head watches (pushed, publisher order)
-	lastCoord   *coordState         // the coordinator the last poll read (publisher order)
-	policy      *Policy             // the topic's write-access policy at this poll (nil: open)
-	pre         map[Ref]*prefetched // segments prefetched for this poll
+	sweep       PublisherID            // round-robin position among known publishers
+	hints       *headHints             // head watches (pushed, publisher order)
+	lastCoord   *coordState            // the coordinator the last poll read (publisher order)
+	policy      *Policy                // the topic's write-access policy at this poll (nil: open)
+	denied      map[PublisherID]uint64 // highest seq of each publisher counted as denied
+	pre         map[Ref]*prefetched    // segments prefetched for this poll
 	audit       auditState
 	pos         posTracker // the position, for each message's cursor
 	target      uint64     // the coordinator's count at this poll (ordered)
