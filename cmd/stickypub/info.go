@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"text/tabwriter"
 	"time"
@@ -51,22 +52,16 @@ or subscribed to shows version 0.`,
   stickypub info --json demo | jq .publishers`,
 		Args: usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) (err error) {
-			ctx, cancel := a.oneShot(cmd)
-			defer cancel()
-			a.readOnlyOK = true
-			s, err := a.openSession(ctx)
-			if err != nil {
-				return a.explain(cmd, err)
-			}
-			defer func() { err = alsoErr(err, s.close()) }()
-			info, err := s.client.Info(ctx, args[0])
-			if err != nil {
-				return a.explain(cmd, err)
-			}
-			if asJSON {
-				return writeJSON(a.stdout, newJSONInfo(info))
-			}
-			return a.printInfo(info)
+			return a.withSession(cmd, true, func(ctx context.Context, s *session) error {
+				info, err := s.client.Info(ctx, args[0])
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return writeJSON(a.stdout, newJSONInfo(info))
+				}
+				return a.printInfo(info)
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object")

@@ -329,6 +329,21 @@ func (a *app) oneShot(cmd *cobra.Command) (context.Context, context.CancelFunc) 
 	return context.WithTimeout(cmd.Context(), a.timeout)
 }
 
+// withSession runs fn with a one-shot context and a session on the store
+// (read-only allowed when readOnly), closes the session, and explains
+// context errors: the body of most one-shot commands.
+func (a *app) withSession(cmd *cobra.Command, readOnly bool, fn func(ctx context.Context, s *session) error) (err error) {
+	ctx, cancel := a.oneShot(cmd)
+	defer cancel()
+	a.readOnlyOK = readOnly
+	s, err := a.openSession(ctx)
+	if err != nil {
+		return a.explain(cmd, err)
+	}
+	defer func() { err = alsoErr(err, s.close()) }()
+	return a.explain(cmd, fn(ctx, s))
+}
+
 // explain turns the context errors of a one-shot command into messages
 // that say what happened.
 func (a *app) explain(cmd *cobra.Command, err error) error {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -43,25 +44,20 @@ func newTopicCreateCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ctx, cancel := a.oneShot(cmd)
-			defer cancel()
-			s, err := a.openSession(ctx)
-			if err != nil {
-				return a.explain(cmd, err)
-			}
-			defer func() { err = alsoErr(err, s.close()) }()
-			if self {
-				ids = append(ids, s.client.Identity().ID())
-			}
-			if err := s.client.CreateTopic(ctx, args[0], ids...); err != nil {
-				return a.explain(cmd, err)
-			}
-			p, err := s.client.TopicPolicy(ctx, args[0])
-			if err != nil {
-				return a.explain(cmd, err)
-			}
-			fmt.Fprintf(a.stdout, "created the policy of %s: %d publishers allowed\n", args[0], len(p.Allowed))
-			return nil
+			return a.withSession(cmd, false, func(ctx context.Context, s *session) error {
+				if self {
+					ids = append(ids, s.client.Identity().ID())
+				}
+				if err := s.client.CreateTopic(ctx, args[0], ids...); err != nil {
+					return err
+				}
+				p, err := s.client.TopicPolicy(ctx, args[0])
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(a.stdout, "created the policy of %s: %d publishers allowed\n", args[0], len(p.Allowed))
+				return nil
+			})
 		},
 	}
 	cmd.Flags().StringSliceVar(&allow, "allow", nil, "publisher IDs allowed to publish (repeat or comma-separate)")
@@ -83,26 +79,21 @@ func newTopicChangeCmd(a *app, allow bool) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ctx, cancel := a.oneShot(cmd)
-			defer cancel()
-			s, err := a.openSession(ctx)
-			if err != nil {
-				return a.explain(cmd, err)
-			}
-			defer func() { err = alsoErr(err, s.close()) }()
-			change := s.client.Allow
-			if !allow {
-				change = s.client.Deny
-			}
-			if err := change(ctx, args[0], ids...); err != nil {
-				return a.explain(cmd, err)
-			}
-			p, err := s.client.TopicPolicy(ctx, args[0])
-			if err != nil {
-				return a.explain(cmd, err)
-			}
-			fmt.Fprintf(a.stdout, "policy of %s version %d: %d publishers allowed\n", args[0], p.Version, len(p.Allowed))
-			return nil
+			return a.withSession(cmd, false, func(ctx context.Context, s *session) error {
+				change := s.client.Allow
+				if !allow {
+					change = s.client.Deny
+				}
+				if err := change(ctx, args[0], ids...); err != nil {
+					return err
+				}
+				p, err := s.client.TopicPolicy(ctx, args[0])
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(a.stdout, "policy of %s version %d: %d publishers allowed\n", args[0], p.Version, len(p.Allowed))
+				return nil
+			})
 		},
 	}
 }
@@ -114,41 +105,40 @@ func newTopicShowCmd(a *app) *cobra.Command {
 		Short: "Show a topic's policy",
 		Args:  usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) (err error) {
-			ctx, cancel := a.oneShot(cmd)
-			defer cancel()
-			a.readOnlyOK = true
-			s, err := a.openSession(ctx)
-			if err != nil {
-				return a.explain(cmd, err)
-			}
-			defer func() { err = alsoErr(err, s.close()) }()
-			p, err := s.client.TopicPolicy(ctx, args[0])
-			if err != nil {
-				return a.explain(cmd, err)
-			}
-			j := jsonPolicy{Topic: args[0], Open: p == nil, Allowed: []string{}}
-			if p != nil {
-				j.Owner, j.Version = core.PublisherIDOf(p.Owner).String(), p.Version
-				for _, id := range p.Allowed {
-					j.Allowed = append(j.Allowed, id.String())
+			return a.withSession(cmd, true, func(ctx context.Context, s *session) error {
+				p, err := s.client.TopicPolicy(ctx, args[0])
+				if err != nil {
+					return err
 				}
-			}
-			if asJSON {
-				return writeJSON(a.stdout, j)
-			}
-			if j.Open {
-				fmt.Fprintf(a.stdout, "%s: no policy, anyone may publish\n", args[0])
-				return nil
-			}
-			fmt.Fprintf(a.stdout, "%s: policy version %d, owner %s\n", args[0], j.Version, j.Owner)
-			for _, id := range j.Allowed {
-				fmt.Fprintf(a.stdout, "  allowed %s\n", id)
-			}
-			return nil
+				return a.printPolicy(args[0], p, asJSON)
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object")
 	return cmd
+}
+
+// printPolicy prints topic's policy p (nil: none).
+func (a *app) printPolicy(topic string, p *core.Policy, asJSON bool) error {
+	j := jsonPolicy{Topic: topic, Open: p == nil, Allowed: []string{}}
+	if p != nil {
+		j.Owner, j.Version = core.PublisherIDOf(p.Owner).String(), p.Version
+		for _, id := range p.Allowed {
+			j.Allowed = append(j.Allowed, id.String())
+		}
+	}
+	if asJSON {
+		return writeJSON(a.stdout, j)
+	}
+	if j.Open {
+		fmt.Fprintf(a.stdout, "%s: no policy, anyone may publish\n", topic)
+		return nil
+	}
+	fmt.Fprintf(a.stdout, "%s: policy version %d, owner %s\n", topic, j.Version, j.Owner)
+	for _, id := range j.Allowed {
+		fmt.Fprintf(a.stdout, "  allowed %s\n", id)
+	}
+	return nil
 }
 
 // parseIDs parses publisher IDs given on the command line.
