@@ -66,9 +66,10 @@ func (s *Store) dropIfGone(ctx context.Context, p peer.ID) {
 	s.n.dht.RoutingTable().RemovePeer(p)
 }
 
-// catchUp brings a replica that holds nothing (a new node, or one whose
-// copy expired) up to rec.expect with the previous record this handle
-// knows, then sends rec again. It reports whether the replica took rec.
+// catchUp brings a replica that is behind (holds nothing, a new node or
+// an expired copy, or an older version) up to rec.expect with the previous
+// record this handle knows, as a repair copy, then sends rec again. It
+// reports whether the replica took rec.
 func (s *Store) catchUp(ctx context.Context, p peer.ID, dk string, rec record, raw []byte) bool {
 	prev, ok := s.tracked.get(dk)
 	if !ok {
@@ -82,6 +83,12 @@ func (s *Store) catchUp(ctx context.Context, p peer.ID, dk string, rec record, r
 		return false
 	}
 	return s.putTo(ctx, p, dk, raw) == nil
+}
+
+// behind reports whether a, a replica's answer, holds an older state than
+// rec expects (nothing, or a version before rec.expect).
+func behind(a answer, rec record) bool {
+	return a.err == nil && !a.corrupt && rec.expect > 0 && (a.rec.absent() || a.rec.version < rec.expect)
 }
 
 // answer is one replica's reply to a read.
@@ -129,10 +136,8 @@ func (s *Store) getFrom(ctx context.Context, p peer.ID, dk string) answer {
 // per-node compare-and-put orders concurrent writers, so a loser learns it
 // lost without touching the other replicas (otherwise concurrent writers
 // split the replicas between them and none reaches a quorum). A leader
-// that refuses is not believed alone: a quorum read decides between a
-// conflict and a leader that is wrong (stale, lying), which is then
-// skipped. An unreachable leader is skipped too. On a conflict write
-// returns the current record when it is known.
+// that refuses is not believed alone (see leaderRefused). On a conflict
+// write returns the current record when it is known.
 func (s *Store) write(ctx context.Context, dk string, rec record) (*record, error) {
 	peers, err := s.replicas(ctx, dk)
 	if err != nil {
@@ -144,8 +149,7 @@ func (s *Store) write(ctx context.Context, dk string, rec record) (*record, erro
 	accepted := 0
 	if rec.expect == 0 || s.suspects.has(leader, time.Now()) {
 		// No leader stage for a create (most are content-addressed blobs,
-		// whose concurrent writers write the same bytes), nor with a
-		// suspect leader.
+		// written once), nor with a suspect leader.
 		rest = peers
 	} else if err := s.putTo(ctx, leader, dk, raw); err == nil {
 		accepted = 1
@@ -153,19 +157,12 @@ func (s *Store) write(ctx context.Context, dk string, rec record) (*record, erro
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		a := s.getFrom(ctx, leader, dk)
-		switch {
-		case a.err == nil && !a.corrupt && a.rec.sameWrite(rec):
-			accepted = 1 // it took the record; the answer was lost
-		case a.err != nil || a.corrupt:
-			// Unreachable or lying: go on without it.
-		case a.rec.absent() && rec.expect > 0 && s.catchUp(ctx, leader, dk, rec, raw):
+		took, cur, err := s.leaderRefused(ctx, dk, rec, raw, leader)
+		if err != nil || cur != nil {
+			return cur, err
+		}
+		if took {
 			accepted = 1
-		default:
-			cur, err := s.confirmConflict(ctx, dk, rec, leader)
-			if err != nil || cur != nil {
-				return cur, err
-			}
 		}
 	}
 	accepted, failed := s.fanOut(ctx, dk, raw, rest, need, accepted)
@@ -177,7 +174,8 @@ func (s *Store) write(ctx context.Context, dk string, rec record) (*record, erro
 		return nil, err
 	}
 	// Too few acceptances: ask the refusing replicas what they hold. One
-	// that holds this very write took it (its answer was lost).
+	// that holds this very write took it (its answer was lost); one that
+	// is behind is caught up.
 	answers := make(chan answer, len(failed))
 	for _, p := range failed {
 		go func() { answers <- s.getFrom(ctx, p, dk) }()
@@ -194,7 +192,7 @@ func (s *Store) write(ctx context.Context, dk string, rec record) (*record, erro
 		case a.corrupt:
 		case a.rec.sameWrite(rec):
 			accepted++
-		case a.rec.absent() && rec.expect > 0 && s.catchUp(ctx, a.p, dk, rec, raw):
+		case behind(a, rec) && s.catchUp(ctx, a.p, dk, rec, raw):
 			accepted++
 		case a.rec.version != rec.expect:
 			if best == nil || a.rec.version > best.version {
@@ -219,24 +217,57 @@ func (s *Store) write(ctx context.Context, dk string, rec record) (*record, erro
 	}
 }
 
-// confirmConflict runs after the leader refused rec: a quorum read shows
-// whether the key really moved past rec.expect, and then it returns the
-// current record with a conflict error. When the read still shows
-// rec.expect, either a winner's write is not visible yet or the leader is
-// wrong (stale, lying, refusing everything): the leader becomes a suspect
-// for suspectFor, skipped as the leader of every key meanwhile, and the
-// caller gets backend.ErrUnavailable (not a conflict: a create that
-// reported a conflict would be taken for "already there").
-func (s *Store) confirmConflict(ctx context.Context, dk string, rec record, leader peer.ID) (*record, error) {
-	cur, err := s.read(ctx, dk)
-	if err != nil {
-		return nil, err
+// leaderRefused runs after the key's leader refused rec. It asks the
+// leader what it holds:
+//
+//   - this very write: the leader took it and its answer was lost (took);
+//   - nothing or an older version: the leader missed writes; it is caught
+//     up when the handle knows the record rec expects (took), else the
+//     write goes on without it;
+//   - exactly rec.expect, which it should have taken, or garbage: the
+//     leader is broken (a node that refuses everything, a liar); it
+//     becomes a suspect and the write goes on without it;
+//   - a newer version: another writer won at the leader, or the leader
+//     lies. Quorum reads decide: once the newer version shows, the write
+//     lost (the conflict carries the current record); while a read quorum
+//     still shows rec.expect the reads are repeated, giving a winner's
+//     write in flight time to land; if it never shows, the
+//     leader is a suspect and the write goes on without it.
+//
+// A suspect is skipped as the leader of every key for suspectFor. Going on
+// without the leader is safe: every replica still applies compare-and-put,
+// and two writes of one version cannot both reach a majority of the same
+// replica set.
+func (s *Store) leaderRefused(ctx context.Context, dk string, rec record, raw []byte, leader peer.ID) (took bool, cur *record, err error) {
+	a := s.getFrom(ctx, leader, dk)
+	switch {
+	case a.err != nil:
+		return false, nil, nil // unreachable: go on without it
+	case !a.corrupt && a.rec.sameWrite(rec):
+		return true, nil, nil
+	case behind(a, rec):
+		return s.catchUp(ctx, leader, dk, rec, raw), nil, nil
+	case a.corrupt || a.rec.version == rec.expect || a.rec.absent():
+		s.suspects.add(leader, time.Now().Add(suspectFor))
+		return false, nil, nil
 	}
-	if cur.version != rec.expect {
-		return &cur, fmt.Errorf("%w: the key is at version %d", backend.ErrConflict, cur.version)
+	// About 0.7 s in all: time for a winner's fan-out on a loaded machine.
+	for _, wait := range [...]time.Duration{0, 20 * time.Millisecond, 60 * time.Millisecond, 150 * time.Millisecond, 450 * time.Millisecond} {
+		if wait > 0 && !sleepCtx(ctx, wait) {
+			return false, nil, ctx.Err()
+		}
+		r, err := s.read(ctx, dk)
+		if err != nil {
+			return false, nil, err
+		}
+		if r.version != rec.expect {
+			return false, &r, fmt.Errorf("%w: the key is at version %d", backend.ErrConflict, r.version)
+		}
 	}
 	s.suspects.add(leader, time.Now().Add(suspectFor))
-	return nil, fmt.Errorf("%w: the key's leader %s refused version %d, which a read quorum still shows; retry", backend.ErrUnavailable, leader, rec.expect)
+	s.log.Debug("libp2p: a key's leader refused a write that a read quorum does not explain; going on without it",
+		"leader", leader, "version", rec.version)
+	return false, nil, nil
 }
 
 // suspectFor is how long a leader that refused without reason is skipped.
@@ -394,7 +425,8 @@ func (s *Store) read(ctx context.Context, dk string) (record, error) {
 	return best, nil
 }
 
-// agreed reports whether at least agree answers hold the same write.
+// agreed reports whether at least agree answers hold the same state
+// (version and value; a reader does not care which call wrote it).
 func agreed(got []answer, agree int) bool {
 	for i := range got {
 		if got[i].err != nil || got[i].corrupt || got[i].rec.absent() {
@@ -402,7 +434,7 @@ func agreed(got []answer, agree int) bool {
 		}
 		n := 0
 		for j := range got {
-			if got[j].err == nil && !got[j].corrupt && got[j].rec.sameWrite(got[i].rec) {
+			if got[j].err == nil && !got[j].corrupt && got[j].rec.sameState(got[i].rec) {
 				n++
 			}
 		}
@@ -414,7 +446,7 @@ func agreed(got []answer, agree int) bool {
 }
 
 // unanimous reports whether every answer that came back holds the same
-// write (or nothing), with no garbage.
+// state (or nothing), with no garbage.
 func unanimous(got []answer) bool {
 	var first *record
 	for i := range got {
@@ -426,7 +458,7 @@ func unanimous(got []answer) bool {
 			return false
 		case first == nil:
 			first = &a.rec
-		case !first.sameWrite(a.rec):
+		case !first.sameState(a.rec):
 			return false
 		}
 	}
@@ -434,7 +466,8 @@ func unanimous(got []answer) bool {
 }
 
 // choose picks the highest version that at least agreement(n) answers
-// hold identically; the absence marker when there is none.
+// hold identically (the same state: version and value); the absence
+// marker when there is none.
 func (s *Store) choose(got []answer, n int) (best record, corrupt int) {
 	type cand struct {
 		rec   record
@@ -451,7 +484,7 @@ func (s *Store) choose(got []answer, n int) (best record, corrupt int) {
 		}
 		found := false
 		for _, c := range cands {
-			if c.rec.sameWrite(a.rec) {
+			if c.rec.sameState(a.rec) {
 				c.count++
 				found = true
 				break

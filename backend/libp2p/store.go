@@ -38,10 +38,11 @@ type Store struct {
 	closed atomic.Bool
 	once   sync.Once
 
-	tracked  *tracker
-	hints    *hinter
-	suspects suspects
-	stats    counters
+	tracked   *tracker
+	hints     *hinter
+	suspects  suspects
+	ambiguous ambiguousWrites
+	stats     counters
 	// repairs bounds concurrent background repair sends.
 	repairs chan struct{}
 }
@@ -264,12 +265,17 @@ func (s *Store) Get(ctx context.Context, key string) (backend.Entry, error) {
 	return backend.Entry{Value: append([]byte{}, r.value...), Version: backend.Version(r.version)}, nil
 }
 
-// CompareAndPut implements backend.Store. The record (version expect+1)
-// goes to every replica; each applies compare-and-put; the write succeeds
-// on a write quorum of distinct acceptances. Otherwise the refusing
-// replicas are asked what they hold: a conflict carries that entry; too
-// few answers is backend.ErrUnavailable (the write may still have landed
-// on some replicas; retrying the same value is safe).
+// CompareAndPut implements backend.Store. The record (version expect+1,
+// with a nonce of this call) goes to every replica; each applies
+// compare-and-put; the write succeeds on a write quorum of distinct
+// acceptances. Otherwise the refusing replicas are asked what they hold: a
+// conflict carries that entry; too few answers is backend.ErrUnavailable
+// (the write may still have landed on some replicas; retrying the same
+// value at the same version on this handle is safe: the retry reuses the
+// nonce, so replicas that took the first attempt take it again).
+//
+// Two calls that write the same value at the same version are two writes:
+// at most one succeeds, the other gets a conflict carrying the first.
 func (s *Store) CompareAndPut(ctx context.Context, key string, expect backend.Version, value []byte) (backend.Version, error) {
 	if err := s.check(ctx, key); err != nil {
 		return 0, err
@@ -287,7 +293,14 @@ func (s *Store) CompareAndPut(ctx context.Context, key string, expect backend.Ve
 		return 0, &backend.ConflictError{Key: key, Expected: expect, Current: cur.entry(), Known: true}
 	}
 	rec := record{version: uint64(expect) + 1, expect: uint64(expect), value: value}
+	var retry bool
+	if rec.nonce, retry = s.ambiguous.take(dk, rec); !retry {
+		rec.nonce = newNonce()
+	}
 	cur, err := s.write(ctx, dk, rec)
+	if err != nil && !errors.Is(err, backend.ErrConflict) {
+		s.ambiguous.remember(dk, rec)
+	}
 	switch {
 	case err == nil:
 		s.hints.changed(dk, rec.version)
@@ -342,7 +355,9 @@ func (s *Store) RecordKey(key string) string { return s.dhtKey(key) }
 // CreateRecord encodes value as the record that creates a key (version
 // 1), the value a direct library PutValue must carry to pass the
 // network's validator.
-func CreateRecord(value []byte) []byte { return record{version: 1, value: value}.encode() }
+func CreateRecord(value []byte) []byte {
+	return record{version: 1, nonce: newNonce(), value: value}.encode()
+}
 
 // PutToOnePeer sends value (an encoded record, see CreateRecord) under key
 // to the closest server in the handle's routing table, in one PUT_VALUE
