@@ -54,6 +54,7 @@ type node struct {
 	ownsHost  bool
 	dht       *dht.IpfsDHT
 	msgr      *pb.ProtocolMessenger
+	sender    *streamSender
 	ps        *pubsub.PubSub
 	topic     *pubsub.Topic
 	relay     *pubsub.Subscription
@@ -144,7 +145,10 @@ func newNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
 		dht.DisableProviders(),
 		// Never the public bootstrap list: peers are connected explicitly.
 		dht.BootstrapPeers(),
-		dht.WithCustomMessageSender(newStreamSender),
+		dht.WithCustomMessageSender(func(h host.Host, protos []protocol.ID) pb.MessageSenderWithDisconnect {
+			n.sender = newStreamSender(h, protos)
+			return n.sender
+		}),
 	}
 	dopts = append(dopts, cfg.extraOptions...)
 	bg, cancel := context.WithCancel(context.Background())
@@ -237,16 +241,16 @@ func (n *node) waitTable(ctx context.Context, want int) error {
 	return nil
 }
 
-// waitStable waits until the routing table's size has not changed for
-// settle.
-func (n *node) waitStable(ctx context.Context, settle time.Duration) error {
-	t := time.NewTicker(settle / 6)
+// waitFull waits until the routing table holds want peers, or its size
+// has not changed for settle (some peers may not be servers, or gone).
+func (n *node) waitFull(ctx context.Context, want int, settle time.Duration) error {
+	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
 	size, since := n.dht.RoutingTable().Size(), time.Now()
-	for time.Since(since) < settle {
+	for size < want && time.Since(since) < settle {
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("routing table still growing (%d peers): %w", size, ctx.Err())
+			return fmt.Errorf("routing table holds %d of %d servers: %w", size, want, ctx.Err())
 		case <-t.C:
 		}
 		if now := n.dht.RoutingTable().Size(); now != size {
@@ -268,6 +272,9 @@ func (n *node) close() error {
 		}
 		if n.dht != nil {
 			errs = append(errs, n.dht.Close())
+		}
+		if n.sender != nil {
+			n.sender.close()
 		}
 		if n.cancel != nil {
 			n.cancel()

@@ -248,7 +248,7 @@ func (s *Store) leaderRefused(ctx context.Context, dk string, rec record, raw []
 	case behind(a, rec):
 		return s.catchUp(ctx, leader, dk, rec, raw), nil, nil
 	case a.corrupt || a.rec.version == rec.expect || a.rec.absent():
-		s.suspects.add(leader, time.Now().Add(suspectFor))
+		s.suspect(leader)
 		return false, nil, nil
 	}
 	// About 0.7 s in all: time for a winner's fan-out on a loaded machine.
@@ -264,10 +264,16 @@ func (s *Store) leaderRefused(ctx context.Context, dk string, rec record, raw []
 			return false, &r, fmt.Errorf("%w: the key is at version %d", backend.ErrConflict, r.version)
 		}
 	}
-	s.suspects.add(leader, time.Now().Add(suspectFor))
+	s.suspect(leader)
 	s.log.Debug("libp2p: a key's leader refused a write that a read quorum does not explain; going on without it",
 		"leader", leader, "version", rec.version)
 	return false, nil, nil
+}
+
+// suspect skips p as a leader for suspectFor.
+func (s *Store) suspect(p peer.ID) {
+	s.stats.suspected.Add(1)
+	s.suspects.add(p, time.Now().Add(suspectFor))
 }
 
 // suspectFor is how long a leader that refused without reason is skipped.

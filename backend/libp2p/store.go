@@ -15,6 +15,7 @@ import (
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	kb "github.com/libp2p/go-libp2p-kbucket"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
@@ -51,8 +52,9 @@ type Store struct {
 // table.
 const tableRefresh = 10 * time.Second
 
-// tableSettle is how long a LookupTable handle's routing table must stay
-// the same size before Open returns.
+// tableSettle is how long a LookupTable handle waits, in Open, for its
+// routing table to grow when it does not yet hold every server it was told
+// of (some may be gone).
 const tableSettle = 300 * time.Millisecond
 
 // Stats are a handle's counters since it was opened.
@@ -69,10 +71,18 @@ type Stats struct {
 	Unconfirmed uint64
 	// RefusedDials counts dials the address filter refused.
 	RefusedDials uint64
+	// Gets and Puts count Get and CompareAndPut calls; Conflicts and
+	// Unavailable count the puts that ended so.
+	Gets, Puts, Conflicts, Unavailable uint64
+	// Suspected counts the leaders this handle found refusing writes they
+	// should take (or hiding a write no read quorum shows) and skipped.
+	Suspected uint64
 }
 
 type counters struct {
 	corrupt, repairs, refreshes, unconfirmed atomic.Uint64
+	gets, puts, conflicts, unavailable       atomic.Uint64
+	suspected                                atomic.Uint64
 }
 
 // Open starts a client node, joins the network through opts.Bootstrap and
@@ -90,6 +100,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		recordAge: o.RecordLifetime,
 		gater:     newDialGater(o.AllowDial, nil),
 		logger:    o.Logger,
+	}
+	if o.Lookup == LookupTable {
+		cfg.extraOptions = append(cfg.extraOptions, dht.RoutingTableRefreshPeriod(tableRefresh))
 	}
 	if o.KeyFile != "" {
 		if cfg.priv, err = LoadOrCreateKey(o.KeyFile); err != nil {
@@ -178,6 +191,22 @@ func (s *Store) join(ctx context.Context) error {
 	if err := s.n.waitTable(ctx, 1); err != nil {
 		return fmt.Errorf("%w: %v", backend.ErrUnavailable, err)
 	}
+	if s.opts.Lookup == LookupTable {
+		// Replica sets come from the table, so it must hold every server
+		// before the first write (so that writes go where later reads
+		// look). One FIND_NODE to each bootstrap peer returns the k (20)
+		// servers closest to this node, which on a network of at most k
+		// servers is all of them (the library's table refresh finds them
+		// too, in a dozen lookups: most of the time an Open took).
+		want, err := s.discover(ctx, infos)
+		if err != nil {
+			return fmt.Errorf("%w: joining the network: %v", backend.ErrUnavailable, err)
+		}
+		if err := s.n.waitFull(ctx, want, tableSettle); err != nil {
+			return fmt.Errorf("%w: %v", backend.ErrUnavailable, err)
+		}
+		return nil
+	}
 	// A refresh looks up the neighbourhood, filling the table with
 	// servers beyond the bootstrap peers.
 	select {
@@ -188,15 +217,53 @@ func (s *Store) join(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("%w: joining the network: %v", backend.ErrUnavailable, ctx.Err())
 	}
-	if s.opts.Lookup == LookupTable {
-		// Replica sets come from the table: wait until it stops growing
-		// (servers found by the refresh are added once identified), so
-		// that the first writes go where later reads look.
-		if err := s.n.waitStable(ctx, tableSettle); err != nil {
-			return fmt.Errorf("%w: %v", backend.ErrUnavailable, err)
+	return nil
+}
+
+// discover asks the bootstrap peers for the servers closest to this node,
+// connects them, and returns how many servers it knows of (the bootstrap
+// peers among them).
+func (s *Store) discover(ctx context.Context, boot []peer.AddrInfo) (int, error) {
+	var (
+		mu    sync.Mutex
+		known = make(map[peer.ID]peer.AddrInfo)
+		wg    sync.WaitGroup
+	)
+	for _, b := range boot {
+		known[b.ID] = b
+		wg.Go(func() {
+			rctx, cancel := context.WithTimeout(ctx, s.opts.RPCTimeout)
+			defer cancel()
+			ps, err := s.n.msgr.GetClosestPeers(rctx, b.ID, s.n.id())
+			if err != nil {
+				s.log.Debug("libp2p: asking a bootstrap peer for servers", "peer", b.ID, "err", err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, p := range ps {
+				if p.ID != s.n.id() && len(p.Addrs) > 0 {
+					known[p.ID] = *p
+				}
+			}
+		})
+	}
+	wg.Wait()
+	delete(known, s.n.id())
+	var more []peer.AddrInfo
+	for id, ai := range known {
+		if s.n.host.Network().Connectedness(id) != network.Connected {
+			more = append(more, ai)
 		}
 	}
-	return nil
+	if _, err := s.n.connect(ctx, more); err != nil {
+		// Some servers may be gone; the table holds the others.
+		s.log.Debug("libp2p: connecting servers", "err", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	return len(known), nil
 }
 
 // Capabilities implements backend.Store.
@@ -208,6 +275,8 @@ func (s *Store) Stats() Stats {
 		Corrupt: s.stats.corrupt.Load(), Repairs: s.stats.repairs.Load(),
 		Refreshes: s.stats.refreshes.Load(), Unconfirmed: s.stats.unconfirmed.Load(),
 		RefusedDials: s.n.gater.refusedCount(),
+		Gets:         s.stats.gets.Load(), Puts: s.stats.puts.Load(), Conflicts: s.stats.conflicts.Load(),
+		Unavailable: s.stats.unavailable.Load(), Suspected: s.stats.suspected.Load(),
 	}
 }
 
@@ -254,6 +323,7 @@ func (s *Store) Get(ctx context.Context, key string) (backend.Entry, error) {
 	if err := s.check(ctx, key); err != nil {
 		return backend.Entry{}, err
 	}
+	s.stats.gets.Add(1)
 	dk := s.dhtKey(key)
 	r, err := s.read(ctx, dk)
 	if err != nil {
@@ -297,9 +367,16 @@ func (s *Store) CompareAndPut(ctx context.Context, key string, expect backend.Ve
 	if rec.nonce, retry = s.ambiguous.take(dk, rec); !retry {
 		rec.nonce = newNonce()
 	}
+	s.stats.puts.Add(1)
 	cur, err := s.write(ctx, dk, rec)
 	if err != nil && !errors.Is(err, backend.ErrConflict) {
 		s.ambiguous.remember(dk, rec)
+	}
+	switch {
+	case errors.Is(err, backend.ErrConflict):
+		s.stats.conflicts.Add(1)
+	case errors.Is(err, backend.ErrUnavailable):
+		s.stats.unavailable.Add(1)
 	}
 	switch {
 	case err == nil:
