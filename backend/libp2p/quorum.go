@@ -3,6 +3,7 @@ package libp2p
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -69,20 +70,27 @@ func (s *Store) dropIfGone(ctx context.Context, p peer.ID) {
 // catchUp brings a replica that is behind (holds nothing, a new node or
 // an expired copy, or an older version) up to rec.expect with the previous
 // record this handle knows, as a repair copy, then sends rec again. It
-// reports whether the replica took rec.
-func (s *Store) catchUp(ctx context.Context, p peer.ID, dk string, rec record, raw []byte) bool {
+// reports whether the replica took rec, and whether it refused the repair
+// copy (which an honest replica that is behind takes).
+func (s *Store) catchUp(ctx context.Context, p peer.ID, dk string, rec record, raw []byte) (took, refused bool) {
 	prev, ok := s.tracked.get(dk)
 	if !ok {
-		return false
+		return false, false
 	}
 	pr, err := decodeRecord(prev, 0)
 	if err != nil || pr.version != rec.expect {
-		return false
+		return false, false
 	}
-	if s.putTo(ctx, p, dk, prev) != nil {
-		return false
+	if err := s.putTo(ctx, p, dk, prev); err != nil {
+		return false, ctx.Err() == nil
 	}
-	return s.putTo(ctx, p, dk, raw) == nil
+	return s.putTo(ctx, p, dk, raw) == nil, false
+}
+
+// caughtUp is catchUp's first result.
+func (s *Store) caughtUp(ctx context.Context, p peer.ID, dk string, rec record, raw []byte) bool {
+	took, _ := s.catchUp(ctx, p, dk, rec, raw)
+	return took
 }
 
 // behind reports whether a, a replica's answer, holds an older state than
@@ -192,7 +200,7 @@ func (s *Store) write(ctx context.Context, dk string, rec record) (*record, erro
 		case a.corrupt:
 		case a.rec.sameWrite(rec):
 			accepted++
-		case behind(a, rec) && s.catchUp(ctx, a.p, dk, rec, raw):
+		case behind(a, rec) && s.caughtUp(ctx, a.p, dk, rec, raw):
 			accepted++
 		case a.rec.version != rec.expect:
 			if best == nil || a.rec.version > best.version {
@@ -217,58 +225,81 @@ func (s *Store) write(ctx context.Context, dk string, rec record) (*record, erro
 	}
 }
 
-// leaderRefused runs after the key's leader refused rec. It asks the
-// leader what it holds:
+// leaderRefused runs after the key's leader refused rec. A quorum read
+// (which asks the leader too) shows where the key is and what the leader
+// holds:
 //
-//   - this very write: the leader took it and its answer was lost (took);
-//   - nothing or an older version: the leader missed writes; it is caught
-//     up when the handle knows the record rec expects (took), else the
-//     write goes on without it;
-//   - exactly rec.expect, which it should have taken, or garbage: the
-//     leader is broken (a node that refuses everything, a liar); it
+//   - the leader holds this very write: it took it and its answer was lost
+//     (took);
+//   - the read shows a newer version than rec.expect: the write lost (the
+//     conflict carries the current record);
+//   - the leader holds nothing or an older version: it missed writes; it
+//     is caught up when the handle knows the record rec expects (took),
+//     else the write goes on without it (and if it refused the repair
+//     copy, which an honest node takes, it becomes a suspect);
+//   - the leader holds exactly rec.expect, which it should have taken, or
+//     garbage: it is broken (a node that refuses everything, a liar); it
 //     becomes a suspect and the write goes on without it;
-//   - a newer version: another writer won at the leader, or the leader
-//     lies. Quorum reads decide: once the newer version shows, the write
-//     lost (the conflict carries the current record); while a read quorum
-//     still shows rec.expect the reads are repeated, giving a winner's
-//     write in flight time to land; if it never shows, the
-//     leader is a suspect and the write goes on without it.
+//   - the leader holds a newer version that the read does not show:
+//     another writer won at the leader and its write is still on its way
+//     to the other replicas, or the leader lies. The read is repeated,
+//     giving a winner's write time to show (then the write lost); if it
+//     never shows, the leader becomes a suspect and the write goes on
+//     without it;
+//   - the leader did not answer: the write goes on without it.
 //
 // A suspect is skipped as the leader of every key for suspectFor. Going on
 // without the leader is safe: every replica still applies compare-and-put,
 // and two writes of one version cannot both reach a majority of the same
 // replica set.
 func (s *Store) leaderRefused(ctx context.Context, dk string, rec record, raw []byte, leader peer.ID) (took bool, cur *record, err error) {
-	a := s.getFrom(ctx, leader, dk)
+	r, got, err := s.readAnswers(ctx, dk)
+	if err != nil {
+		return false, nil, err
+	}
+	a := answer{err: errNoAnswer}
+	for _, g := range got {
+		if g.p == leader {
+			a = g
+		}
+	}
 	switch {
-	case a.err != nil:
-		return false, nil, nil // unreachable: go on without it
-	case !a.corrupt && a.rec.sameWrite(rec):
+	case a.err == nil && !a.corrupt && a.rec.sameWrite(rec):
 		return true, nil, nil
+	case r.version > rec.expect && !r.absent():
+		return false, &r, fmt.Errorf("%w: the key is at version %d", backend.ErrConflict, r.version)
+	case a.err != nil:
+		return false, nil, nil
 	case behind(a, rec):
-		return s.catchUp(ctx, leader, dk, rec, raw), nil, nil
+		took, refused := s.catchUp(ctx, leader, dk, rec, raw)
+		if refused {
+			s.suspect(leader) // it refused a newer repair copy: broken
+		}
+		return took, nil, nil
 	case a.corrupt || a.rec.version == rec.expect || a.rec.absent():
 		s.suspect(leader)
 		return false, nil, nil
 	}
 	// About 0.7 s in all: time for a winner's fan-out on a loaded machine.
-	for _, wait := range [...]time.Duration{0, 20 * time.Millisecond, 60 * time.Millisecond, 150 * time.Millisecond, 450 * time.Millisecond} {
-		if wait > 0 && !sleepCtx(ctx, wait) {
+	for _, wait := range [...]time.Duration{20 * time.Millisecond, 60 * time.Millisecond, 150 * time.Millisecond, 450 * time.Millisecond} {
+		if !sleepCtx(ctx, wait) {
 			return false, nil, ctx.Err()
 		}
-		r, err := s.read(ctx, dk)
-		if err != nil {
+		if r, err = s.read(ctx, dk); err != nil {
 			return false, nil, err
 		}
-		if r.version != rec.expect {
+		if r.version > rec.expect && !r.absent() {
 			return false, &r, fmt.Errorf("%w: the key is at version %d", backend.ErrConflict, r.version)
 		}
 	}
 	s.suspect(leader)
-	s.log.Debug("libp2p: a key's leader refused a write that a read quorum does not explain; going on without it",
+	s.log.Debug("libp2p: a key's leader holds a write no read quorum shows; going on without it",
 		"leader", leader, "version", rec.version)
 	return false, nil, nil
 }
+
+// errNoAnswer stands for the answer of a replica a read did not wait for.
+var errNoAnswer = errors.New("no answer")
 
 // suspect skips p as a leader for suspectFor.
 func (s *Store) suspect(p peer.ID) {
@@ -357,9 +388,16 @@ func (s *Store) fanOut(ctx context.Context, dk string, raw []byte, peers []peer.
 // answer. Otherwise (disagreement, garbage, silence, or nothing found) the
 // rest are asked too, and stragglers get ReadGrace once a quorum answered.
 func (s *Store) read(ctx context.Context, dk string) (record, error) {
+	r, _, err := s.readAnswers(ctx, dk)
+	return r, err
+}
+
+// readAnswers is read, also returning the answers it got (the key's
+// leader, the closest replica, is always asked).
+func (s *Store) readAnswers(ctx context.Context, dk string) (record, []answer, error) {
 	peers, err := s.replicas(ctx, dk)
 	if err != nil {
-		return record{}, err
+		return record{}, nil, err
 	}
 	need := quorum(s.opts.ReadQuorum, len(peers))
 	answers := make(chan answer, len(peers))
@@ -384,7 +422,7 @@ func (s *Store) read(ctx context.Context, dk string) (record, error) {
 				replied++
 			}
 		case <-ctx.Done():
-			return record{}, ctx.Err()
+			return record{}, nil, ctx.Err()
 		}
 	}
 	if replied < need || !unanimous(got) || got[0].rec.absent() {
@@ -416,19 +454,19 @@ func (s *Store) read(ctx context.Context, dk string) (record, error) {
 	}
 	if replied < need {
 		if err := ctx.Err(); err != nil {
-			return record{}, err
+			return record{}, nil, err
 		}
-		return record{}, fmt.Errorf("%w: %d of %d replicas answered (%d needed)", backend.ErrUnavailable, replied, len(peers), need)
+		return record{}, nil, fmt.Errorf("%w: %d of %d replicas answered (%d needed)", backend.ErrUnavailable, replied, len(peers), need)
 	}
 	best, corrupt := s.choose(got, len(peers))
 	if corrupt == replied {
-		return record{}, fmt.Errorf("%w: every replica that answered (%d) returned garbage", backend.ErrCorrupt, corrupt)
+		return record{}, nil, fmt.Errorf("%w: every replica that answered (%d) returned garbage", backend.ErrCorrupt, corrupt)
 	}
 	if !best.absent() {
 		s.repair(dk, best, got)
 		s.tracked.touch(dk, best.withFlags(flagRepair).encode(), time.Now())
 	}
-	return best, nil
+	return best, got, nil
 }
 
 // agreed reports whether at least agree answers hold the same state
