@@ -456,7 +456,13 @@ func (s *Store) readAnswers(ctx context.Context, dk string) (record, []answer, e
 		if err := ctx.Err(); err != nil {
 			return record{}, nil, err
 		}
-		return record{}, nil, fmt.Errorf("%w: %d of %d replicas answered (%d needed)", backend.ErrUnavailable, replied, len(peers), need)
+		var errs []error
+		for _, a := range got {
+			if a.err != nil {
+				errs = append(errs, a.err)
+			}
+		}
+		return record{}, nil, fmt.Errorf("%w: %d of %d replicas answered (%d needed): %v", backend.ErrUnavailable, replied, len(peers), need, errors.Join(errs...))
 	}
 	best, corrupt := s.choose(got, len(peers))
 	if corrupt == replied {

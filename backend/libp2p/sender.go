@@ -58,11 +58,13 @@ func (s *streamSender) take(p peer.ID) network.Stream {
 	for len(list) > 0 {
 		e := list[len(list)-1]
 		list = list[:len(list)-1]
-		if time.Since(e.since) < streamIdleFor {
+		if time.Since(e.since) < streamIdleFor && !e.s.Conn().IsClosed() {
 			s.setIdle(p, list)
 			return e.s
 		}
-		_ = e.s.Reset() // too old: the other side may drop it any time
+		// Too old (the other side may drop it any time), or its
+		// connection closed (another one to p remains).
+		_ = e.s.Reset()
 	}
 	s.setIdle(p, list)
 	return nil
@@ -90,59 +92,76 @@ func (s *streamSender) release(p peer.ID, st network.Stream) {
 }
 
 // open returns a stream to p (an idle one, else a new one), with ctx's
-// deadline.
-func (s *streamSender) open(ctx context.Context, p peer.ID) (network.Stream, error) {
-	st := s.take(p)
-	if st == nil {
-		var err error
-		if st, err = s.h.NewStream(ctx, p, s.protos...); err != nil {
-			return nil, err
-		}
+// deadline, and reports whether it was idle.
+func (s *streamSender) open(ctx context.Context, p peer.ID) (st network.Stream, reused bool, err error) {
+	if st = s.take(p); st != nil {
+		reused = true
+	} else if st, err = s.h.NewStream(ctx, p, s.protos...); err != nil {
+		return nil, false, err
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		_ = st.SetDeadline(dl)
 	}
-	return st, nil
+	return st, reused, nil
 }
 
 // SendRequest implements pb.MessageSender. A stream whose request failed
 // (the serving side resets it when it refuses a request) is reset, never
 // reused. Idle streams are not dropped by the serving side before
-// streamIdleFor, so a request on a reused stream fails only when the
-// request or the connection does, as on a new one.
+// streamIdleFor, and streams of a closed connection are not taken, so a
+// request on a reused stream fails as it would on a new one; one that
+// could not even be written is sent again on a new stream.
 func (s *streamSender) SendRequest(ctx context.Context, p peer.ID, pmes *pb.Message) (*pb.Message, error) {
-	st, err := s.open(ctx, p)
+	st, reused, err := s.open(ctx, p)
 	if err != nil {
 		return nil, err
 	}
-	// ctx ending resets the stream (unblocking a read).
-	stop := context.AfterFunc(ctx, func() { _ = st.Reset() })
-	resp, err := roundTrip(st, pmes)
-	if !stop() {
-		// The reset ran or is running: the stream is done for.
-		if err == nil {
-			return resp, nil
+	resp, sent, reusable, err := exchange(ctx, st, pmes)
+	if err != nil && !sent && reused && ctx.Err() == nil {
+		// The idle stream was dead before the request left: the other
+		// side never saw it. Once more on a new stream.
+		if st, err = s.h.NewStream(ctx, p, s.protos...); err != nil {
+			return nil, err
 		}
-		return nil, ctxErr(ctx, err)
+		if dl, ok := ctx.Deadline(); ok {
+			_ = st.SetDeadline(dl)
+		}
+		resp, _, reusable, err = exchange(ctx, st, pmes)
 	}
 	if err != nil {
-		_ = st.Reset()
 		return nil, ctxErr(ctx, err)
 	}
-	s.release(p, st)
+	if reusable {
+		s.release(p, st)
+	}
 	return resp, nil
 }
 
-// roundTrip writes pmes on st and reads the answer.
-func roundTrip(st network.Stream, pmes *pb.Message) (*pb.Message, error) {
+// exchange is one request on st. st is reset when ctx ends first or the
+// request fails; reusable reports that it was not (it may carry the next
+// request); sent that the request was written.
+func exchange(ctx context.Context, st network.Stream, pmes *pb.Message) (resp *pb.Message, sent, reusable bool, err error) {
+	stop := context.AfterFunc(ctx, func() { _ = st.Reset() })
+	resp, sent, err = roundTrip(st, pmes)
+	stopped := stop() // false: the reset ran or is running
+	if err != nil {
+		_ = st.Reset()
+		return nil, sent, false, err
+	}
+	return resp, sent, stopped, nil
+}
+
+// roundTrip writes pmes on st and reads the answer; sent reports whether
+// the request was written.
+func roundTrip(st network.Stream, pmes *pb.Message) (resp *pb.Message, sent bool, err error) {
 	if err := pbio.NewDelimitedWriter(st).WriteMsg(pmes); err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	resp := new(pb.Message)
+	resp = new(pb.Message)
 	if err := pbio.NewDelimitedReader(st, network.MessageSizeMax).ReadMsg(resp); err != nil {
-		return nil, err
+		return nil, true, err
 	}
-	return resp, nil
+	return resp, true, nil
 }
 
 // SendMessage implements pb.MessageSender: a one-way message, on a new

@@ -231,6 +231,8 @@ func (s *Store) discover(ctx context.Context, boot []peer.AddrInfo) (int, error)
 	)
 	for _, b := range boot {
 		known[b.ID] = b
+	}
+	for _, b := range boot {
 		wg.Go(func() {
 			rctx, cancel := context.WithTimeout(ctx, s.opts.RPCTimeout)
 			defer cancel()
