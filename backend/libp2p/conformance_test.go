@@ -33,7 +33,7 @@ func (h *harness) NewStore(ctx context.Context) (backend.Store, error) {
 }
 
 // Close checks that no handle of the namespace tried to dial outside
-// loopback.
+// loopback, and logs the handles' counters.
 func (h *harness) Close() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -42,6 +42,7 @@ func (h *harness) Close() {
 			h.t.Errorf("a client refused %d dials outside loopback", n)
 		}
 	}
+	h.t.Logf("%d handles: %+v", len(h.stores), sumStats(h.stores))
 }
 
 // swarmHarness returns a MakeHarness over one swarm of n nodes that lives

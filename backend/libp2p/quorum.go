@@ -165,7 +165,7 @@ func (s *Store) write(ctx context.Context, dk string, rec record) (*record, erro
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		took, cur, err := s.leaderRefused(ctx, dk, rec, raw, leader)
+		took, cur, err := s.leaderRefused(ctx, dk, rec, raw, peers)
 		if err != nil || cur != nil {
 			return cur, err
 		}
@@ -190,7 +190,7 @@ func (s *Store) write(ctx context.Context, dk string, rec record) (*record, erro
 	}
 	var (
 		unreachable int
-		best        *record
+		newer       []answer // refusers holding a version after rec.expect
 	)
 	for range failed {
 		a := <-answers
@@ -202,11 +202,8 @@ func (s *Store) write(ctx context.Context, dk string, rec record) (*record, erro
 			accepted++
 		case behind(a, rec) && s.caughtUp(ctx, a.p, dk, rec, raw):
 			accepted++
-		case a.rec.version != rec.expect:
-			if best == nil || a.rec.version > best.version {
-				r := a.rec
-				best = &r
-			}
+		case !a.rec.absent() && a.rec.version > rec.expect:
+			newer = append(newer, a)
 		}
 	}
 	switch {
@@ -215,12 +212,27 @@ func (s *Store) write(ctx context.Context, dk string, rec record) (*record, erro
 		return nil, nil
 	case ctx.Err() != nil:
 		return nil, ctx.Err()
-	case accepted+unreachable < need && best != nil:
-		// A conflict needs evidence: a replica holding another version.
-		return best, fmt.Errorf("%w: %d of %d replicas accepted (%d needed), %d refused",
+	case accepted+unreachable < need && len(newer) > 0:
+		// A conflict needs evidence: replicas holding a newer version.
+		// The entry it carries is believed as a read believes one (the
+		// same state on enough replicas), or comes from a quorum read: a
+		// lone liar's forgery must not reach the caller.
+		cur, _ := s.choose(newer, len(peers))
+		if cur.absent() {
+			r, err := s.read(ctx, dk)
+			if err != nil {
+				return nil, err
+			}
+			if r.absent() || r.version <= rec.expect {
+				return nil, fmt.Errorf("%w: %d of %d replicas accepted (%d needed); %d refused holding a newer version no read confirms",
+					backend.ErrUnavailable, accepted, len(peers), need, len(newer))
+			}
+			cur = r
+		}
+		return &cur, fmt.Errorf("%w: %d of %d replicas accepted (%d needed), %d refused",
 			backend.ErrConflict, accepted, len(peers), need, len(peers)-accepted-unreachable)
 	default:
-		return nil, fmt.Errorf("%w: %d of %d replicas accepted (%d needed), %d did not answer, %d refused without holding another version",
+		return nil, fmt.Errorf("%w: %d of %d replicas accepted (%d needed), %d did not answer, %d refused without holding a newer version",
 			backend.ErrUnavailable, accepted, len(peers), need, unreachable, len(peers)-accepted-unreachable)
 	}
 }
@@ -252,7 +264,30 @@ func (s *Store) write(ctx context.Context, dk string, rec record) (*record, erro
 // without the leader is safe: every replica still applies compare-and-put,
 // and two writes of one version cannot both reach a majority of the same
 // replica set.
-func (s *Store) leaderRefused(ctx context.Context, dk string, rec record, raw []byte, leader peer.ID) (took bool, cur *record, err error) {
+func (s *Store) leaderRefused(ctx context.Context, dk string, rec record, raw []byte, peers []peer.ID) (took bool, cur *record, err error) {
+	leader := peers[0]
+	// The common case first, cheaply: a concurrent writer won. The
+	// leader and the next replicas (as many as a read needs to agree)
+	// hold its record, and that is the conflict's evidence.
+	if n := s.opts.agreement(len(peers)); n > 1 {
+		quick := s.ask(ctx, dk, peers[:n])
+		a := quick[0]
+		if a.err == nil && !a.corrupt && a.rec.sameWrite(rec) {
+			return true, nil, nil // it took the record; the answer was lost
+		}
+		if a.err == nil && !a.corrupt && !a.rec.absent() && a.rec.version > rec.expect {
+			same := 0
+			for _, b := range quick {
+				if b.err == nil && !b.corrupt && b.rec.sameState(a.rec) {
+					same++
+				}
+			}
+			if same == n {
+				r := a.rec
+				return false, &r, fmt.Errorf("%w: the key is at version %d", backend.ErrConflict, r.version)
+			}
+		}
+	}
 	r, got, err := s.readAnswers(ctx, dk)
 	if err != nil {
 		return false, nil, err
@@ -296,6 +331,18 @@ func (s *Store) leaderRefused(ctx context.Context, dk string, rec record, raw []
 	s.log.Debug("libp2p: a key's leader holds a write no read quorum shows; going on without it",
 		"leader", leader, "version", rec.version)
 	return false, nil, nil
+}
+
+// ask asks every peer for dk, in parallel, and returns their answers in
+// the order of peers.
+func (s *Store) ask(ctx context.Context, dk string, peers []peer.ID) []answer {
+	out := make([]answer, len(peers))
+	var wg sync.WaitGroup
+	for i, p := range peers {
+		wg.Go(func() { out[i] = s.getFrom(ctx, p, dk) })
+	}
+	wg.Wait()
+	return out
 }
 
 // errNoAnswer stands for the answer of a replica a read did not wait for.
