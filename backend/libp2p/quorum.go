@@ -190,7 +190,7 @@ func (s *Store) write(ctx context.Context, dk string, rec record) (*record, erro
 	}
 	var (
 		unreachable int
-		newer       []answer // refusers holding a version after rec.expect
+		others      []answer // refusers holding another version
 	)
 	for range failed {
 		a := <-answers
@@ -202,8 +202,8 @@ func (s *Store) write(ctx context.Context, dk string, rec record) (*record, erro
 			accepted++
 		case behind(a, rec) && s.caughtUp(ctx, a.p, dk, rec, raw):
 			accepted++
-		case !a.rec.absent() && a.rec.version > rec.expect:
-			newer = append(newer, a)
+		case a.rec.version != rec.expect:
+			others = append(others, a)
 		}
 	}
 	switch {
@@ -212,27 +212,27 @@ func (s *Store) write(ctx context.Context, dk string, rec record) (*record, erro
 		return nil, nil
 	case ctx.Err() != nil:
 		return nil, ctx.Err()
-	case accepted+unreachable < need && len(newer) > 0:
-		// A conflict needs evidence: replicas holding a newer version.
-		// The entry it carries is believed as a read believes one (the
-		// same state on enough replicas), or comes from a quorum read: a
-		// lone liar's forgery must not reach the caller.
-		cur, _ := s.choose(newer, len(peers))
+	case accepted+unreachable < need && len(others) > 0:
+		// A conflict needs evidence: replicas holding another version
+		// (or nothing). The entry it carries is believed as a read
+		// believes one (the same state on enough replicas), or comes from
+		// a quorum read: a lone liar's forgery must not reach the caller.
+		cur, _ := s.choose(others, len(peers))
 		if cur.absent() {
 			r, err := s.read(ctx, dk)
 			if err != nil {
 				return nil, err
 			}
-			if r.absent() || r.version <= rec.expect {
-				return nil, fmt.Errorf("%w: %d of %d replicas accepted (%d needed); %d refused holding a newer version no read confirms",
-					backend.ErrUnavailable, accepted, len(peers), need, len(newer))
+			if r.version == rec.expect {
+				return nil, fmt.Errorf("%w: %d of %d replicas accepted (%d needed); %d refused holding another version, which no read confirms",
+					backend.ErrUnavailable, accepted, len(peers), need, len(others))
 			}
 			cur = r
 		}
 		return &cur, fmt.Errorf("%w: %d of %d replicas accepted (%d needed), %d refused",
 			backend.ErrConflict, accepted, len(peers), need, len(peers)-accepted-unreachable)
 	default:
-		return nil, fmt.Errorf("%w: %d of %d replicas accepted (%d needed), %d did not answer, %d refused without holding a newer version",
+		return nil, fmt.Errorf("%w: %d of %d replicas accepted (%d needed), %d did not answer, %d refused without holding another version",
 			backend.ErrUnavailable, accepted, len(peers), need, unreachable, len(peers)-accepted-unreachable)
 	}
 }
