@@ -348,6 +348,31 @@ func (s *Store) ask(ctx context.Context, dk string, peers []peer.ID) []answer {
 // errNoAnswer stands for the answer of a replica a read did not wait for.
 var errNoAnswer = errors.New("no answer")
 
+// recentRepair is how often a handle repairs replicas one version behind
+// on one key.
+const recentRepair = time.Second
+
+// recentRepairs remembers when keys were last repaired.
+type recentRepairs struct {
+	mu sync.Mutex
+	m  map[string]time.Time
+}
+
+// first reports whether dk was not repaired within recentRepair before now,
+// and if so records now.
+func (r *recentRepairs) first(dk string, now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if last, ok := r.m[dk]; ok && now.Sub(last) < recentRepair {
+		return false
+	}
+	if r.m == nil || len(r.m) >= 10_000 {
+		r.m = make(map[string]time.Time) // forget everything: only a rate limit
+	}
+	r.m[dk] = now
+	return true
+}
+
 // suspect skips p as a leader for suspectFor.
 func (s *Store) suspect(p peer.ID) {
 	s.stats.suspected.Add(1)
@@ -608,12 +633,24 @@ func (s *Store) choose(got []answer, n int) (best record, corrupt int) {
 }
 
 // repair sends best, as a repair copy, to the answering replicas that
-// hold nothing or an older version, in the background.
+// hold nothing or an older version, in the background. Replicas just one
+// version behind are most often on the way to best (its writer's sends
+// are in flight: on a busy key nearly every read sees some), so for them a
+// key is repaired at most once per recentRepair.
 func (s *Store) repair(dk string, best record, got []answer) {
 	raw := best.withFlags(flagRepair).encode()
+	checkedRecent, skipRecent := false, false
 	for _, a := range got {
 		if a.err != nil || a.corrupt || (!a.rec.absent() && a.rec.version >= best.version) {
 			continue
+		}
+		if !a.rec.absent() && a.rec.version+1 == best.version {
+			if !checkedRecent {
+				checkedRecent, skipRecent = true, !s.recent.first(dk, time.Now())
+			}
+			if skipRecent {
+				continue
+			}
 		}
 		select {
 		case s.repairs <- struct{}{}:

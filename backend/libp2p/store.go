@@ -43,6 +43,7 @@ type Store struct {
 	hints     *hinter
 	suspects  suspects
 	ambiguous ambiguousWrites
+	recent    recentRepairs
 	stats     counters
 	// repairs bounds concurrent background repair sends.
 	repairs chan struct{}
