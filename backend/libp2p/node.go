@@ -54,7 +54,6 @@ type node struct {
 	ownsHost  bool
 	dht       *dht.IpfsDHT
 	msgr      *pb.ProtocolMessenger
-	sender    *streamSender
 	ps        *pubsub.PubSub
 	topic     *pubsub.Topic
 	relay     *pubsub.Subscription
@@ -145,10 +144,7 @@ func newNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
 		dht.DisableProviders(),
 		// Never the public bootstrap list: peers are connected explicitly.
 		dht.BootstrapPeers(),
-		dht.WithCustomMessageSender(func(h host.Host, protos []protocol.ID) pb.MessageSenderWithDisconnect {
-			n.sender = newStreamSender(h, protos)
-			return n.sender
-		}),
+		dht.WithCustomMessageSender(newStreamSender),
 	}
 	dopts = append(dopts, cfg.extraOptions...)
 	bg, cancel := context.WithCancel(context.Background())
@@ -272,9 +268,6 @@ func (n *node) close() error {
 		}
 		if n.dht != nil {
 			errs = append(errs, n.dht.Close())
-		}
-		if n.sender != nil {
-			n.sender.close()
 		}
 		if n.cancel != nil {
 			n.cancel()

@@ -173,7 +173,8 @@ func (s *Store) write(ctx context.Context, dk string, rec record) (*record, erro
 			accepted = 1
 		}
 	}
-	accepted, failed := s.fanOut(ctx, dk, raw, rest, need, accepted)
+	var putErr error // a refusal, or why a send failed
+	accepted, failed := s.fanOut(ctx, dk, raw, rest, need, accepted, &putErr)
 	if accepted >= need {
 		s.tracked.touch(dk, rec.withFlags(flagRepair).encode(), time.Now())
 		return nil, nil
@@ -232,8 +233,8 @@ func (s *Store) write(ctx context.Context, dk string, rec record) (*record, erro
 		return &cur, fmt.Errorf("%w: %d of %d replicas accepted (%d needed), %d refused",
 			backend.ErrConflict, accepted, len(peers), need, len(peers)-accepted-unreachable)
 	default:
-		return nil, fmt.Errorf("%w: %d of %d replicas accepted (%d needed), %d did not answer, %d refused without holding another version",
-			backend.ErrUnavailable, accepted, len(peers), need, unreachable, len(peers)-accepted-unreachable)
+		return nil, fmt.Errorf("%w: %d of %d replicas accepted (%d needed), %d did not answer, %d refused without holding another version (%v)",
+			backend.ErrUnavailable, accepted, len(peers), need, unreachable, len(peers)-accepted-unreachable, putErr)
 	}
 }
 
@@ -410,10 +411,11 @@ func (s *suspects) has(p peer.ID, now time.Time) bool {
 }
 
 // fanOut sends raw to peers until accepted reaches need, returning the
-// acceptances and the peers that refused or failed. Sends still running at
+// acceptances and the peers that refused or failed (the first failure's
+// error goes to *putErr when that is nil). Sends still running at
 // that point finish in the background under the handle's context, so every
 // replica gets the record.
-func (s *Store) fanOut(ctx context.Context, dk string, raw []byte, peers []peer.ID, need, accepted int) (int, []peer.ID) {
+func (s *Store) fanOut(ctx context.Context, dk string, raw []byte, peers []peer.ID, need, accepted int, putErr *error) (int, []peer.ID) {
 	type result struct {
 		p   peer.ID
 		err error
@@ -432,6 +434,9 @@ func (s *Store) fanOut(ctx context.Context, dk string, raw []byte, peers []peer.
 			accepted++
 		} else {
 			failed = append(failed, r.p)
+			if *putErr == nil {
+				*putErr = r.err
+			}
 		}
 	}
 	if accepted >= need && done < len(peers) {

@@ -55,8 +55,11 @@ const tableRefresh = 10 * time.Second
 
 // tableSettle is how long a LookupTable handle waits, in Open, for its
 // routing table to grow when it does not yet hold every server it was told
-// of (some may be gone).
-const tableSettle = 300 * time.Millisecond
+// of (some may be gone). Generous: the table takes a server only after a
+// request to it, which on a loaded machine can take a while, and a handle
+// whose table misses a server may take another replica set than the
+// others (the wait ends as soon as the table is full).
+const tableSettle = 2 * time.Second
 
 // Stats are a handle's counters since it was opened.
 type Stats struct {
