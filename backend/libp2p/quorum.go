@@ -238,27 +238,27 @@ func (s *Store) write(ctx context.Context, dk string, rec record) (*record, erro
 	}
 }
 
-// leaderRefused runs after the key's leader refused rec. A quorum read
-// (which asks the leader too) shows where the key is and what the leader
-// holds:
+// leaderRefused runs after the key's leader refused rec. It asks the
+// leader and the next replicas (as many as a read needs to agree) what
+// they hold:
 //
 //   - the leader holds this very write: it took it and its answer was lost
 //     (took);
-//   - the read shows a newer version than rec.expect: the write lost (the
-//     conflict carries the current record);
-//   - the leader holds nothing or an older version: it missed writes; it
-//     is caught up when the handle knows the record rec expects (took),
-//     else the write goes on without it (and if it refused the repair
-//     copy, which an honest node takes, it becomes a suspect);
+//   - they all hold one newer state: another writer won (a conflict
+//     carrying that record);
+//   - the leader is behind (nothing, an older version): unless a quorum
+//     read shows the key moved on (a conflict), it is caught up with the
+//     previous record the handle knows (took), else the write goes on
+//     without it (and if it refused the repair copy, which an honest node
+//     takes, it becomes a suspect);
 //   - the leader holds exactly rec.expect, which it should have taken, or
 //     garbage: it is broken (a node that refuses everything, a liar); it
 //     becomes a suspect and the write goes on without it;
-//   - the leader holds a newer version that the read does not show:
-//     another writer won at the leader and its write is still on its way
-//     to the other replicas, or the leader lies. The read is repeated,
-//     giving a winner's write time to show (then the write lost); if it
-//     never shows, the leader becomes a suspect and the write goes on
-//     without it;
+//   - the leader holds a newer version the next replicas do not: a
+//     winner's write still on its way, or a forgery. They are asked again
+//     for a while, then a quorum read decides: a conflict if the newer
+//     version shows, else the leader becomes a suspect and the write goes
+//     on without it;
 //   - the leader did not answer: the write goes on without it.
 //
 // A suspect is skipped as the leader of every key for suspectFor. Going on
@@ -270,68 +270,78 @@ func (s *Store) leaderRefused(ctx context.Context, dk string, rec record, raw []
 	// The common case first, cheaply: a concurrent writer won. The
 	// leader and the next replicas (as many as a read needs to agree)
 	// hold its record, and that is the conflict's evidence.
-	if n := s.opts.agreement(len(peers)); n > 1 {
-		quick := s.ask(ctx, dk, peers[:n])
-		a := quick[0]
-		if a.err == nil && !a.corrupt && a.rec.sameWrite(rec) {
-			return true, nil, nil // it took the record; the answer was lost
-		}
-		if a.err == nil && !a.corrupt && !a.rec.absent() && a.rec.version > rec.expect {
-			same := 0
-			for _, b := range quick {
-				if b.err == nil && !b.corrupt && b.rec.sameState(a.rec) {
-					same++
-				}
-			}
-			if same == n {
-				r := a.rec
-				return false, &r, fmt.Errorf("%w: the key is at version %d", backend.ErrConflict, r.version)
-			}
-		}
-	}
-	r, got, err := s.readAnswers(ctx, dk)
-	if err != nil {
-		return false, nil, err
-	}
-	a := answer{err: errNoAnswer}
-	for _, g := range got {
-		if g.p == leader {
-			a = g
-		}
-	}
+	a, confirmed := s.leaderShows(ctx, dk, peers)
 	switch {
 	case a.err == nil && !a.corrupt && a.rec.sameWrite(rec):
-		return true, nil, nil
-	case r.version > rec.expect && !r.absent():
-		return false, &r, fmt.Errorf("%w: the key is at version %d", backend.ErrConflict, r.version)
+		return true, nil, nil // it took the record; the answer was lost
+	case confirmed && a.rec.version > rec.expect:
+		return false, &a.rec, fmt.Errorf("%w: the key is at version %d", backend.ErrConflict, a.rec.version)
 	case a.err != nil:
-		return false, nil, nil
-	case behind(a, rec):
-		took, refused := s.catchUp(ctx, leader, dk, rec, raw)
-		if refused {
-			s.suspect(leader) // it refused a newer repair copy: broken
-		}
-		return took, nil, nil
-	case a.corrupt || a.rec.version == rec.expect || a.rec.absent():
+		return false, nil, nil // unreachable: go on without it
+	case a.corrupt || a.rec.version == rec.expect:
 		s.suspect(leader)
 		return false, nil, nil
-	}
-	// About 0.7 s in all: time for a winner's fan-out on a loaded machine.
-	for _, wait := range [...]time.Duration{20 * time.Millisecond, 60 * time.Millisecond, 150 * time.Millisecond, 450 * time.Millisecond} {
-		if !sleepCtx(ctx, wait) {
-			return false, nil, ctx.Err()
-		}
-		if r, err = s.read(ctx, dk); err != nil {
+	case behind(a, rec):
+		// Unless the key moved on without the leader (then the write
+		// lost), catch the leader up.
+		r, err := s.read(ctx, dk)
+		if err != nil {
 			return false, nil, err
 		}
 		if r.version > rec.expect && !r.absent() {
 			return false, &r, fmt.Errorf("%w: the key is at version %d", backend.ErrConflict, r.version)
 		}
+		took, refused := s.catchUp(ctx, leader, dk, rec, raw)
+		if refused {
+			s.suspect(leader) // it refused a newer repair copy: broken
+		}
+		return took, nil, nil
+	case a.rec.absent():
+		s.suspect(leader) // refused a create while holding nothing
+		return false, nil, nil
+	}
+	// The leader holds a newer version that the next replicas do not
+	// (yet) hold: a winner's sends in flight, or a forgery. Ask again,
+	// cheaply, for about 0.6 s in all (a winner's fan-out on a loaded
+	// machine), then once the whole replica set.
+	for _, wait := range [...]time.Duration{20 * time.Millisecond, 40 * time.Millisecond, 80 * time.Millisecond, 160 * time.Millisecond, 320 * time.Millisecond} {
+		if !sleepCtx(ctx, wait) {
+			return false, nil, ctx.Err()
+		}
+		if b, ok := s.leaderShows(ctx, dk, peers); ok && b.rec.version > rec.expect {
+			return false, &b.rec, fmt.Errorf("%w: the key is at version %d", backend.ErrConflict, b.rec.version)
+		}
+	}
+	r, err := s.read(ctx, dk)
+	if err != nil {
+		return false, nil, err
+	}
+	if r.version > rec.expect && !r.absent() {
+		return false, &r, fmt.Errorf("%w: the key is at version %d", backend.ErrConflict, r.version)
 	}
 	s.suspect(leader)
 	s.log.Debug("libp2p: a key's leader holds a write no read quorum shows; going on without it",
 		"leader", leader, "version", rec.version)
 	return false, nil, nil
+}
+
+// leaderShows asks the key's leader and the next replicas (as many as a
+// read needs to agree) what they hold, and returns the leader's answer
+// and whether they all hold its state (a record, not garbage nor
+// nothing).
+func (s *Store) leaderShows(ctx context.Context, dk string, peers []peer.ID) (answer, bool) {
+	n := max(s.opts.agreement(len(peers)), 1)
+	got := s.ask(ctx, dk, peers[:n])
+	a := got[0]
+	if a.err != nil || a.corrupt || a.rec.absent() {
+		return a, false
+	}
+	for _, b := range got[1:] {
+		if b.err != nil || b.corrupt || !b.rec.sameState(a.rec) {
+			return a, false
+		}
+	}
+	return a, true
 }
 
 // ask asks every peer for dk, in parallel, and returns their answers in
@@ -345,9 +355,6 @@ func (s *Store) ask(ctx context.Context, dk string, peers []peer.ID) []answer {
 	wg.Wait()
 	return out
 }
-
-// errNoAnswer stands for the answer of a replica a read did not wait for.
-var errNoAnswer = errors.New("no answer")
 
 // recentRepair is how often a handle repairs replicas one version behind
 // on one key.
