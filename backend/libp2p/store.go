@@ -105,9 +105,6 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		gater:     newDialGater(o.AllowDial, nil),
 		logger:    o.Logger,
 	}
-	if o.Lookup == LookupTable {
-		cfg.extraOptions = append(cfg.extraOptions, dht.RoutingTableRefreshPeriod(tableRefresh))
-	}
 	if o.KeyFile != "" {
 		if cfg.priv, err = LoadOrCreateKey(o.KeyFile); err != nil {
 			return nil, err
