@@ -203,6 +203,10 @@ func (s *Store) write(ctx context.Context, dk string, rec record) (*record, erro
 			accepted++
 		case behind(a, rec) && s.caughtUp(ctx, a.p, dk, rec, raw):
 			accepted++
+		case a.rec.version == rec.expect && !a.rec.absent() && s.putTo(ctx, a.p, dk, raw) == nil:
+			// It was behind when the record came and has caught up
+			// since (the previous write's late sends, a repair).
+			accepted++
 		case a.rec.version != rec.expect:
 			others = append(others, a)
 		}
@@ -251,9 +255,11 @@ func (s *Store) write(ctx context.Context, dk string, rec record) (*record, erro
 //     previous record the handle knows (took), else the write goes on
 //     without it (and if it refused the repair copy, which an honest node
 //     takes, it becomes a suspect);
-//   - the leader holds exactly rec.expect, which it should have taken, or
-//     garbage: it is broken (a node that refuses everything, a liar); it
-//     becomes a suspect and the write goes on without it;
+//   - the leader holds exactly rec.expect: it was behind when rec came and
+//     caught up since, or it is broken; rec is sent once more (took), and
+//     if it refuses again, or holds garbage, it is broken (a node that
+//     refuses everything, a liar): it becomes a suspect and the write
+//     goes on without it;
 //   - the leader holds a newer version the next replicas do not: a
 //     winner's write still on its way, or a forgery. They are asked again
 //     for a while, then a quorum read decides: a conflict if the newer
@@ -278,8 +284,16 @@ func (s *Store) leaderRefused(ctx context.Context, dk string, rec record, raw []
 		return false, &a.rec, fmt.Errorf("%w: the key is at version %d", backend.ErrConflict, a.rec.version)
 	case a.err != nil:
 		return false, nil, nil // unreachable: go on without it
-	case a.corrupt || a.rec.version == rec.expect:
+	case a.corrupt:
 		s.suspect(leader)
+		return false, nil, nil
+	case a.rec.version == rec.expect:
+		// It may have been behind when the record came and caught up
+		// since (the previous write's late sends, a repair): once more.
+		if s.putTo(ctx, leader, dk, raw) == nil {
+			return true, nil, nil
+		}
+		s.suspect(leader) // refuses what it should take: broken
 		return false, nil, nil
 	case behind(a, rec):
 		// Unless the key moved on without the leader (then the write
