@@ -14,19 +14,22 @@
 // # Records and compare-and-put
 //
 // A record under "/stickypub/<prefix>/<key>" carries its version, the
-// version it expects to replace and the value, with a checksum. Every
-// storing node runs the namespace's validator: Validate checks the format
-// and the value limit, and Select applies compare-and-put under the
-// node's per-key lock (an incoming record wins only if it expects the
-// stored version, is an identical re-put, or is a newer repair copy). A
-// node that holds nothing compares with an absence marker of version 0.
+// version it expects to replace, a nonce drawn per CompareAndPut call and
+// the value, with a checksum. Every storing node runs the namespace's
+// validator: Validate checks the format and the value limit, and Select
+// applies compare-and-put under the node's per-key lock (an incoming
+// record wins only if it expects the stored version, is an identical
+// re-put of the same call, or is a newer repair copy). Two calls writing
+// the same bytes at one version are two writes: at most one wins. A node
+// that holds nothing compares with an absence marker of version 0.
 //
 // CompareAndPut sends the record to every peer of the replica set (the
 // Replicas closest servers) itself — the library's PutValue reports
-// success even when every peer refused — and succeeds on a write quorum
-// of acceptances (a majority by default). Otherwise the refusing peers
-// are asked what they hold: backend.ErrConflict carries that entry, or
-// backend.ErrUnavailable when too few answered. Get reads a read quorum
+// success even when every peer refused — the closest (the key's leader)
+// first, and succeeds on a write quorum of acceptances (a majority by
+// default). Otherwise the refusing peers are asked what they hold:
+// backend.ErrConflict carries the current entry (confirmed as a read
+// confirms one), or backend.ErrUnavailable when too few answered. Get reads a read quorum
 // under a deadline, returns the highest version that at least Agree
 // replicas hold identically (so one lying peer cannot invent a record),
 // counts garbage (Stats.Corrupt, backend.ErrCorrupt when every answer is

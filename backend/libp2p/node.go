@@ -237,16 +237,16 @@ func (n *node) waitTable(ctx context.Context, want int) error {
 	return nil
 }
 
-// waitStable waits until the routing table's size has not changed for
-// settle.
-func (n *node) waitStable(ctx context.Context, settle time.Duration) error {
-	t := time.NewTicker(settle / 6)
+// waitFull waits until the routing table holds want peers, or its size
+// has not changed for settle (some peers may not be servers, or gone).
+func (n *node) waitFull(ctx context.Context, want int, settle time.Duration) error {
+	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
 	size, since := n.dht.RoutingTable().Size(), time.Now()
-	for time.Since(since) < settle {
+	for size < want && time.Since(since) < settle {
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("routing table still growing (%d peers): %w", size, ctx.Err())
+			return fmt.Errorf("routing table holds %d of %d servers: %w", size, want, ctx.Err())
 		case <-t.C:
 		}
 		if now := n.dht.RoutingTable().Size(); now != size {

@@ -16,6 +16,13 @@ import (
 // handle (opened through the swarm's URI); the test closes both.
 func newClient(t *testing.T, ctx context.Context, uri string) *core.Client {
 	t.Helper()
+	c, _ := newClientStore(t, ctx, uri)
+	return c
+}
+
+// newClientStore is newClient, also returning the client's store handle.
+func newClientStore(t *testing.T, ctx context.Context, uri string) (*core.Client, *Store) {
+	t.Helper()
 	st := openTestURI(t, ctx, uri)
 	id, err := core.GenerateIdentity()
 	require.NoError(t, err)
@@ -26,7 +33,26 @@ func newClient(t *testing.T, ctx context.Context, uri string) *core.Client {
 		defer cancel()
 		_ = c.Close(cctx)
 	})
-	return c
+	return c, st
+}
+
+// sumStats adds up the handles' counters.
+func sumStats(stores []*Store) Stats {
+	var sum Stats
+	for _, st := range stores {
+		s := st.Stats()
+		sum.Corrupt += s.Corrupt
+		sum.Repairs += s.Repairs
+		sum.Refreshes += s.Refreshes
+		sum.Unconfirmed += s.Unconfirmed
+		sum.RefusedDials += s.RefusedDials
+		sum.Gets += s.Gets
+		sum.Puts += s.Puts
+		sum.Conflicts += s.Conflicts
+		sum.Unavailable += s.Unavailable
+		sum.Suspected += s.Suspected
+	}
+	return sum
 }
 
 // openTestURI opens a store through backend.Open; the test closes it.
@@ -74,6 +100,10 @@ func (a *acked) count() int {
 // logged, not fatal: only acknowledged messages must arrive.
 func publishAll(t *testing.T, ctx context.Context, topic string, pubs []*core.Client, n int, ack *acked) {
 	t.Helper()
+	start := time.Now()
+	defer func() {
+		t.Logf("%d publishers x %d messages: %d acknowledged in %v", len(pubs), n, ack.count(), time.Since(start).Round(time.Millisecond))
+	}()
 	var wg sync.WaitGroup
 	for i, p := range pubs {
 		wg.Go(func() {
@@ -102,6 +132,10 @@ func collectAcked(t *testing.T, ctx context.Context, c *core.Client, sub *core.S
 		index[p.Identity().ID()] = i
 	}
 	want := ack.count()
+	start := time.Now()
+	defer func() {
+		t.Logf("collected %d acknowledged messages in %v", want, time.Since(start).Round(time.Millisecond))
+	}()
 	type id struct {
 		pub int
 		seq uint64

@@ -3,6 +3,7 @@ package libp2p
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -66,22 +67,36 @@ func (s *Store) dropIfGone(ctx context.Context, p peer.ID) {
 	s.n.dht.RoutingTable().RemovePeer(p)
 }
 
-// catchUp brings a replica that holds nothing (a new node, or one whose
-// copy expired) up to rec.expect with the previous record this handle
-// knows, then sends rec again. It reports whether the replica took rec.
-func (s *Store) catchUp(ctx context.Context, p peer.ID, dk string, rec record, raw []byte) bool {
+// catchUp brings a replica that is behind (holds nothing, a new node or
+// an expired copy, or an older version) up to rec.expect with the previous
+// record this handle knows, as a repair copy, then sends rec again. It
+// reports whether the replica took rec, and whether it refused the repair
+// copy (which an honest replica that is behind takes).
+func (s *Store) catchUp(ctx context.Context, p peer.ID, dk string, rec record, raw []byte) (took, refused bool) {
 	prev, ok := s.tracked.get(dk)
 	if !ok {
-		return false
+		return false, false
 	}
 	pr, err := decodeRecord(prev, 0)
 	if err != nil || pr.version != rec.expect {
-		return false
+		return false, false
 	}
-	if s.putTo(ctx, p, dk, prev) != nil {
-		return false
+	if err := s.putTo(ctx, p, dk, prev); err != nil {
+		return false, ctx.Err() == nil
 	}
-	return s.putTo(ctx, p, dk, raw) == nil
+	return s.putTo(ctx, p, dk, raw) == nil, false
+}
+
+// caughtUp is catchUp's first result.
+func (s *Store) caughtUp(ctx context.Context, p peer.ID, dk string, rec record, raw []byte) bool {
+	took, _ := s.catchUp(ctx, p, dk, rec, raw)
+	return took
+}
+
+// behind reports whether a, a replica's answer, holds an older state than
+// rec expects (nothing, or a version before rec.expect).
+func behind(a answer, rec record) bool {
+	return a.err == nil && !a.corrupt && rec.expect > 0 && (a.rec.absent() || a.rec.version < rec.expect)
 }
 
 // answer is one replica's reply to a read.
@@ -129,10 +144,8 @@ func (s *Store) getFrom(ctx context.Context, p peer.ID, dk string) answer {
 // per-node compare-and-put orders concurrent writers, so a loser learns it
 // lost without touching the other replicas (otherwise concurrent writers
 // split the replicas between them and none reaches a quorum). A leader
-// that refuses is not believed alone: a quorum read decides between a
-// conflict and a leader that is wrong (stale, lying), which is then
-// skipped. An unreachable leader is skipped too. On a conflict write
-// returns the current record when it is known.
+// that refuses is not believed alone (see leaderRefused). On a conflict
+// write returns the current record when it is known.
 func (s *Store) write(ctx context.Context, dk string, rec record) (*record, error) {
 	peers, err := s.replicas(ctx, dk)
 	if err != nil {
@@ -144,8 +157,7 @@ func (s *Store) write(ctx context.Context, dk string, rec record) (*record, erro
 	accepted := 0
 	if rec.expect == 0 || s.suspects.has(leader, time.Now()) {
 		// No leader stage for a create (most are content-addressed blobs,
-		// whose concurrent writers write the same bytes), nor with a
-		// suspect leader.
+		// written once), nor with a suspect leader.
 		rest = peers
 	} else if err := s.putTo(ctx, leader, dk, raw); err == nil {
 		accepted = 1
@@ -153,22 +165,16 @@ func (s *Store) write(ctx context.Context, dk string, rec record) (*record, erro
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		a := s.getFrom(ctx, leader, dk)
-		switch {
-		case a.err == nil && !a.corrupt && a.rec.sameWrite(rec):
-			accepted = 1 // it took the record; the answer was lost
-		case a.err != nil || a.corrupt:
-			// Unreachable or lying: go on without it.
-		case a.rec.absent() && rec.expect > 0 && s.catchUp(ctx, leader, dk, rec, raw):
+		took, cur, err := s.leaderRefused(ctx, dk, rec, raw, peers)
+		if err != nil || cur != nil {
+			return cur, err
+		}
+		if took {
 			accepted = 1
-		default:
-			cur, err := s.confirmConflict(ctx, dk, rec, leader)
-			if err != nil || cur != nil {
-				return cur, err
-			}
 		}
 	}
-	accepted, failed := s.fanOut(ctx, dk, raw, rest, need, accepted)
+	var putErr error // a refusal, or why a send failed
+	accepted, failed := s.fanOut(ctx, dk, raw, rest, need, accepted, &putErr)
 	if accepted >= need {
 		s.tracked.touch(dk, rec.withFlags(flagRepair).encode(), time.Now())
 		return nil, nil
@@ -177,14 +183,15 @@ func (s *Store) write(ctx context.Context, dk string, rec record) (*record, erro
 		return nil, err
 	}
 	// Too few acceptances: ask the refusing replicas what they hold. One
-	// that holds this very write took it (its answer was lost).
+	// that holds this very write took it (its answer was lost); one that
+	// is behind is caught up.
 	answers := make(chan answer, len(failed))
 	for _, p := range failed {
 		go func() { answers <- s.getFrom(ctx, p, dk) }()
 	}
 	var (
 		unreachable int
-		best        *record
+		others      []answer // refusers holding another version
 	)
 	for range failed {
 		a := <-answers
@@ -194,13 +201,14 @@ func (s *Store) write(ctx context.Context, dk string, rec record) (*record, erro
 		case a.corrupt:
 		case a.rec.sameWrite(rec):
 			accepted++
-		case a.rec.absent() && rec.expect > 0 && s.catchUp(ctx, a.p, dk, rec, raw):
+		case behind(a, rec) && s.caughtUp(ctx, a.p, dk, rec, raw):
+			accepted++
+		case a.rec.version == rec.expect && !a.rec.absent() && s.putTo(ctx, a.p, dk, raw) == nil:
+			// It was behind when the record came and has caught up
+			// since (the previous write's late sends, a repair).
 			accepted++
 		case a.rec.version != rec.expect:
-			if best == nil || a.rec.version > best.version {
-				r := a.rec
-				best = &r
-			}
+			others = append(others, a)
 		}
 	}
 	switch {
@@ -209,34 +217,189 @@ func (s *Store) write(ctx context.Context, dk string, rec record) (*record, erro
 		return nil, nil
 	case ctx.Err() != nil:
 		return nil, ctx.Err()
-	case accepted+unreachable < need && best != nil:
-		// A conflict needs evidence: a replica holding another version.
-		return best, fmt.Errorf("%w: %d of %d replicas accepted (%d needed), %d refused",
+	case accepted+unreachable < need && len(others) > 0:
+		// A conflict needs evidence: replicas holding another version
+		// (or nothing). The entry it carries is believed as a read
+		// believes one (the same state on enough replicas), or comes from
+		// a quorum read: a lone liar's forgery must not reach the caller.
+		cur, _ := s.choose(others, len(peers))
+		if cur.absent() {
+			r, err := s.read(ctx, dk)
+			if err != nil {
+				return nil, err
+			}
+			if r.version == rec.expect {
+				return nil, fmt.Errorf("%w: %d of %d replicas accepted (%d needed); %d refused holding another version, which no read confirms",
+					backend.ErrUnavailable, accepted, len(peers), need, len(others))
+			}
+			cur = r
+		}
+		return &cur, fmt.Errorf("%w: %d of %d replicas accepted (%d needed), %d refused",
 			backend.ErrConflict, accepted, len(peers), need, len(peers)-accepted-unreachable)
 	default:
-		return nil, fmt.Errorf("%w: %d of %d replicas accepted (%d needed), %d did not answer, %d refused without holding another version",
-			backend.ErrUnavailable, accepted, len(peers), need, unreachable, len(peers)-accepted-unreachable)
+		return nil, fmt.Errorf("%w: %d of %d replicas accepted (%d needed), %d did not answer, %d refused without holding another version (%v)",
+			backend.ErrUnavailable, accepted, len(peers), need, unreachable, len(peers)-accepted-unreachable, putErr)
 	}
 }
 
-// confirmConflict runs after the leader refused rec: a quorum read shows
-// whether the key really moved past rec.expect, and then it returns the
-// current record with a conflict error. When the read still shows
-// rec.expect, either a winner's write is not visible yet or the leader is
-// wrong (stale, lying, refusing everything): the leader becomes a suspect
-// for suspectFor, skipped as the leader of every key meanwhile, and the
-// caller gets backend.ErrUnavailable (not a conflict: a create that
-// reported a conflict would be taken for "already there").
-func (s *Store) confirmConflict(ctx context.Context, dk string, rec record, leader peer.ID) (*record, error) {
-	cur, err := s.read(ctx, dk)
+// leaderRefused runs after the key's leader refused rec. It asks the
+// leader and the next replicas (as many as a read needs to agree) what
+// they hold:
+//
+//   - the leader holds this very write: it took it and its answer was lost
+//     (took);
+//   - they all hold one newer state: another writer won (a conflict
+//     carrying that record);
+//   - the leader is behind (nothing, an older version): unless a quorum
+//     read shows the key moved on (a conflict), it is caught up with the
+//     previous record the handle knows (took), else the write goes on
+//     without it (and if it refused the repair copy, which an honest node
+//     takes, it becomes a suspect);
+//   - the leader holds exactly rec.expect: it was behind when rec came and
+//     caught up since, or it is broken; rec is sent once more (took), and
+//     if it refuses again, or holds garbage, it is broken (a node that
+//     refuses everything, a liar): it becomes a suspect and the write
+//     goes on without it;
+//   - the leader holds a newer version the next replicas do not: a
+//     winner's write still on its way, or a forgery. They are asked again
+//     for a while, then a quorum read decides: a conflict if the newer
+//     version shows, else the leader becomes a suspect and the write goes
+//     on without it;
+//   - the leader did not answer: the write goes on without it.
+//
+// A suspect is skipped as the leader of every key for suspectFor. Going on
+// without the leader is safe: every replica still applies compare-and-put,
+// and two writes of one version cannot both reach a majority of the same
+// replica set.
+func (s *Store) leaderRefused(ctx context.Context, dk string, rec record, raw []byte, peers []peer.ID) (took bool, cur *record, err error) {
+	leader := peers[0]
+	// The common case first, cheaply: a concurrent writer won. The
+	// leader and the next replicas (as many as a read needs to agree)
+	// hold its record, and that is the conflict's evidence.
+	a, confirmed := s.leaderShows(ctx, dk, peers)
+	switch {
+	case a.err == nil && !a.corrupt && a.rec.sameWrite(rec):
+		return true, nil, nil // it took the record; the answer was lost
+	case confirmed && a.rec.version > rec.expect:
+		return false, &a.rec, fmt.Errorf("%w: the key is at version %d", backend.ErrConflict, a.rec.version)
+	case a.err != nil:
+		return false, nil, nil // unreachable: go on without it
+	case a.corrupt:
+		s.suspect(leader)
+		return false, nil, nil
+	case a.rec.version == rec.expect:
+		// It may have been behind when the record came and caught up
+		// since (the previous write's late sends, a repair): once more.
+		if s.putTo(ctx, leader, dk, raw) == nil {
+			return true, nil, nil
+		}
+		s.suspect(leader) // refuses what it should take: broken
+		return false, nil, nil
+	case behind(a, rec):
+		// Unless the key moved on without the leader (then the write
+		// lost), catch the leader up.
+		r, err := s.read(ctx, dk)
+		if err != nil {
+			return false, nil, err
+		}
+		if r.version > rec.expect && !r.absent() {
+			return false, &r, fmt.Errorf("%w: the key is at version %d", backend.ErrConflict, r.version)
+		}
+		took, refused := s.catchUp(ctx, leader, dk, rec, raw)
+		if refused {
+			s.suspect(leader) // it refused a newer repair copy: broken
+		}
+		return took, nil, nil
+	case a.rec.absent():
+		s.suspect(leader) // refused a create while holding nothing
+		return false, nil, nil
+	}
+	// The leader holds a newer version that the next replicas do not
+	// (yet) hold: a winner's sends in flight, or a forgery. Ask again,
+	// cheaply, for about 0.15 s in all, then once the whole replica set.
+	// (Going on without an honest leader is safe, only slower for this
+	// writer: a short wait serves contended keys better than a long one.)
+	for _, wait := range [...]time.Duration{10 * time.Millisecond, 20 * time.Millisecond, 40 * time.Millisecond, 80 * time.Millisecond} {
+		if !sleepCtx(ctx, wait) {
+			return false, nil, ctx.Err()
+		}
+		if b, ok := s.leaderShows(ctx, dk, peers); ok && b.rec.version > rec.expect {
+			return false, &b.rec, fmt.Errorf("%w: the key is at version %d", backend.ErrConflict, b.rec.version)
+		}
+	}
+	r, err := s.read(ctx, dk)
 	if err != nil {
-		return nil, err
+		return false, nil, err
 	}
-	if cur.version != rec.expect {
-		return &cur, fmt.Errorf("%w: the key is at version %d", backend.ErrConflict, cur.version)
+	if r.version > rec.expect && !r.absent() {
+		return false, &r, fmt.Errorf("%w: the key is at version %d", backend.ErrConflict, r.version)
 	}
-	s.suspects.add(leader, time.Now().Add(suspectFor))
-	return nil, fmt.Errorf("%w: the key's leader %s refused version %d, which a read quorum still shows; retry", backend.ErrUnavailable, leader, rec.expect)
+	s.suspect(leader)
+	s.log.Debug("libp2p: a key's leader holds a write no read quorum shows; going on without it",
+		"leader", leader, "version", rec.version)
+	return false, nil, nil
+}
+
+// leaderShows asks the key's leader and the next replicas (as many as a
+// read needs to agree) what they hold, and returns the leader's answer
+// and whether they all hold its state (a record, not garbage nor
+// nothing).
+func (s *Store) leaderShows(ctx context.Context, dk string, peers []peer.ID) (answer, bool) {
+	n := max(s.opts.agreement(len(peers)), 1)
+	got := s.ask(ctx, dk, peers[:n])
+	a := got[0]
+	if a.err != nil || a.corrupt || a.rec.absent() {
+		return a, false
+	}
+	for _, b := range got[1:] {
+		if b.err != nil || b.corrupt || !b.rec.sameState(a.rec) {
+			return a, false
+		}
+	}
+	return a, true
+}
+
+// ask asks every peer for dk, in parallel, and returns their answers in
+// the order of peers.
+func (s *Store) ask(ctx context.Context, dk string, peers []peer.ID) []answer {
+	out := make([]answer, len(peers))
+	var wg sync.WaitGroup
+	for i, p := range peers {
+		wg.Go(func() { out[i] = s.getFrom(ctx, p, dk) })
+	}
+	wg.Wait()
+	return out
+}
+
+// recentRepair is how often a handle repairs replicas one version behind
+// on one key.
+const recentRepair = time.Second
+
+// recentRepairs remembers when keys were last repaired.
+type recentRepairs struct {
+	mu sync.Mutex
+	m  map[string]time.Time
+}
+
+// first reports whether dk was not repaired within recentRepair before now,
+// and if so records now.
+func (r *recentRepairs) first(dk string, now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if last, ok := r.m[dk]; ok && now.Sub(last) < recentRepair {
+		return false
+	}
+	if r.m == nil || len(r.m) >= 10_000 {
+		r.m = make(map[string]time.Time) // forget everything: only a rate limit
+	}
+	r.m[dk] = now
+	return true
+}
+
+// suspect skips p as a leader for suspectFor.
+func (s *Store) suspect(p peer.ID) {
+	s.stats.suspected.Add(1)
+	s.suspects.add(p, time.Now().Add(suspectFor))
 }
 
 // suspectFor is how long a leader that refused without reason is skipped.
@@ -270,10 +433,11 @@ func (s *suspects) has(p peer.ID, now time.Time) bool {
 }
 
 // fanOut sends raw to peers until accepted reaches need, returning the
-// acceptances and the peers that refused or failed. Sends still running at
+// acceptances and the peers that refused or failed (the first failure's
+// error goes to *putErr when that is nil). Sends still running at
 // that point finish in the background under the handle's context, so every
 // replica gets the record.
-func (s *Store) fanOut(ctx context.Context, dk string, raw []byte, peers []peer.ID, need, accepted int) (int, []peer.ID) {
+func (s *Store) fanOut(ctx context.Context, dk string, raw []byte, peers []peer.ID, need, accepted int, putErr *error) (int, []peer.ID) {
 	type result struct {
 		p   peer.ID
 		err error
@@ -292,6 +456,9 @@ func (s *Store) fanOut(ctx context.Context, dk string, raw []byte, peers []peer.
 			accepted++
 		} else {
 			failed = append(failed, r.p)
+			if *putErr == nil {
+				*putErr = r.err
+			}
 		}
 	}
 	if accepted >= need && done < len(peers) {
@@ -320,9 +487,16 @@ func (s *Store) fanOut(ctx context.Context, dk string, raw []byte, peers []peer.
 // answer. Otherwise (disagreement, garbage, silence, or nothing found) the
 // rest are asked too, and stragglers get ReadGrace once a quorum answered.
 func (s *Store) read(ctx context.Context, dk string) (record, error) {
+	r, _, err := s.readAnswers(ctx, dk)
+	return r, err
+}
+
+// readAnswers is read, also returning the answers it got (the key's
+// leader, the closest replica, is always asked).
+func (s *Store) readAnswers(ctx context.Context, dk string) (record, []answer, error) {
 	peers, err := s.replicas(ctx, dk)
 	if err != nil {
-		return record{}, err
+		return record{}, nil, err
 	}
 	need := quorum(s.opts.ReadQuorum, len(peers))
 	answers := make(chan answer, len(peers))
@@ -347,7 +521,7 @@ func (s *Store) read(ctx context.Context, dk string) (record, error) {
 				replied++
 			}
 		case <-ctx.Done():
-			return record{}, ctx.Err()
+			return record{}, nil, ctx.Err()
 		}
 	}
 	if replied < need || !unanimous(got) || got[0].rec.absent() {
@@ -379,22 +553,29 @@ func (s *Store) read(ctx context.Context, dk string) (record, error) {
 	}
 	if replied < need {
 		if err := ctx.Err(); err != nil {
-			return record{}, err
+			return record{}, nil, err
 		}
-		return record{}, fmt.Errorf("%w: %d of %d replicas answered (%d needed)", backend.ErrUnavailable, replied, len(peers), need)
+		var errs []error
+		for _, a := range got {
+			if a.err != nil {
+				errs = append(errs, a.err)
+			}
+		}
+		return record{}, nil, fmt.Errorf("%w: %d of %d replicas answered (%d needed): %v", backend.ErrUnavailable, replied, len(peers), need, errors.Join(errs...))
 	}
 	best, corrupt := s.choose(got, len(peers))
 	if corrupt == replied {
-		return record{}, fmt.Errorf("%w: every replica that answered (%d) returned garbage", backend.ErrCorrupt, corrupt)
+		return record{}, nil, fmt.Errorf("%w: every replica that answered (%d) returned garbage", backend.ErrCorrupt, corrupt)
 	}
 	if !best.absent() {
 		s.repair(dk, best, got)
 		s.tracked.touch(dk, best.withFlags(flagRepair).encode(), time.Now())
 	}
-	return best, nil
+	return best, got, nil
 }
 
-// agreed reports whether at least agree answers hold the same write.
+// agreed reports whether at least agree answers hold the same state
+// (version and value; a reader does not care which call wrote it).
 func agreed(got []answer, agree int) bool {
 	for i := range got {
 		if got[i].err != nil || got[i].corrupt || got[i].rec.absent() {
@@ -402,7 +583,7 @@ func agreed(got []answer, agree int) bool {
 		}
 		n := 0
 		for j := range got {
-			if got[j].err == nil && !got[j].corrupt && got[j].rec.sameWrite(got[i].rec) {
+			if got[j].err == nil && !got[j].corrupt && got[j].rec.sameState(got[i].rec) {
 				n++
 			}
 		}
@@ -414,7 +595,7 @@ func agreed(got []answer, agree int) bool {
 }
 
 // unanimous reports whether every answer that came back holds the same
-// write (or nothing), with no garbage.
+// state (or nothing), with no garbage.
 func unanimous(got []answer) bool {
 	var first *record
 	for i := range got {
@@ -426,7 +607,7 @@ func unanimous(got []answer) bool {
 			return false
 		case first == nil:
 			first = &a.rec
-		case !first.sameWrite(a.rec):
+		case !first.sameState(a.rec):
 			return false
 		}
 	}
@@ -434,7 +615,8 @@ func unanimous(got []answer) bool {
 }
 
 // choose picks the highest version that at least agreement(n) answers
-// hold identically; the absence marker when there is none.
+// hold identically (the same state: version and value); the absence
+// marker when there is none.
 func (s *Store) choose(got []answer, n int) (best record, corrupt int) {
 	type cand struct {
 		rec   record
@@ -451,7 +633,7 @@ func (s *Store) choose(got []answer, n int) (best record, corrupt int) {
 		}
 		found := false
 		for _, c := range cands {
-			if c.rec.sameWrite(a.rec) {
+			if c.rec.sameState(a.rec) {
 				c.count++
 				found = true
 				break
@@ -478,12 +660,24 @@ func (s *Store) choose(got []answer, n int) (best record, corrupt int) {
 }
 
 // repair sends best, as a repair copy, to the answering replicas that
-// hold nothing or an older version, in the background.
+// hold nothing or an older version, in the background. Replicas just one
+// version behind are most often on the way to best (its writer's sends
+// are in flight: on a busy key nearly every read sees some), so for them a
+// key is repaired at most once per recentRepair.
 func (s *Store) repair(dk string, best record, got []answer) {
 	raw := best.withFlags(flagRepair).encode()
+	checkedRecent, skipRecent := false, false
 	for _, a := range got {
 		if a.err != nil || a.corrupt || (!a.rec.absent() && a.rec.version >= best.version) {
 			continue
+		}
+		if !a.rec.absent() && a.rec.version+1 == best.version {
+			if !checkedRecent {
+				checkedRecent, skipRecent = true, !s.recent.first(dk, time.Now())
+			}
+			if skipRecent {
+				continue
+			}
 		}
 		select {
 		case s.repairs <- struct{}{}:

@@ -11,13 +11,20 @@ import (
 
 // Record layout (the value of a DHT record in the project's namespace):
 //
-//	magic 's' | format 1 | flags | uvarint version | uvarint expect | value | crc32c
+//	magic 's' | format 2 | flags | uvarint version | uvarint expect | nonce (8 bytes) | value | crc32c
 //
 // The CRC covers every byte before it, so random bytes under our keys are
-// recognised as garbage rather than decoded into a record.
+// recognised as garbage rather than decoded into a record. The nonce is
+// drawn once per CompareAndPut call: two calls never make the same record,
+// so a node that took one refuses the other even when both write the same
+// bytes at the same version (see record.sameWrite), while every copy of
+// one call (resends, repairs, refreshes, a retry of an ambiguous write) is
+// the same write. Format 1 (no nonce) still decodes, with a zero nonce.
 const (
-	recordMagic  = 's'
-	recordFormat = 1
+	recordMagic   = 's'
+	recordFormat  = 2
+	recordFormat1 = 1
+	nonceSize     = 8
 	// flagRepair marks a copy sent by read repair or refresh: a storing
 	// node accepts it when it is newer than what the node holds, even
 	// though it does not expect the node's version (the node missed
@@ -40,6 +47,7 @@ type record struct {
 	version uint64
 	expect  uint64
 	flags   byte
+	nonce   [nonceSize]byte
 	value   []byte
 }
 
@@ -47,17 +55,25 @@ func (r record) repair() bool { return r.flags&flagRepair != 0 }
 func (r record) absent() bool { return r.flags&flagAbsent != 0 }
 
 // sameWrite reports whether r and o are the same write (flags aside): an
-// identical re-put, or a repair copy of it.
+// identical re-put, or a repair copy of it. Two CompareAndPut calls are
+// never the same write, even with the same value (their nonces differ).
 func (r record) sameWrite(o record) bool {
+	return r.nonce == o.nonce && r.sameState(o)
+}
+
+// sameState reports whether r and o hold the same version and value,
+// whichever calls wrote them: what a reader sees.
+func (r record) sameState(o record) bool {
 	return r.version == o.version && r.expect == o.expect && r.absent() == o.absent() && bytes.Equal(r.value, o.value)
 }
 
 // encode returns the wire form of r.
 func (r record) encode() []byte {
-	b := make([]byte, 0, 3+2*binary.MaxVarintLen64+len(r.value)+4)
+	b := make([]byte, 0, 3+2*binary.MaxVarintLen64+nonceSize+len(r.value)+4)
 	b = append(b, recordMagic, recordFormat, r.flags)
 	b = binary.AppendUvarint(b, r.version)
 	b = binary.AppendUvarint(b, r.expect)
+	b = append(b, r.nonce[:]...)
 	b = append(b, r.value...)
 	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, crcTable))
 }
@@ -78,7 +94,7 @@ func decodeRecord(b []byte, maxValue int) (record, error) {
 	if crc32.Checksum(body, crcTable) != sum {
 		return record{}, fmt.Errorf("%w: checksum mismatch", errBadRecord)
 	}
-	if body[0] != recordMagic || body[1] != recordFormat {
+	if body[0] != recordMagic || (body[1] != recordFormat && body[1] != recordFormat1) {
 		return record{}, fmt.Errorf("%w: header %x", errBadRecord, body[:2])
 	}
 	r := record{flags: body[2]}
@@ -94,10 +110,18 @@ func decodeRecord(b []byte, maxValue int) (record, error) {
 	if r.expect, n = binary.Uvarint(rest); n <= 0 {
 		return record{}, fmt.Errorf("%w: bad expected version", errBadRecord)
 	}
-	r.value = rest[n:]
+	rest = rest[n:]
+	if body[1] == recordFormat {
+		if len(rest) < nonceSize {
+			return record{}, fmt.Errorf("%w: no nonce", errBadRecord)
+		}
+		copy(r.nonce[:], rest)
+		rest = rest[nonceSize:]
+	}
+	r.value = rest
 	switch {
 	case r.absent():
-		if r.version != 0 || r.expect != 0 || len(r.value) != 0 || r.repair() {
+		if r.version != 0 || r.expect != 0 || len(r.value) != 0 || r.repair() || r.nonce != [nonceSize]byte{} {
 			return record{}, fmt.Errorf("%w: malformed absence marker", errBadRecord)
 		}
 	case r.expect == math.MaxUint64 || r.version != r.expect+1:

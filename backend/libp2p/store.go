@@ -15,6 +15,7 @@ import (
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	kb "github.com/libp2p/go-libp2p-kbucket"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
@@ -38,10 +39,12 @@ type Store struct {
 	closed atomic.Bool
 	once   sync.Once
 
-	tracked  *tracker
-	hints    *hinter
-	suspects suspects
-	stats    counters
+	tracked   *tracker
+	hints     *hinter
+	suspects  suspects
+	ambiguous ambiguousWrites
+	recent    recentRepairs
+	stats     counters
 	// repairs bounds concurrent background repair sends.
 	repairs chan struct{}
 }
@@ -50,9 +53,13 @@ type Store struct {
 // table.
 const tableRefresh = 10 * time.Second
 
-// tableSettle is how long a LookupTable handle's routing table must stay
-// the same size before Open returns.
-const tableSettle = 300 * time.Millisecond
+// tableSettle is how long a LookupTable handle waits, in Open, for its
+// routing table to grow when it does not yet hold every server it was told
+// of (some may be gone). Generous: the table takes a server only after a
+// request to it, which on a loaded machine can take a while, and a handle
+// whose table misses a server may take another replica set than the
+// others (the wait ends as soon as the table is full).
+const tableSettle = 2 * time.Second
 
 // Stats are a handle's counters since it was opened.
 type Stats struct {
@@ -68,10 +75,18 @@ type Stats struct {
 	Unconfirmed uint64
 	// RefusedDials counts dials the address filter refused.
 	RefusedDials uint64
+	// Gets and Puts count Get and CompareAndPut calls; Conflicts and
+	// Unavailable count the puts that ended so.
+	Gets, Puts, Conflicts, Unavailable uint64
+	// Suspected counts the leaders this handle found refusing writes they
+	// should take (or hiding a write no read quorum shows) and skipped.
+	Suspected uint64
 }
 
 type counters struct {
 	corrupt, repairs, refreshes, unconfirmed atomic.Uint64
+	gets, puts, conflicts, unavailable       atomic.Uint64
+	suspected                                atomic.Uint64
 }
 
 // Open starts a client node, joins the network through opts.Bootstrap and
@@ -177,6 +192,22 @@ func (s *Store) join(ctx context.Context) error {
 	if err := s.n.waitTable(ctx, 1); err != nil {
 		return fmt.Errorf("%w: %v", backend.ErrUnavailable, err)
 	}
+	if s.opts.Lookup == LookupTable {
+		// Replica sets come from the table, so it must hold every server
+		// before the first write (so that writes go where later reads
+		// look). One FIND_NODE to each bootstrap peer returns the k (20)
+		// servers closest to this node, which on a network of at most k
+		// servers is all of them (the library's table refresh finds them
+		// too, in a dozen lookups: most of the time an Open took).
+		want, err := s.discover(ctx, infos)
+		if err != nil {
+			return fmt.Errorf("%w: joining the network: %v", backend.ErrUnavailable, err)
+		}
+		if err := s.n.waitFull(ctx, want, tableSettle); err != nil {
+			return fmt.Errorf("%w: %v", backend.ErrUnavailable, err)
+		}
+		return nil
+	}
 	// A refresh looks up the neighbourhood, filling the table with
 	// servers beyond the bootstrap peers.
 	select {
@@ -187,15 +218,55 @@ func (s *Store) join(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("%w: joining the network: %v", backend.ErrUnavailable, ctx.Err())
 	}
-	if s.opts.Lookup == LookupTable {
-		// Replica sets come from the table: wait until it stops growing
-		// (servers found by the refresh are added once identified), so
-		// that the first writes go where later reads look.
-		if err := s.n.waitStable(ctx, tableSettle); err != nil {
-			return fmt.Errorf("%w: %v", backend.ErrUnavailable, err)
+	return nil
+}
+
+// discover asks the bootstrap peers for the servers closest to this node,
+// connects them, and returns how many servers it knows of (the bootstrap
+// peers among them).
+func (s *Store) discover(ctx context.Context, boot []peer.AddrInfo) (int, error) {
+	var (
+		mu    sync.Mutex
+		known = make(map[peer.ID]peer.AddrInfo)
+		wg    sync.WaitGroup
+	)
+	for _, b := range boot {
+		known[b.ID] = b
+	}
+	for _, b := range boot {
+		wg.Go(func() {
+			rctx, cancel := context.WithTimeout(ctx, s.opts.RPCTimeout)
+			defer cancel()
+			ps, err := s.n.msgr.GetClosestPeers(rctx, b.ID, s.n.id())
+			if err != nil {
+				s.log.Debug("libp2p: asking a bootstrap peer for servers", "peer", b.ID, "err", err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, p := range ps {
+				if p.ID != s.n.id() && len(p.Addrs) > 0 {
+					known[p.ID] = *p
+				}
+			}
+		})
+	}
+	wg.Wait()
+	delete(known, s.n.id())
+	var more []peer.AddrInfo
+	for id, ai := range known {
+		if s.n.host.Network().Connectedness(id) != network.Connected {
+			more = append(more, ai)
 		}
 	}
-	return nil
+	if _, err := s.n.connect(ctx, more); err != nil {
+		// Some servers may be gone; the table holds the others.
+		s.log.Debug("libp2p: connecting servers", "err", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	return len(known), nil
 }
 
 // Capabilities implements backend.Store.
@@ -207,6 +278,8 @@ func (s *Store) Stats() Stats {
 		Corrupt: s.stats.corrupt.Load(), Repairs: s.stats.repairs.Load(),
 		Refreshes: s.stats.refreshes.Load(), Unconfirmed: s.stats.unconfirmed.Load(),
 		RefusedDials: s.n.gater.refusedCount(),
+		Gets:         s.stats.gets.Load(), Puts: s.stats.puts.Load(), Conflicts: s.stats.conflicts.Load(),
+		Unavailable: s.stats.unavailable.Load(), Suspected: s.stats.suspected.Load(),
 	}
 }
 
@@ -253,6 +326,7 @@ func (s *Store) Get(ctx context.Context, key string) (backend.Entry, error) {
 	if err := s.check(ctx, key); err != nil {
 		return backend.Entry{}, err
 	}
+	s.stats.gets.Add(1)
 	dk := s.dhtKey(key)
 	r, err := s.read(ctx, dk)
 	if err != nil {
@@ -264,12 +338,17 @@ func (s *Store) Get(ctx context.Context, key string) (backend.Entry, error) {
 	return backend.Entry{Value: append([]byte{}, r.value...), Version: backend.Version(r.version)}, nil
 }
 
-// CompareAndPut implements backend.Store. The record (version expect+1)
-// goes to every replica; each applies compare-and-put; the write succeeds
-// on a write quorum of distinct acceptances. Otherwise the refusing
-// replicas are asked what they hold: a conflict carries that entry; too
-// few answers is backend.ErrUnavailable (the write may still have landed
-// on some replicas; retrying the same value is safe).
+// CompareAndPut implements backend.Store. The record (version expect+1,
+// with a nonce of this call) goes to every replica; each applies
+// compare-and-put; the write succeeds on a write quorum of distinct
+// acceptances. Otherwise the refusing replicas are asked what they hold: a
+// conflict carries that entry; too few answers is backend.ErrUnavailable
+// (the write may still have landed on some replicas; retrying the same
+// value at the same version on this handle is safe: the retry reuses the
+// nonce, so replicas that took the first attempt take it again).
+//
+// Two calls that write the same value at the same version are two writes:
+// at most one succeeds, the other gets a conflict carrying the first.
 func (s *Store) CompareAndPut(ctx context.Context, key string, expect backend.Version, value []byte) (backend.Version, error) {
 	if err := s.check(ctx, key); err != nil {
 		return 0, err
@@ -287,7 +366,21 @@ func (s *Store) CompareAndPut(ctx context.Context, key string, expect backend.Ve
 		return 0, &backend.ConflictError{Key: key, Expected: expect, Current: cur.entry(), Known: true}
 	}
 	rec := record{version: uint64(expect) + 1, expect: uint64(expect), value: value}
+	var retry bool
+	if rec.nonce, retry = s.ambiguous.take(dk, rec); !retry {
+		rec.nonce = newNonce()
+	}
+	s.stats.puts.Add(1)
 	cur, err := s.write(ctx, dk, rec)
+	if err != nil && !errors.Is(err, backend.ErrConflict) {
+		s.ambiguous.remember(dk, rec)
+	}
+	switch {
+	case errors.Is(err, backend.ErrConflict):
+		s.stats.conflicts.Add(1)
+	case errors.Is(err, backend.ErrUnavailable):
+		s.stats.unavailable.Add(1)
+	}
 	switch {
 	case err == nil:
 		s.hints.changed(dk, rec.version)
@@ -342,7 +435,9 @@ func (s *Store) RecordKey(key string) string { return s.dhtKey(key) }
 // CreateRecord encodes value as the record that creates a key (version
 // 1), the value a direct library PutValue must carry to pass the
 // network's validator.
-func CreateRecord(value []byte) []byte { return record{version: 1, value: value}.encode() }
+func CreateRecord(value []byte) []byte {
+	return record{version: 1, nonce: newNonce(), value: value}.encode()
+}
 
 // PutToOnePeer sends value (an encoded record, see CreateRecord) under key
 // to the closest server in the handle's routing table, in one PUT_VALUE
