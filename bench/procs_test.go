@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -192,15 +193,19 @@ func runChildren(kids []*child) (uint64, error) {
 	return retries, errors.Join(errs...)
 }
 
-// BenchmarkIndependentProcs: P publishers as P OS processes on Redis (each
-// its own store handle, client and identity, opened by URI), one message
-// at a time, with a live pushed subscriber in the parent verifying every
-// message; then the same publishers in-process (BenchmarkIndependentRedis's
-// setup) on a fresh topic, in the same run.
+// BenchmarkIndependentProcs: P publishers as P OS processes (each its own
+// store handle, client and identity, opened by URI), one message at a time,
+// with a live pushed subscriber in the parent verifying every message; then
+// the same publishers in-process (as in BenchmarkIndependentRedis and
+// BenchmarkIndependentBolt) on a fresh topic, in the same run.
 //
-//	redis/order=ORDER/P=n  msgs/s (acknowledged and delivered),
-//	                       retries/msg, start-retries/pub,
-//	                       in-process-msgs/s, x-in-process
+//	redis/order=ORDER/P=n  Redis direct (each child its own connections)
+//	bolt/order=ORDER/P=n   one bolt file (fsync on) shared: the parent owns
+//	                       it (bolt://path?share=1), the children reach it
+//	                       through its private socket
+//
+// Metrics: msgs/s (acknowledged and delivered), retries/msg,
+// start-retries/pub, in-process-msgs/s, x-in-process.
 func BenchmarkIndependentProcs(b *testing.B) {
 	srv := redistest.Require(b)
 	if srv.Cluster || srv.TLS != nil || srv.Username != "" || srv.Password != "" {
@@ -209,34 +214,53 @@ func BenchmarkIndependentProcs(b *testing.B) {
 	for _, order := range orderings {
 		for _, p := range []int{10, 100} {
 			b.Run(fmt.Sprintf("redis/order=%s/P=%d", order, p), func(b *testing.B) {
-				ctx := benchCtx(b)
 				prefix := redistest.Prefix(b)
 				redistest.CleanupPrefix(b, srv, prefix)
 				uri := fmt.Sprintf("redis://%s/%d?prefix=%s", srv.Addr(), srv.DB, prefix)
-				topic := benchTopic + "/procs"
-				kids, startRetries := startChildren(b, ctx, uri, topic, order, p)
-				ls := startLiveSub(b, ctx, openRedisPrefix(b, srv, prefix), topic, order, b.N)
-				b.ResetTimer()
-				start := time.Now()
-				retries, err := runChildren(kids)
-				if err != nil {
-					b.Fatal(err)
-				}
-				ls.wait(b, ctx)
-				elapsed := time.Since(start)
-				b.StopTimer()
-				rate := reportIndependent(b, elapsed, retries)
-				b.ReportMetric(startRetries, "start-retries/pub")
-
-				open := func() backend.Store { return openRedisPrefix(b, srv, prefix) }
-				clients := newClients(b, p, order, func(int) backend.Store { return open() })
-				warmUp(b, ctx, benchTopic, clients)
-				in, _ := independentRun(b, ctx, benchTopic, order, p, open(), clients,
-					func(w int) *core.Client { return clients[w] }, "")
-				inRate := float64(b.N) / in.Seconds()
-				b.ReportMetric(inRate, "in-process-msgs/s")
-				b.ReportMetric(rate/inRate, "x-in-process")
+				benchProcs(b, uri, order, p, func() backend.Store { return openRedisPrefix(b, srv, prefix) })
 			})
 		}
 	}
+	for _, order := range orderings {
+		for _, p := range []int{10, 100} {
+			b.Run(fmt.Sprintf("bolt/order=%s/P=%d", order, p), func(b *testing.B) {
+				uri := "bolt://" + filepath.Join(b.TempDir(), "procs.db") + "?share=1"
+				owner, err := backend.Open(benchCtx(b), uri)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { _ = owner.Close() })
+				benchProcs(b, uri, order, p, func() backend.Store { return owner })
+			})
+		}
+	}
+}
+
+// benchProcs is one run of BenchmarkIndependentProcs: children publish
+// through uri; the live subscriber and the in-process publishers use the
+// handles open returns.
+func benchProcs(b *testing.B, uri string, order core.Ordering, p int, open func() backend.Store) {
+	ctx := benchCtx(b)
+	topic := benchTopic + "/procs"
+	kids, startRetries := startChildren(b, ctx, uri, topic, order, p)
+	ls := startLiveSub(b, ctx, open(), topic, order, b.N)
+	b.ResetTimer()
+	start := time.Now()
+	retries, err := runChildren(kids)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ls.wait(b, ctx)
+	elapsed := time.Since(start)
+	b.StopTimer()
+	rate := reportIndependent(b, elapsed, retries)
+	b.ReportMetric(startRetries, "start-retries/pub")
+
+	clients := newClients(b, p, order, func(int) backend.Store { return open() })
+	warmUp(b, ctx, benchTopic, clients)
+	in, _ := independentRun(b, ctx, benchTopic, order, p, open(), clients,
+		func(w int) *core.Client { return clients[w] }, "")
+	inRate := float64(b.N) / in.Seconds()
+	b.ReportMetric(inRate, "in-process-msgs/s")
+	b.ReportMetric(rate/inRate, "x-in-process")
 }
