@@ -37,35 +37,29 @@ func (e *engine) readCoord(ctx context.Context, tk topicKeys) (*coordState, back
 	}
 }
 
+// decodeCoordValue decodes a coordinator value (inline, or a reference to
+// a blob) and refuses one of the other ordering.
 func (e *engine) decodeCoordValue(ctx context.Context, v []byte) (*coordState, error) {
-	st, err := e.decodeCoordAny(ctx, v)
-	if err == nil {
-		err = e.checkOrder(st)
-	}
-	return st, err
-}
-
-// decodeCoordAny decodes a coordinator value of either ordering.
-func (e *engine) decodeCoordAny(ctx context.Context, v []byte) (*coordState, error) {
 	if len(v) == 0 {
 		return nil, malformed("empty coordinator")
 	}
+	data, ref := v, Ref{}
 	if v[0] == coordBlob {
 		if len(v) != 33 {
 			return nil, malformed("coordinator reference of %d bytes", len(v))
 		}
-		ref := Ref(v[1:])
-		data, err := e.blobs.get(ctx, ref)
-		if err != nil {
+		ref = Ref(v[1:])
+		var err error
+		if data, err = e.blobs.get(ctx, ref); err != nil {
 			return nil, err
 		}
-		st, err := decodeCoordState(data)
-		if err == nil {
-			st.blob = ref
-		}
-		return st, err
 	}
-	return decodeCoordState(v)
+	st, err := decodeCoordState(data)
+	if err != nil {
+		return nil, err
+	}
+	st.blob = ref
+	return st, e.checkOrder(st)
 }
 
 func (e *engine) encodeCoordValue(ctx context.Context, st *coordState) ([]byte, error) {

@@ -147,19 +147,7 @@ func (s *Subscription) prefetch(ctx context.Context, anns []announcement) {
 	}
 	got := make([]*prefetched, len(wants))
 	_ = s.c.eng.blobs.parallel(ctx, len(wants), func(ctx context.Context, i int) error {
-		data, err := s.c.eng.blobs.get(ctx, wants[i].ref)
-		if err != nil {
-			return nil
-		}
-		sg, err := decodeSegment(data)
-		if err != nil || PublisherIDOf(sg.Publisher) != wants[i].pub {
-			return nil
-		}
-		msgs, err := verifySegment(s.tk.name, sg)
-		if err != nil {
-			return nil // delivery verifies it again, and counts it
-		}
-		got[i] = &prefetched{seg: sg, msgs: msgs}
+		got[i], _ = s.fetchVerified(ctx, wants[i].ref, wants[i].pub)
 		return nil
 	})
 	s.pre = make(map[Ref]*prefetched, len(wants))
@@ -168,6 +156,25 @@ func (s *Subscription) prefetch(ctx context.Context, anns []announcement) {
 			s.pre[wants[i].ref] = p
 		}
 	}
+}
+
+// fetchVerified reads, decodes and verifies segment ref of publisher pub
+// for a prefetch, and returns its size in bytes. Whatever fails gives nil:
+// delivery reads it again, and handles and counts the failure there.
+func (s *Subscription) fetchVerified(ctx context.Context, ref Ref, pub PublisherID) (*prefetched, int) {
+	data, err := s.c.eng.blobs.get(ctx, ref)
+	if err != nil {
+		return nil, 0
+	}
+	sg, err := decodeSegment(data)
+	if err != nil || PublisherIDOf(sg.Publisher) != pub {
+		return nil, len(data)
+	}
+	msgs, err := verifySegment(s.tk.name, sg)
+	if err != nil {
+		return nil, len(data)
+	}
+	return &prefetched{seg: sg, msgs: msgs}, len(data)
 }
 
 // errRetryLater marks a segment that is missing for now on a backend where

@@ -84,61 +84,24 @@ func (f *Forger) GarbageHead(ctx context.Context, topic string, seq uint64, junk
 // seg, seq) in the coordinator.
 func (f *Forger) publishHead(ctx context.Context, topic string, pid PublisherID, head []byte, seg Ref, seq uint64) error {
 	tk := newTopicKeys(topic)
-	key := tk.head(pid)
-	// Like a real writer, ride out transient errors and the conflicts an
-	// ambiguous earlier attempt causes (fault-injecting stores).
-	for attempt := 0; ; attempt++ {
-		var expect backend.Version
-		e, err := f.c.eng.store.Get(ctx, key)
-		if err == nil {
-			expect = e.Version
-			if bytes.Equal(e.Value, head) {
-				break // an earlier attempt landed
-			}
-		}
-		if err != nil && !errors.Is(err, backend.ErrNotFound) && !retryable(err) {
-			return err
-		}
-		if err == nil || errors.Is(err, backend.ErrNotFound) {
-			if _, err = f.c.eng.store.CompareAndPut(ctx, key, expect, head); err == nil {
-				break
-			}
-			if !retryable(err) && !errors.Is(err, backend.ErrConflict) {
-				return err
-			}
-		}
-		if attempt == 20 {
-			return err
-		}
-		if err := sleepJitter(ctx, attempt); err != nil {
-			return err
-		}
+	if err := f.overwrite(ctx, tk.head(pid), head); err != nil {
+		return err
 	}
 	_, err := f.c.eng.announce(ctx, tk, coordOp{anns: []announcement{{Pub: pid, Seg: seg, To: seq, Time: f.c.eng.now().UnixNano()}}})
 	return err
 }
 
-// putBlob stores data as a blob, riding out transient errors.
-func (f *Forger) putBlob(ctx context.Context, data []byte) (ref Ref, err error) {
-	err = retryIO(ctx, func() error { ref, err = f.c.eng.blobs.put(ctx, data); return err })
-	return ref, err
-}
-
-// Close releases the forger.
-func (f *Forger) Close(ctx context.Context) error { return f.c.Close(ctx) }
-
-// ForgePolicy overwrites topic's write-access policy with one signed by
-// the forger's key, allowing allowed (raw: junk instead, if not nil).
-func (f *Forger) ForgePolicy(ctx context.Context, topic string, allowed []PublisherID, raw []byte) error {
-	key := newTopicKeys(topic).policy()
-	rec := raw
-	if rec == nil {
-		rec = encodePolicy(f.c.id, topic, 1<<40, allowed)
-	}
+// overwrite writes rec under key whatever is there, as anyone with write
+// access can. Like a real writer it rides out transient errors and the
+// conflicts an ambiguous earlier attempt causes (fault-injecting stores).
+func (f *Forger) overwrite(ctx context.Context, key string, rec []byte) error {
 	for attempt := 0; ; attempt++ {
 		var expect backend.Version
 		e, err := f.c.eng.store.Get(ctx, key)
 		if err == nil {
+			if bytes.Equal(e.Value, rec) {
+				return nil // an earlier attempt landed
+			}
 			expect = e.Version
 		}
 		if err == nil || errors.Is(err, backend.ErrNotFound) {
@@ -153,4 +116,23 @@ func (f *Forger) ForgePolicy(ctx context.Context, topic string, allowed []Publis
 			return err
 		}
 	}
+}
+
+// putBlob stores data as a blob, riding out transient errors.
+func (f *Forger) putBlob(ctx context.Context, data []byte) (ref Ref, err error) {
+	err = retryIO(ctx, func() error { ref, err = f.c.eng.blobs.put(ctx, data); return err })
+	return ref, err
+}
+
+// Close releases the forger.
+func (f *Forger) Close(ctx context.Context) error { return f.c.Close(ctx) }
+
+// ForgePolicy overwrites topic's write-access policy with one signed by
+// the forger's key, allowing allowed (raw: junk instead, if not nil).
+func (f *Forger) ForgePolicy(ctx context.Context, topic string, allowed []PublisherID, raw []byte) error {
+	rec := raw
+	if rec == nil {
+		rec = encodePolicy(f.c.id, topic, 1<<40, allowed)
+	}
+	return f.overwrite(ctx, newTopicKeys(topic).policy(), rec)
 }

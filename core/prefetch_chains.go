@@ -44,23 +44,17 @@ func (s *Subscription) prefetchChains(ctx context.Context, tips []announcement) 
 		j := jobs[i]
 		ref := j.a.Seg
 		for !ref.IsZero() && ctx.Err() == nil {
-			data, err := s.c.eng.blobs.get(ctx, ref)
-			if err != nil || budget.Add(-int64(len(data))) < 0 {
+			p, size := s.fetchVerified(ctx, ref, j.a.Pub)
+			// A segment that does not verify ends the walk: its Prev is
+			// not trusted.
+			if p == nil || budget.Add(-int64(size)) < 0 {
 				return nil
 			}
-			sg, err := decodeSegment(data)
-			if err != nil || PublisherIDOf(sg.Publisher) != j.a.Pub {
+			results[i] = append(results[i], found{ref, p})
+			if p.seg.First <= j.from || p.seg.First <= 1 {
 				return nil
 			}
-			msgs, err := verifySegment(s.tk.name, sg)
-			if err != nil {
-				return nil // delivery verifies it again, and counts it; its Prev is not trusted
-			}
-			results[i] = append(results[i], found{ref, &prefetched{seg: sg, msgs: msgs}})
-			if sg.First <= j.from || sg.First <= 1 {
-				return nil
-			}
-			ref = sg.Prev
+			ref = p.seg.Prev
 		}
 		return nil
 	})
