@@ -109,68 +109,92 @@ func TestBadPeers(t *testing.T) {
 	sw := newSwarm(t, 12, g)
 	for name, bp := range badPeers {
 		t.Run(name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-			defer cancel()
-			_, ns, err := ed25519.GenerateKey(nil)
-			require.NoError(t, err)
-			const key = "topic/head"
-			salt := bittorrent.KeySalt(nil, key)
-			target := bittorrent.MutableTarget(ns.Public().(ed25519.PublicKey), salt)
-			var ret *krpc.Bep44Return
-			if bp.answer != nil {
-				r := bp.answer(t, ns, salt)
-				ret = &r
-			}
-			bad := startBadNode(t, sw, g, target, ret)
-
-			// The handles know the bad node from the start (a full bucket
-			// of an honest node may not list it), so it is certainly the
-			// closest node they ask.
-			boot := append(sw.Addrs(), bad.Addr().String())
-			open := func() *bittorrent.Store {
-				// A generous query timeout: under -race the bad node's first
-				// answer must not be mistaken for silence.
-				st, err := bittorrent.Open(ctx, bittorrent.Options{Bootstrap: boot, PrivateKey: ns, WrapConn: g.wrap, Logger: quietLogger(),
-					QueryTimeout: 5 * time.Second})
-				require.NoError(t, err)
-				t.Cleanup(func() { _ = st.Close() })
-				return st
-			}
-			w, r := open(), open()
-			v1, err := w.CompareAndPut(ctx, key, 0, []byte("honest 1"))
-			require.NoError(t, err, "honest nodes make a write quorum")
-			v2, err := w.CompareAndPut(ctx, key, v1, []byte("honest 2"))
-			require.NoError(t, err)
-			e, err := r.Get(ctx, key)
-			require.NoError(t, err)
-			assert.Equal(t, backend.Entry{Value: []byte("honest 2"), Version: v2}, e, "the bad item is never delivered")
-
-			ws, rs := w.Stats(), r.Stats()
-			t.Logf("writer %+v; reader %+v", ws, rs)
-			assert.Positive(t, ws.PutRefusals, "the refused puts are counted")
-			// Both handles met the bad node (the writer's put loop always
-			// asks it; the reader only if its read quorum reached it), so
-			// what they counted together must name the bad item's kind,
-			// and nothing else.
-			seen := map[string]int64{}
-			for _, st := range []bittorrent.Stats{ws, rs} {
-				for k, n := range st.BadItems {
-					seen[fmt.Sprint(k)] += n
+			// A UDP answer can be lost or late under load; the handle then
+			// rightly leaves the bad node out, and nothing is learned about
+			// it. So a round that never met the bad node is run again with a
+			// new namespace (a new target, a new bad node); one must meet it.
+			const rounds = 3
+			for i := 1; ; i++ {
+				met := meetBadPeer(t, sw, g, bp.answer, bp.counts, bp.kind)
+				if met || t.Failed() {
+					return
 				}
-			}
-			if bp.counts {
-				assert.Positive(t, seen[fmt.Sprint(bp.kind)], "no handle counted a %v item", bp.kind)
-				for k, n := range seen {
-					if k != fmt.Sprint(bp.kind) {
-						assert.Zero(t, n, "counted as %v", k)
-					}
-				}
-			} else {
-				assert.Empty(t, seen)
+				require.Less(t, i, rounds, "in %d rounds the handles never met the bad node", rounds)
+				t.Logf("round %d: the handles did not meet the bad node; again", i)
 			}
 		})
 	}
 	require.Empty(t, g.refused())
+}
+
+// meetBadPeer runs one round against a new bad node that answers with
+// answer: an honest writer and reader go through it, the bad item is never
+// delivered, and what the handles counted names nothing but kind (counts:
+// whether a get sees a bad item at all). It reports whether the handles met
+// the bad node (the writer's put was refused by it); the counting checks
+// run only then.
+func meetBadPeer(t *testing.T, sw *bittorrent.Swarm, g *guards, answer badAnswer, counts bool, kind bittorrent.BadItemKind) bool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	_, ns, err := ed25519.GenerateKey(nil)
+	require.NoError(t, err)
+	const key = "topic/head"
+	salt := bittorrent.KeySalt(nil, key)
+	target := bittorrent.MutableTarget(ns.Public().(ed25519.PublicKey), salt)
+	var ret *krpc.Bep44Return
+	if answer != nil {
+		r := answer(t, ns, salt)
+		ret = &r
+	}
+	bad := startBadNode(t, sw, g, target, ret)
+
+	// The handles know the bad node from the start (a full bucket of an
+	// honest node may not list it), so it is the closest node they ask.
+	boot := append(sw.Addrs(), bad.Addr().String())
+	open := func() *bittorrent.Store {
+		// A generous query timeout: under -race the bad node's first
+		// answer must not be mistaken for silence.
+		st, err := bittorrent.Open(ctx, bittorrent.Options{Bootstrap: boot, PrivateKey: ns, WrapConn: g.wrap, Logger: quietLogger(),
+			QueryTimeout: 5 * time.Second})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = st.Close() })
+		return st
+	}
+	w, r := open(), open()
+	v1, err := w.CompareAndPut(ctx, key, 0, []byte("honest 1"))
+	require.NoError(t, err, "honest nodes make a write quorum")
+	v2, err := w.CompareAndPut(ctx, key, v1, []byte("honest 2"))
+	require.NoError(t, err)
+	e, err := r.Get(ctx, key)
+	require.NoError(t, err)
+	assert.Equal(t, backend.Entry{Value: []byte("honest 2"), Version: v2}, e, "the bad item is never delivered")
+
+	ws, rs := w.Stats(), r.Stats()
+	t.Logf("writer %+v; reader %+v", ws, rs)
+	if ws.PutRefusals == 0 {
+		return false // the writer's puts never reached the bad node
+	}
+	// Both handles met the bad node (the writer's put loop asked it; the
+	// reader only if its read quorum reached it), so what they counted
+	// together must name the bad item's kind, and nothing else.
+	seen := map[string]int64{}
+	for _, st := range []bittorrent.Stats{ws, rs} {
+		for k, n := range st.BadItems {
+			seen[fmt.Sprint(k)] += n
+		}
+	}
+	if counts {
+		assert.Positive(t, seen[fmt.Sprint(kind)], "no handle counted a %v item", kind)
+		for k, n := range seen {
+			if k != fmt.Sprint(kind) {
+				assert.Zero(t, n, "counted as %v", k)
+			}
+		}
+	} else {
+		assert.Empty(t, seen)
+	}
+	return true
 }
 
 func TestReadOnly(t *testing.T) {
