@@ -88,6 +88,11 @@ func RunContract(t *testing.T, mk MakeHarness) {
 			t.Run("Error", s.testUpdateError)
 			t.Run("Concurrent", s.testUpdateConcurrent)
 		})
+		t.Run("Batch", func(t *testing.T) {
+			t.Run("Apply", s.testBatchApply)
+			t.Run("AllOrNothing", s.testBatchAllOrNothing)
+			t.Run("Concurrent", s.testBatchConcurrent)
+		})
 		t.Run("ReadYourWrites", s.testReadYourWrites)
 		t.Run("Stress", func(t *testing.T) {
 			t.Run("Counters", s.testStressCounters)

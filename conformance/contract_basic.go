@@ -30,6 +30,7 @@ func (s *suite) testCapabilities(t *testing.T) {
 		{"Watcher", implements[backend.Watcher](f.store)},
 		{"Deleter", implements[backend.Deleter](f.store)},
 		{"Updater", implements[backend.Updater](f.store)},
+		{"Batcher", implements[backend.Batcher](f.store)},
 	} {
 		t.Logf("implements backend.%s: %v", iface.name, iface.ok)
 	}

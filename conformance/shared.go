@@ -40,7 +40,11 @@ func (h *sharedHarness) NewStore(ctx context.Context) (backend.Store, error) {
 	}
 	h.refs++
 	hctx, cancel := context.WithCancel(context.Background())
-	return &sharedHandle{h: h, inner: h.inner, ctx: hctx, cancel: cancel}, nil
+	sh := &sharedHandle{h: h, inner: h.inner, ctx: hctx, cancel: cancel}
+	if _, ok := h.inner.(backend.Batcher); ok {
+		return &sharedBatchHandle{sh}, nil
+	}
+	return sh, nil
 }
 
 func (h *sharedHarness) release() error {
@@ -162,3 +166,15 @@ func (s *sharedHandle) Update(ctx context.Context, key string, fn backend.Update
 // errNotOffered: the underlying store lacks an optional interface that a
 // shared handle forwards.
 var errNotOffered = errors.New("conformance: the shared store does not implement this optional interface")
+
+// sharedBatchHandle is a sharedHandle onto a store that implements
+// backend.Batcher (the others do not offer it, so the suite skips it).
+type sharedBatchHandle struct{ *sharedHandle }
+
+// UpdateWith implements backend.Batcher.
+func (s *sharedBatchHandle) UpdateWith(ctx context.Context, puts []backend.Put, key string, fn backend.UpdateFunc) (backend.Version, []backend.Version, error) {
+	if err := s.check(); err != nil {
+		return 0, nil, err
+	}
+	return s.inner.(backend.Batcher).UpdateWith(ctx, puts, key, fn)
+}

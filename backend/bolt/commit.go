@@ -19,6 +19,7 @@ const (
 	opCAS opKind = iota + 1
 	opDelete
 	opUpdate
+	opBatch // puts, then an update (UpdateWith)
 )
 
 // op is one write queued for the committer.
@@ -28,7 +29,8 @@ type op struct {
 	kb     []byte             // key bytes, prepared by the caller
 	expect backend.Version    // opCAS, opDelete
 	rec    []byte             // opCAS: record with an unset version header
-	fn     backend.UpdateFunc // opUpdate
+	fn     backend.UpdateFunc // opUpdate, opBatch
+	puts   []*op              // opBatch: the compare-and-puts (opCAS ops)
 
 	// Guarded by Store.mu.
 	taken     bool // the committer owns the op: the caller must wait for done
@@ -179,6 +181,12 @@ func (s *Store) commit(batch []*op) {
 			return fmt.Errorf("%w: the %q or %q bucket is missing", backend.ErrCorrupt, dataBucketName, metaBucketName)
 		}
 		for _, o := range batch {
+			if o.kind == opBatch {
+				if err := s.applyBatch(data, meta, o); err != nil {
+					return err
+				}
+				continue
+			}
 			s.apply(data, meta, o)
 		}
 		return nil

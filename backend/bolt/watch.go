@@ -84,12 +84,17 @@ func (s *Store) notify(batch []*op) {
 	if len(s.watchers) == 0 {
 		return
 	}
+	offer := func(o *op) {
+		if o.changed {
+			for w := range s.watchers[o.key] {
+				backend.Offer(w.ch, o.ver)
+			}
+		}
+	}
 	for _, o := range batch {
-		if !o.changed {
-			continue
+		for _, p := range o.puts {
+			offer(p)
 		}
-		for w := range s.watchers[o.key] {
-			backend.Offer(w.ch, o.ver)
-		}
+		offer(o)
 	}
 }
