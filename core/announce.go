@@ -20,6 +20,12 @@ import (
 // Get/CompareAndPut path, which can do I/O between read and write.
 var errNeedCAS = errors.New("coordinator update needs the compare-and-put path")
 
+// errNoBatch: a coordOp carrying records to write in the same atomic step
+// (coordOp.batch) cannot be merged that way (the store is no
+// backend.Batcher, or the merge needs the compare-and-put path); nothing
+// was written, and the caller writes the records one by one.
+var errNoBatch = errors.New("coordinator update cannot carry a batch")
+
 func (e *engine) needsFold(st *coordState) bool { return len(st.Window) >= e.foldWindow }
 
 // announceDirect merges op into the topic coordinator and returns once the
@@ -49,6 +55,9 @@ func (e *engine) announceDirect(ctx context.Context, tk topicKeys, op coordOp) (
 
 func (e *engine) mergeCoord(ctx context.Context, tk topicKeys, op coordOp) (*coordState, error) {
 	up, ok := e.store.(backend.Updater)
+	if _, batches := e.store.(backend.Batcher); op.batch != nil && (!ok || !batches) {
+		return nil, errNoBatch
+	}
 	if !ok {
 		return e.casCoord(ctx, tk, op, 0)
 	}
@@ -85,6 +94,9 @@ func (e *engine) mergeCoord(ctx context.Context, tk topicKeys, op coordOp) (*coo
 			// The state no longer fits a value and must become a blob (or
 			// the registry cache keeps missing): one compare-and-put
 			// attempt, then back to the engine-side update.
+			if op.batch != nil {
+				return nil, errNoBatch
+			}
 			st, err = e.casCoord(ctx, tk, op, 1)
 			if !errors.Is(err, errLostRace) {
 				return st, err
@@ -178,7 +190,7 @@ func (e *engine) updateCoord(ctx context.Context, up backend.Updater, tk topicKe
 		out  *coordState
 		need blobNeed
 	)
-	_, err := up.Update(ctx, tk.coord, func(cur backend.Entry) ([]byte, error) {
+	update := func(cur backend.Entry) ([]byte, error) {
 		st := e.newCoord()
 		if cur.Version != 0 {
 			if len(cur.Value) == 0 || cur.Value[0] != coordInline {
@@ -221,7 +233,17 @@ func (e *engine) updateCoord(ctx context.Context, up backend.Updater, tk topicKe
 		}
 		out = st
 		return enc, nil
-	})
+	}
+	var err error
+	if op.batch != nil {
+		// The records of the batch land with the merge, or nothing does.
+		var vers []backend.Version
+		if _, vers, err = e.store.(backend.Batcher).UpdateWith(ctx, op.batch.puts, tk.coord, update); err == nil {
+			op.batch.vers = vers
+		}
+	} else {
+		_, err = up.Update(ctx, tk.coord, update)
+	}
 	if err != nil && !errors.Is(err, errNeedCAS) && !errors.Is(err, errNeedFold) && !errors.Is(err, errNeedBlobs) {
 		return nil, need, fmt.Errorf("core: update coordinator of %q: %w", tk.name, err)
 	}

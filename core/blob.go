@@ -80,6 +80,16 @@ func (b *blobStore) putFresh(ctx context.Context, data []byte) (Ref, error) {
 	return ref, nil
 }
 
+// leaf returns the digest of data and the write that stores it whole, if
+// it fits one value (fits false: it needs chunking, see putNode).
+func (b *blobStore) leaf(data []byte) (ref Ref, put backend.Put, fits bool) {
+	if 1+len(data) > b.maxValue {
+		return Ref{}, backend.Put{}, false
+	}
+	ref = digest(data)
+	return ref, backend.Put{Key: blobKey(ref), Value: append([]byte{blobLeaf}, data...)}, true
+}
+
 func (b *blobStore) putNode(ctx context.Context, ref Ref, data []byte) error {
 	if 1+len(data) <= b.maxValue {
 		return b.putRaw(ctx, ref, append([]byte{blobLeaf}, data...))

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+
+	"github.com/stickypub/stickypub/backend"
 )
 
 // announcement says: publisher Pub's log on this topic reaches seq To, and
@@ -117,6 +119,16 @@ type coordOp struct {
 	subs map[PublisherID]int64
 	// active raises activity leases (unordered mode).
 	active map[PublisherID]int64
+	// batch, when set, holds records to write in the same atomic step as
+	// the merge (backend.Batcher): a publisher's segment and head record.
+	batch *putBatch
+}
+
+// putBatch is what a coordOp writes beside the coordinator, and the
+// versions the writes got.
+type putBatch struct {
+	puts []backend.Put
+	vers []backend.Version // set when the merge landed
 }
 
 // apply merges op into s and reports whether s changed. now is used to drop

@@ -149,26 +149,50 @@ func (a *announcer) run() {
 			return
 		}
 		a.mu.Unlock()
-		var merged coordOp
+		// Requests that carry records (coordOp.batch) each go as their own
+		// atomic step, concurrently: a conflict on one's records must fail
+		// that one only, and the store group-commits them anyway.
+		var wg sync.WaitGroup
+		plain := batch[:0:0]
 		for _, r := range batch {
-			merged.anns = append(merged.anns, r.op.anns...)
-			for p, exp := range r.op.subs {
-				if merged.subs == nil {
-					merged.subs = map[PublisherID]int64{}
-				}
-				merged.subs[p] = exp
+			if r.op.batch == nil {
+				plain = append(plain, r)
+				continue
 			}
-			for p, exp := range r.op.active {
-				if merged.active == nil {
-					merged.active = map[PublisherID]int64{}
-				}
-				merged.active[p] = max(merged.active[p], exp)
+			wg.Go(func() {
+				st, err := a.e.announceDirect(a.e.ctx, a.tk, r.op)
+				r.done <- annResult{st: st, err: err}
+			})
+		}
+		if len(plain) > 0 {
+			a.mergeAndAnnounce(plain)
+		}
+		wg.Wait()
+	}
+}
+
+// mergeAndAnnounce merges the requests of batch into one coordinator
+// update and answers each with its outcome.
+func (a *announcer) mergeAndAnnounce(batch []*annRequest) {
+	var merged coordOp
+	for _, r := range batch {
+		merged.anns = append(merged.anns, r.op.anns...)
+		for p, exp := range r.op.subs {
+			if merged.subs == nil {
+				merged.subs = map[PublisherID]int64{}
 			}
+			merged.subs[p] = exp
 		}
-		st, err := a.e.announceDirect(a.e.ctx, a.tk, merged)
-		for _, r := range batch {
-			r.done <- annResult{st: st, err: err}
+		for p, exp := range r.op.active {
+			if merged.active == nil {
+				merged.active = map[PublisherID]int64{}
+			}
+			merged.active[p] = max(merged.active[p], exp)
 		}
+	}
+	st, err := a.e.announceDirect(a.e.ctx, a.tk, merged)
+	for _, r := range batch {
+		r.done <- annResult{st: st, err: err}
 	}
 }
 

@@ -15,20 +15,18 @@ import (
 	"github.com/stickypub/stickypub/backend"
 )
 
-// flush writes batch b: segment blob, then head record, then announcement.
+// flush writes batch b: segment blob, then head record, then announcement
+// (in one step where the store batches, see flushBatched).
 func (p *topicPublisher) flush(ctx context.Context, b *inflightBatch) error {
 	c := p.c
 	first, last := b.msgs[0].seq, b.msgs[len(b.msgs)-1].seq
-	if !b.headDone {
-		p.hashLeaves(b.msgs)
-		seg := segment{Publisher: c.id.PublicKey(), Prev: p.prevSeg, First: first, Msgs: make([]segMsg, len(b.msgs))}
-		leaves := make([][32]byte, len(b.msgs))
-		for i, m := range b.msgs {
-			seg.Msgs[i] = segMsg{Time: m.time, TTL: m.ttl, Payload: m.payload}
-			leaves[i] = *m.leaf.Load()
+	if !b.headDone && !b.headMaybe {
+		if announced, err := p.flushBatched(ctx, b); err != nil || announced {
+			return err
 		}
-		seg.sign(c.id, p.tk.name, leaves)
-		ref, err := c.eng.blobs.put(ctx, seg.encode())
+	}
+	if !b.headDone {
+		ref, err := c.eng.blobs.put(ctx, p.encodeSegment(b))
 		if err != nil {
 			return err
 		}
@@ -64,6 +62,22 @@ func (p *topicPublisher) flush(ctx context.Context, b *inflightBatch) error {
 	}
 	p.lastAnn, p.announced = ann, last
 	return nil
+}
+
+// encodeSegment builds and signs the segment of batch b, chained to the
+// publisher's previous one. The signature is deterministic, so a retry of
+// the batch encodes the same bytes.
+func (p *topicPublisher) encodeSegment(b *inflightBatch) []byte {
+	c := p.c
+	p.hashLeaves(b.msgs)
+	seg := segment{Publisher: c.id.PublicKey(), Prev: p.prevSeg, First: b.msgs[0].seq, Msgs: make([]segMsg, len(b.msgs))}
+	leaves := make([][32]byte, len(b.msgs))
+	for i, m := range b.msgs {
+		seg.Msgs[i] = segMsg{Time: m.time, TTL: m.ttl, Payload: m.payload}
+		leaves[i] = *m.leaf.Load()
+	}
+	seg.sign(c.id, p.tk.name, leaves)
+	return seg.encode()
 }
 
 // refused reports head-write errors after which the write certainly did

@@ -129,11 +129,13 @@ func TestScrapeCountersMoveWithTraffic(t *testing.T) {
 	assert.Equal(t, 1.0, value(after, "stickypub_active_subscriptions", "client", "sub"))
 	assert.Equal(t, 1.0, value(after, "stickypub_store_conflicts_total", "backend", "mem"))
 	assert.Equal(t, 1.0, value(after, "stickypub_store_operation_duration_seconds", "op", "compare_and_put", "result", "conflict"))
-	assert.Greater(t, value(after, "stickypub_store_operation_duration_seconds", "op", "compare_and_put", "result", "ok"), 10.0,
-		"segments, heads and the test key")
+	assert.Equal(t, 6.0, value(after, "stickypub_store_operation_duration_seconds", "op", "update_with", "result", "ok"),
+		"each publish batch is one atomic step: segment, head and announcement (memory is a Batcher)")
+	assert.Greater(t, value(after, "stickypub_store_operation_duration_seconds", "op", "compare_and_put", "result", "ok"), 0.0,
+		"the test key")
 	assert.Greater(t, value(after, "stickypub_store_operation_duration_seconds", "op", "get"), 0.0)
 	assert.Greater(t, value(after, "stickypub_store_operation_duration_seconds", "op", "update"), 0.0,
-		"memory's engine-side updates (coordinator announcements)")
+		"memory's engine-side updates (the subscription's registration)")
 	assert.Equal(t, 0.0, value(after, "stickypub_gaps_total", "client", "sub"))
 	assert.Greater(t, value(after, "go_goroutines"), 0.0, "runtime metrics are served too")
 }
@@ -154,7 +156,9 @@ func TestInstrumentStoreKeepsInterfaces(t *testing.T) {
 		_, u2 := w.(backend.Updater)
 		_, d1 := s.(backend.Deleter)
 		_, d2 := w.(backend.Deleter)
-		assert.Equal(t, [3]bool{w1, u1, d1}, [3]bool{w2, u2, d2})
+		_, b1 := s.(backend.Batcher)
+		_, b2 := w.(backend.Batcher)
+		assert.Equal(t, [4]bool{w1, u1, d1, b1}, [4]bool{w2, u2, d2, b2})
 	}
 	_, isW := col.InstrumentStore(mem, "x").(backend.Watcher)
 	assert.True(t, isW)

@@ -12,14 +12,44 @@ import (
 // store_operation_duration_seconds histogram (labels backend=name, op,
 // result) and lost compare-and-puts counted in store_conflicts_total. The
 // result has exactly the optional interfaces (Watcher, Updater, Deleter)
-// that s has, so the client behaves the same. Closing it closes s.
+// that s has, and Batcher when s has it beside Updater (the client uses it
+// only then), so the client behaves the same. Closing it closes s.
 func (c *Collector) InstrumentStore(s backend.Store, name string) backend.Store {
 	in := &instrumented{s: s, c: c, name: name}
 	w, isW := s.(backend.Watcher)
 	u, isU := s.(backend.Updater)
 	d, isD := s.(backend.Deleter)
-	wt, ut, dt := watchFwd{w}, updateFwd{u, in}, deleteFwd{d, in}
+	b, isB := s.(backend.Batcher)
+	wt, ut, dt, bt := watchFwd{w}, updateFwd{u, in}, deleteFwd{d, in}, batchFwd{b, in}
 	switch {
+	case isW && isU && isD && isB:
+		return struct {
+			*instrumented
+			watchFwd
+			updateFwd
+			deleteFwd
+			batchFwd
+		}{in, wt, ut, dt, bt}
+	case isW && isU && isB:
+		return struct {
+			*instrumented
+			watchFwd
+			updateFwd
+			batchFwd
+		}{in, wt, ut, bt}
+	case isU && isD && isB:
+		return struct {
+			*instrumented
+			updateFwd
+			deleteFwd
+			batchFwd
+		}{in, ut, dt, bt}
+	case isU && isB:
+		return struct {
+			*instrumented
+			updateFwd
+			batchFwd
+		}{in, ut, bt}
 	case isW && isU && isD:
 		return struct {
 			*instrumented
@@ -133,4 +163,16 @@ func (f deleteFwd) Delete(ctx context.Context, key string, expect backend.Versio
 	err := f.d.Delete(ctx, key, expect)
 	f.in.observe("delete", start, err)
 	return err
+}
+
+type batchFwd struct {
+	b  backend.Batcher
+	in *instrumented
+}
+
+func (f batchFwd) UpdateWith(ctx context.Context, puts []backend.Put, key string, fn backend.UpdateFunc) (backend.Version, []backend.Version, error) {
+	start := time.Now()
+	v, vers, err := f.b.UpdateWith(ctx, puts, key, fn)
+	f.in.observe("update_with", start, err)
+	return v, vers, err
 }

@@ -1,0 +1,136 @@
+package core
+
+// The one-step publish (flushBatched): taken where the store batches,
+// left for the step-by-step path where it cannot be, and exactly once when
+// its outcome is unknown.
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/stickypub/stickypub/backend"
+	"github.com/stickypub/stickypub/backend/memory"
+)
+
+// batchCounter is a memory store that counts batches and single writes of
+// head records, and can make the next batches report an unknown outcome
+// after they landed.
+type batchCounter struct {
+	*memory.Store
+	mu         sync.Mutex
+	batches    int
+	headPuts   int
+	lostAnswer int // batches still to land but report an ambiguous error
+}
+
+var errAnswerLost = errors.New("test: connection reset after the request was sent")
+
+func (s *batchCounter) UpdateWith(ctx context.Context, puts []backend.Put, key string, fn backend.UpdateFunc) (backend.Version, []backend.Version, error) {
+	v, vers, err := s.Store.UpdateWith(ctx, puts, key, fn)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.batches++
+	if err == nil && s.lostAnswer > 0 {
+		s.lostAnswer--
+		return 0, nil, errAnswerLost
+	}
+	return v, vers, err
+}
+
+func (s *batchCounter) CompareAndPut(ctx context.Context, key string, expect backend.Version, value []byte) (backend.Version, error) {
+	if strings.HasPrefix(key, "h/") {
+		s.mu.Lock()
+		s.headPuts++
+		s.mu.Unlock()
+	}
+	return s.Store.CompareAndPut(ctx, key, expect, value)
+}
+
+func (s *batchCounter) counts() (batches, headPuts int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.batches, s.headPuts
+}
+
+// readAll subscribes a fresh client from the start and returns the
+// payloads of n messages, failing on more.
+func readAll(t *testing.T, ctx context.Context, store backend.Store, topic string, n int, opts ...Option) []string {
+	t.Helper()
+	c := newClient(t, store, opts...)
+	sub, err := c.Subscribe(ctx, topic, FromStart(), WithoutPush())
+	require.NoError(t, err)
+	var got []string
+	for _, m := range receive(t, ctx, c, sub, n) {
+		got = append(got, string(m.Payload))
+	}
+	_, _ = c.Poll(ctx, topic)
+	require.Empty(t, sub.Messages(), "more messages than published")
+	return got
+}
+
+func TestPublishOneStep(t *testing.T) {
+	for _, order := range []Ordering{TopicOrder, PublisherOrder} {
+		t.Run(order.String(), func(t *testing.T) {
+			ctx := testCtx(t)
+			store := &batchCounter{Store: newMem(t)}
+			c := newClient(t, store, WithOrdering(order))
+			var want []string
+			for i := range 20 {
+				p := strings.Repeat("x", i)
+				_, err := c.Publish(ctx, "t", []byte(p))
+				require.NoError(t, err)
+				want = append(want, p)
+			}
+			batches, headPuts := store.counts()
+			require.Equal(t, 20, batches, "one batch per publish")
+			require.Zero(t, headPuts, "no head record written on its own")
+			require.Equal(t, want, readAll(t, ctx, store, "t", 20, WithOrdering(order)))
+		})
+	}
+}
+
+// TestPublishOneStepTooBig: a segment that needs chunking takes the
+// step-by-step path, and arrives.
+func TestPublishOneStepTooBig(t *testing.T) {
+	ctx := testCtx(t)
+	store := &batchCounter{Store: memory.NewSpace(memory.Options{MaxValueSize: 1000}).Open()}
+	t.Cleanup(func() { _ = store.Close() })
+	c := newClient(t, store, WithOrdering(TopicOrder))
+	big := string(randomBytes(t, 4000)) // incompressible: chunked
+	_, err := c.Publish(ctx, "t", []byte(big))
+	require.NoError(t, err)
+	_, err = c.Publish(ctx, "t", []byte("small"))
+	require.NoError(t, err)
+	batches, headPuts := store.counts()
+	require.Equal(t, 1, batches, "the small message in one step")
+	require.Equal(t, 1, headPuts, "the big one step by step")
+	require.Equal(t, []string{big, "small"}, readAll(t, ctx, store, "t", 2))
+}
+
+// TestPublishOneStepLostAnswer: a batch that landed but whose answer was
+// lost is retried step by step, which finds its own records: acknowledged,
+// stored once, delivered once.
+func TestPublishOneStepLostAnswer(t *testing.T) {
+	ctx := testCtx(t)
+	store := &batchCounter{Store: newMem(t), lostAnswer: 1}
+	c := newClient(t, store, WithOrdering(TopicOrder))
+	_, err := c.Publish(ctx, "t", []byte("once"))
+	require.NoError(t, err, "the retry finds the landed batch")
+	_, err = c.Publish(ctx, "t", []byte("twice"))
+	require.NoError(t, err)
+	require.Equal(t, []string{"once", "twice"}, readAll(t, ctx, store, "t", 2))
+	require.EqualValues(t, 1, c.Stats().Failures, "one failed attempt, then the retry")
+}
+
+func randomBytes(t *testing.T, n int) []byte {
+	b := make([]byte, n)
+	_, err := rand.Read(b)
+	require.NoError(t, err)
+	return b
+}
