@@ -47,6 +47,7 @@ var brokenAdapters = map[string]conformance.MakeHarness{
 	"pooled-buffer":      wrapHarness(func(inner backend.Store, _ *wrapShared) backend.Store { return &pooledBufferStore{Store: inner} }),
 	"silent-watch":       wrapHarness(func(inner backend.Store, _ *wrapShared) backend.Store { return &silentWatchStore{Store: inner} }),
 	"update-not-atomic":  wrapHarness(func(inner backend.Store, _ *wrapShared) backend.Store { return &nonAtomicUpdateStore{inner} }),
+	"batch-not-atomic":   wrapHarness(func(inner backend.Store, _ *wrapShared) backend.Store { return &halfBatchStore{inner} }),
 	"watch-never-closes": wrapHarness(func(inner backend.Store, _ *wrapShared) backend.Store { return &openWatchStore{inner} }),
 	"delete-reuses-versions": wrapHarness(func(inner backend.Store, _ *wrapShared) backend.Store {
 		return newRestartingDeleteStore(inner)
@@ -361,4 +362,39 @@ func (s *restartingDeleteStore) Delete(ctx context.Context, key string, expect b
 		return &backend.ConflictError{Key: key, Expected: expect, Current: cur, Known: true}
 	}
 	return s.inner.(backend.Deleter).Delete(ctx, key, innerV)
+}
+
+// halfBatchStore applies a batch's puts one by one and then the update, so
+// a put that conflicts, or an update function that fails, leaves the puts
+// before it written.
+type halfBatchStore struct{ backend.Store }
+
+func (s *halfBatchStore) UpdateWith(ctx context.Context, puts []backend.Put, key string, fn backend.UpdateFunc) (backend.Version, []backend.Version, error) {
+	var vers []backend.Version
+	for _, p := range puts {
+		// BUG: each put lands on its own.
+		v, err := s.Store.CompareAndPut(ctx, p.Key, p.Expect, p.Value)
+		if err != nil {
+			return 0, nil, err
+		}
+		vers = append(vers, v)
+	}
+	for {
+		cur, err := s.Store.Get(ctx, key)
+		if err != nil && !errors.Is(err, backend.ErrNotFound) {
+			return 0, nil, err
+		}
+		next, err := fn(cur)
+		if errors.Is(err, backend.ErrSkipUpdate) {
+			return cur.Version, vers, nil
+		}
+		if err != nil {
+			return 0, nil, err
+		}
+		v, err := s.Store.CompareAndPut(ctx, key, cur.Version, next)
+		if errors.Is(err, backend.ErrConflict) {
+			continue
+		}
+		return v, vers, err
+	}
 }

@@ -81,6 +81,7 @@ func TestBroken(t *testing.T) {
 		{"pooled-buffer", []string{"Values/Aliasing"}},
 		{"silent-watch", []string{"Watch/Many"}},
 		{"update-not-atomic", []string{"Update/Concurrent"}},
+		{"batch-not-atomic", []string{"Batch/AllOrNothing"}},
 		{"watch-never-closes", []string{"Watch/Cancel", "Watch/Close"}},
 		{"delete-reuses-versions", []string{"Versions/AfterDelete", "Delete/Recreate"}},
 		{"mapper-ok", nil},
