@@ -16,20 +16,6 @@ import (
 	"github.com/stickypub/stickypub/backend"
 )
 
-func batcher(t *testing.T, st backend.Store) backend.Batcher {
-	t.Helper()
-	b, ok := st.(backend.Batcher)
-	if !ok {
-		t.Skip("store does not implement backend.Batcher")
-	}
-	return b
-}
-
-// setString returns an UpdateFunc that stores s whatever the key holds.
-func setTo(s string) backend.UpdateFunc {
-	return func(backend.Entry) ([]byte, error) { return []byte(s), nil }
-}
-
 // testBatchApply: puts that create and replace keys and the update land
 // together, with new versions, each readable afterwards.
 func (s *suite) testBatchApply(t *testing.T) {
@@ -79,7 +65,7 @@ func (s *suite) testBatchAllOrNothing(t *testing.T) {
 		}
 	}
 
-	_, _, err := b.UpdateWith(f.ctx, []backend.Put{{Key: "b", Value: []byte("b1")}, {Key: "a", Expect: va + 1000, Value: []byte("a2")}}, "u", setTo("u2"))
+	_, _, err := b.UpdateWith(f.ctx, []backend.Put{{Key: "b", Value: []byte("b1")}, {Key: "a", Expect: va + 1000, Value: []byte("a2")}}, "u", setString("u2"))
 	f.requireConflict(err, "a", va+1000, backend.Entry{Value: []byte("a1"), Version: va})
 	unchanged("a put with a stale version")
 
@@ -88,7 +74,7 @@ func (s *suite) testBatchAllOrNothing(t *testing.T) {
 	require.ErrorIs(t, err, boom, "UpdateWith returns the UpdateFunc's error")
 	unchanged("the update function failed")
 
-	_, _, err = b.UpdateWith(f.ctx, []backend.Put{{Key: "b", Value: []byte("b1")}, {Key: "b", Value: []byte("b2")}}, "u", setTo("u2"))
+	_, _, err = b.UpdateWith(f.ctx, []backend.Put{{Key: "b", Value: []byte("b1")}, {Key: "b", Value: []byte("b2")}}, "u", setString("u2"))
 	require.ErrorIs(t, err, backend.ErrInvalidKey, "a key twice in one batch")
 	unchanged("a key twice in one batch")
 
@@ -97,7 +83,7 @@ func (s *suite) testBatchAllOrNothing(t *testing.T) {
 			func(backend.Entry) ([]byte, error) { return pattern(f.caps.MaxValueSize + 1), nil })
 		require.ErrorIs(t, err, backend.ErrTooLarge, "an oversize update")
 		unchanged("an oversize update")
-		_, _, err = b.UpdateWith(f.ctx, []backend.Put{{Key: "b", Value: pattern(f.caps.MaxValueSize + 1)}}, "u", setTo("u2"))
+		_, _, err = b.UpdateWith(f.ctx, []backend.Put{{Key: "b", Value: pattern(f.caps.MaxValueSize + 1)}}, "u", setString("u2"))
 		require.ErrorIs(t, err, backend.ErrTooLarge, "an oversize put")
 		unchanged("an oversize put")
 	}
@@ -119,16 +105,6 @@ func (s *suite) testBatchConcurrent(t *testing.T) {
 	for len(stores) < handles {
 		stores = append(stores, f.open())
 	}
-	incr := func(cur backend.Entry) ([]byte, error) {
-		n := 0
-		if cur.Version != 0 {
-			var err error
-			if n, err = strconv.Atoi(string(cur.Value)); err != nil {
-				return nil, fmt.Errorf("counter holds %q: %w", cur.Value, err)
-			}
-		}
-		return []byte(strconv.Itoa(n + 1)), nil
-	}
 	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Go(func() {
@@ -136,7 +112,7 @@ func (s *suite) testBatchConcurrent(t *testing.T) {
 			key := fmt.Sprintf("own/%d", w)
 			var ver backend.Version
 			for i := range per {
-				_, vers, err := b.UpdateWith(f.ctx, []backend.Put{{Key: key, Expect: ver, Value: []byte(strconv.Itoa(i + 1))}}, "counter", incr)
+				_, vers, err := b.UpdateWith(f.ctx, []backend.Put{{Key: key, Expect: ver, Value: []byte(strconv.Itoa(i + 1))}}, "counter", incrCounter)
 				if !assert.NoError(t, err, "worker %d: UpdateWith %d", w, i) {
 					return
 				}

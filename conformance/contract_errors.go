@@ -20,31 +20,31 @@ func (f *fixture) cancelled() context.Context {
 
 // watcher, deleter and updater return the optional interface of st or skip
 // the test.
-func watcher(t *testing.T, st backend.Store) backend.Watcher {
+// optional returns st as its optional interface I (named name), or skips
+// the test when st does not implement it.
+func optional[I any](t *testing.T, st backend.Store, name string) I {
 	t.Helper()
-	w, ok := st.(backend.Watcher)
+	i, ok := st.(I)
 	if !ok {
-		t.Skip("store does not implement backend.Watcher")
+		t.Skipf("store does not implement backend.%s", name)
 	}
-	return w
+	return i
+}
+
+func watcher(t *testing.T, st backend.Store) backend.Watcher {
+	return optional[backend.Watcher](t, st, "Watcher")
 }
 
 func deleter(t *testing.T, st backend.Store) backend.Deleter {
-	t.Helper()
-	d, ok := st.(backend.Deleter)
-	if !ok {
-		t.Skip("store does not implement backend.Deleter")
-	}
-	return d
+	return optional[backend.Deleter](t, st, "Deleter")
 }
 
 func updater(t *testing.T, st backend.Store) backend.Updater {
-	t.Helper()
-	u, ok := st.(backend.Updater)
-	if !ok {
-		t.Skip("store does not implement backend.Updater")
-	}
-	return u
+	return optional[backend.Updater](t, st, "Updater")
+}
+
+func batcher(t *testing.T, st backend.Store) backend.Batcher {
+	return optional[backend.Batcher](t, st, "Batcher")
 }
 
 // setString is an UpdateFunc that stores s whatever the current entry.

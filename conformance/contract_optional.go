@@ -325,23 +325,13 @@ func (s *suite) testUpdateConcurrent(t *testing.T) {
 		versions = map[backend.Version]int{}
 		wg       sync.WaitGroup
 	)
-	incr := func(cur backend.Entry) ([]byte, error) {
-		n := 0
-		if cur.Version != 0 {
-			var err error
-			if n, err = strconv.Atoi(string(cur.Value)); err != nil {
-				return nil, fmt.Errorf("counter holds %q: %w", cur.Value, err)
-			}
-		}
-		return []byte(strconv.Itoa(n + 1)), nil
-	}
 	for w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			u := stores[w%handles].(backend.Updater)
 			for range per {
-				v, err := u.Update(f.ctx, "counter", incr)
+				v, err := u.Update(f.ctx, "counter", incrCounter)
 				if !assert.NoError(t, err, "worker %d: Update", w) {
 					return
 				}
@@ -373,4 +363,17 @@ func (s *suite) testUpdateConcurrent(t *testing.T) {
 	}
 	require.Empty(t, dups, "Update handed out these versions more than once")
 	f.mustGet(f.store, "counter", backend.Entry{Value: []byte(strconv.Itoa(total)), Version: last})
+}
+
+// incrCounter is an UpdateFunc that adds one to a decimal counter (absent:
+// 0).
+func incrCounter(cur backend.Entry) ([]byte, error) {
+	n := 0
+	if cur.Version != 0 {
+		var err error
+		if n, err = strconv.Atoi(string(cur.Value)); err != nil {
+			return nil, fmt.Errorf("counter holds %q: %w", cur.Value, err)
+		}
+	}
+	return []byte(strconv.Itoa(n + 1)), nil
 }
