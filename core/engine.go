@@ -5,6 +5,7 @@ package core
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -149,30 +150,13 @@ func (a *announcer) run() {
 			return
 		}
 		a.mu.Unlock()
-		// Requests that carry records (coordOp.batch) each go as their own
-		// atomic step, concurrently: a conflict on one's records must fail
-		// that one only, and the store group-commits them anyway.
-		var wg sync.WaitGroup
-		plain := batch[:0:0]
-		for _, r := range batch {
-			if r.op.batch == nil {
-				plain = append(plain, r)
-				continue
-			}
-			wg.Go(func() {
-				st, err := a.e.announceDirect(a.e.ctx, a.tk, r.op)
-				r.done <- annResult{st: st, err: err}
-			})
-		}
-		if len(plain) > 0 {
-			a.mergeAndAnnounce(plain)
-		}
-		wg.Wait()
+		a.mergeAndAnnounce(batch)
 	}
 }
 
 // mergeAndAnnounce merges the requests of batch into one coordinator
-// update and answers each with its outcome.
+// update, with the records they carry (coordOp.batch) in the same atomic
+// step, and answers each with its outcome.
 func (a *announcer) mergeAndAnnounce(batch []*annRequest) {
 	var merged coordOp
 	for _, r := range batch {
@@ -189,8 +173,34 @@ func (a *announcer) mergeAndAnnounce(batch []*annRequest) {
 			}
 			merged.active[p] = max(merged.active[p], exp)
 		}
+		if r.op.batch != nil {
+			// The records of every request land with the merged update.
+			if merged.batch == nil {
+				merged.batch = &putBatch{}
+			}
+			merged.batch.puts = append(merged.batch.puts, r.op.batch.puts...)
+		}
 	}
 	st, err := a.e.announceDirect(a.e.ctx, a.tk, merged)
+	if err != nil && merged.batch != nil && len(batch) > 1 && (errors.Is(err, backend.ErrConflict) || errors.Is(err, errNoBatch) || errors.Is(err, backend.ErrInvalidKey)) {
+		// Nothing was written. One request's records may be the cause (a
+		// conflict, a key twice): each goes again on its own, so that only
+		// that one fails.
+		for _, r := range batch {
+			st, err := a.e.announceDirect(a.e.ctx, a.tk, r.op)
+			r.done <- annResult{st: st, err: err}
+		}
+		return
+	}
+	if err == nil && merged.batch != nil {
+		vers := merged.batch.vers
+		for _, r := range batch {
+			if r.op.batch != nil {
+				n := len(r.op.batch.puts)
+				r.op.batch.vers, vers = vers[:n:n], vers[n:]
+			}
+		}
+	}
 	for _, r := range batch {
 		r.done <- annResult{st: st, err: err}
 	}

@@ -134,3 +134,42 @@ func randomBytes(t *testing.T, n int) []byte {
 	require.NoError(t, err)
 	return b
 }
+
+// TestMergedBatchConflict: announcements merged into one step with their
+// records, where one request's record conflicts: that request alone fails
+// (with the conflict), the other lands with its records' versions.
+func TestMergedBatchConflict(t *testing.T) {
+	store := newMem(t)
+	c := newClient(t, store, WithOrdering(TopicOrder))
+	tk := newTopicKeys("t")
+	taken, err := store.CompareAndPut(testCtx(t), "taken", 0, []byte("someone else's"))
+	require.NoError(t, err)
+	good := &annRequest{done: make(chan annResult, 1), op: coordOp{
+		anns:  []announcement{{Pub: PublisherID{1}, Seg: Ref{1}, To: 1}},
+		batch: &putBatch{puts: []backend.Put{{Key: "good/a", Value: []byte("a")}, {Key: "good/b", Value: []byte("b")}}},
+	}}
+	bad := &annRequest{done: make(chan annResult, 1), op: coordOp{
+		anns:  []announcement{{Pub: PublisherID{2}, Seg: Ref{2}, To: 1}},
+		batch: &putBatch{puts: []backend.Put{{Key: "taken", Expect: 0, Value: []byte("mine")}}},
+	}}
+	a := &announcer{e: c.eng, tk: tk}
+	a.mergeAndAnnounce([]*annRequest{good, bad})
+
+	r := <-good.done
+	require.NoError(t, r.err)
+	require.Len(t, good.op.batch.vers, 2)
+	for i, k := range []string{"good/a", "good/b"} {
+		e, err := store.Get(testCtx(t), k)
+		require.NoError(t, err)
+		require.Equal(t, good.op.batch.vers[i], e.Version, k)
+	}
+	r = <-bad.done
+	require.ErrorIs(t, r.err, backend.ErrConflict)
+	e, err := store.Get(testCtx(t), "taken")
+	require.NoError(t, err)
+	require.Equal(t, taken, e.Version, "the conflicting record is untouched")
+	st, _, err := c.eng.readCoord(testCtx(t), tk)
+	require.NoError(t, err)
+	require.Contains(t, st.hot, PublisherID{1}, "the good announcement landed")
+	require.NotContains(t, st.hot, PublisherID{2}, "the failed one did not")
+}
