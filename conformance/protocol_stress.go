@@ -41,7 +41,8 @@ func (s *suite) testSequential(t *testing.T) {
 // and on a linearizable store in the same order.
 func (s *suite) testConcurrent(t *testing.T, n, m int) {
 	timeout := stressTimeout
-	if n*m > 5000 {
+	if n >= 100 || n*m > 5000 {
+		// 100 publishers contend however few messages each sends.
 		timeout = heavyTimeout
 	}
 	f := s.setup(t, timeout)
