@@ -28,7 +28,17 @@ func (p *topicPublisher) flush(ctx context.Context, b *inflightBatch) error {
 			leaves[i] = *m.leaf.Load()
 		}
 		seg.sign(c.id, p.tk.name, leaves)
-		ref, err := c.eng.blobs.put(ctx, seg.encode())
+		// A retried batch writes its segment again even if this process
+		// wrote it before: a long retry may outlast the orphan sweep's
+		// grace period (SweepOrphans), which deletes a segment no head
+		// reaches once it is old enough.
+		retried := !b.ref.IsZero()
+		put := c.eng.blobs.put
+		if retried {
+			put = c.eng.blobs.putFresh
+		}
+		data := seg.encode()
+		ref, err := put(ctx, data)
 		if err != nil {
 			return err
 		}
@@ -38,6 +48,13 @@ func (p *topicPublisher) flush(ctx context.Context, b *inflightBatch) error {
 				b.headMaybe = true
 			}
 			return err
+		}
+		if retried {
+			// A sweep that read the head before it moved may have
+			// deleted the segment in between: write it again.
+			if err := c.eng.blobs.ensure(ctx, ref, data); err != nil {
+				c.opts.logger.Warn("stickypub: re-checking a retried segment failed", "topic", p.tk.name, "err", err)
+			}
 		}
 		b.headDone = true
 		p.prevSeg = ref
