@@ -36,6 +36,14 @@ func WithOrphanGrace(d time.Duration) Option {
 	return func(o *options) { o.orphanGrace = max(d, 0); o.orphanGraceSet = true }
 }
 
+// orphanGrace is the client's grace period for orphaned segments.
+func (c *Client) orphanGrace() time.Duration {
+	if c.opts.orphanGraceSet {
+		return c.opts.orphanGrace
+	}
+	return DefaultOrphanGrace
+}
+
 // SweepReport is what one SweepOrphans call found and did.
 type SweepReport struct {
 	// Blobs is the number of blob keys listed (segments, snapshots,
@@ -102,11 +110,7 @@ func (c *Client) SweepOrphans(ctx context.Context, topics ...string) (SweepRepor
 	if !lok || !dok {
 		return rep, ErrSweepUnsupported
 	}
-	grace := DefaultOrphanGrace
-	if c.opts.orphanGraceSet {
-		grace = c.opts.orphanGrace
-	}
-	cutoff := e.now().Add(-grace).UnixNano()
+	cutoff := e.now().Add(-c.orphanGrace()).UnixNano()
 	cands, blobs, err := e.findSegments(ctx, l, topics)
 	rep.Blobs = blobs
 	if err != nil {

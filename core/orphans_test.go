@@ -1,9 +1,11 @@
 package core
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -11,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/stickypub/stickypub/backend"
+	"github.com/stickypub/stickypub/backend/memory"
 )
 
 // newForgerAs makes a forger with identity id, closed at cleanup.
@@ -204,4 +207,54 @@ func TestSweepOrphansUnsupported(t *testing.T) {
 	defer st.Close()
 	_, err := newClient(t, st).SweepOrphans(testCtx(t), "t")
 	require.True(t, errors.Is(err, ErrSweepUnsupported), "got %v", err)
+}
+
+// racingSweepStore fails the first head write of each publisher with a
+// transient error (the batch is retried) and, right before the retried
+// head write, deletes the last segment written: what a sweep that judged
+// it by an older head (and old messages) would do between the retry's
+// segment write and its head write.
+type racingSweepStore struct {
+	*memory.Store
+	mu      sync.Mutex
+	failed  bool
+	lastSeg string
+	deleted int
+}
+
+func (s *racingSweepStore) CompareAndPut(ctx context.Context, key string, expect backend.Version, value []byte) (backend.Version, error) {
+	s.mu.Lock()
+	switch {
+	case strings.HasPrefix(key, "x/"):
+		s.lastSeg = key
+	case strings.HasPrefix(key, "h/") && !s.failed:
+		s.failed = true
+		s.mu.Unlock()
+		return 0, fmt.Errorf("injected: %w", backend.ErrUnavailable)
+	case strings.HasPrefix(key, "h/") && s.lastSeg != "":
+		if e, err := s.Store.Get(ctx, s.lastSeg); err == nil && s.Store.Delete(ctx, s.lastSeg, e.Version) == nil {
+			s.deleted++
+		}
+		s.lastSeg = ""
+	}
+	s.mu.Unlock()
+	return s.Store.CompareAndPut(ctx, key, expect, value)
+}
+
+// TestRetriedBatchRewritesSweptSegment: a batch whose head write is
+// retried re-checks its segment after the head points to it and writes it
+// again if a sweep deleted it meanwhile, so the message is delivered.
+func TestRetriedBatchRewritesSweptSegment(t *testing.T) {
+	ctx := testCtx(t)
+	st := &racingSweepStore{Store: newMem(t)}
+	pub := newClient(t, st, WithOrdering(PublisherOrder))
+	_, err := pub.Publish(ctx, "raced", []byte("m1"))
+	require.NoError(t, err)
+	require.Equal(t, 1, st.deleted, "the injected sweep did not run")
+	sub := newClient(t, st, WithOrdering(PublisherOrder))
+	s, err := sub.Subscribe(ctx, "raced", FromStart(), WithoutPush())
+	require.NoError(t, err)
+	got := receive(t, ctx, sub, s, 1)
+	require.Equal(t, "m1", string(got[0].Payload))
+	require.Zero(t, sub.Stats().Gaps)
 }

@@ -28,11 +28,12 @@ func (p *topicPublisher) flush(ctx context.Context, b *inflightBatch) error {
 			leaves[i] = *m.leaf.Load()
 		}
 		seg.sign(c.id, p.tk.name, leaves)
-		// A retried batch writes its segment again even if this process
-		// wrote it before: a long retry may outlast the orphan sweep's
-		// grace period (SweepOrphans), which deletes a segment no head
-		// reaches once it is old enough.
-		retried := !b.ref.IsZero()
+		// A retried or long-queued batch writes its segment again even if
+		// this process wrote it before, and checks it is still there once
+		// the head points to it: its messages may be older than the
+		// orphan sweep's grace (SweepOrphans deletes a segment beyond its
+		// publisher's head once its messages are that old).
+		retried := !b.ref.IsZero() || c.eng.now().UnixNano()-b.msgs[0].time > int64(c.orphanGrace()/2)
 		put := c.eng.blobs.put
 		if retried {
 			put = c.eng.blobs.putFresh
