@@ -104,6 +104,9 @@ func (c *Client) SweepOrphans(ctx context.Context, topics ...string) (SweepRepor
 			return rep, err
 		}
 	}
+	if len(topics) == 0 {
+		return rep, nil
+	}
 	e := c.eng
 	l, lok := e.store.(backend.Lister)
 	d, dok := e.store.(backend.Deleter)

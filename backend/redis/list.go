@@ -36,7 +36,10 @@ func (s *Store) List(ctx context.Context, prefix string, fn backend.ListFunc) er
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	match := globEscape(s.prefix+prefix) + "*"
-	var mu sync.Mutex // serialises fn across a Cluster's masters
+	var (
+		mu      sync.Mutex // serialises fn across a Cluster's masters
+		stopped error      // fn's error: no further call (guarded by mu)
+	)
 	scan := func(ctx context.Context, c goredis.Cmdable) error {
 		var cursor uint64
 		for {
@@ -53,10 +56,14 @@ func (s *Store) List(ctx context.Context, prefix string, fn backend.ListFunc) er
 			}
 			if len(live) > 0 {
 				mu.Lock()
-				err = fn(live)
+				if err = stopped; err == nil {
+					if err = fn(live); err != nil {
+						stopped = err
+						cancel(err)
+					}
+				}
 				mu.Unlock()
 				if err != nil {
-					cancel(err)
 					return err
 				}
 			}
