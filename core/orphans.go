@@ -62,11 +62,14 @@ type SweepReport struct {
 	Kept int
 }
 
-// orphanCand is one segment of a swept topic found by the listing.
+// orphanCand is one segment of a swept topic found by the listing: its
+// header only (a sweep must not hold the store's payloads in memory).
 type orphanCand struct {
 	topic  string
 	ref    Ref
-	seg    *segment
+	pid    PublisherID
+	prev   Ref
+	first  uint64
 	newest int64 // newest message time (publisher's clock, unix ns)
 }
 
@@ -125,15 +128,15 @@ func (c *Client) SweepOrphans(ctx context.Context, topics ...string) (SweepRepor
 	}
 	byOwner := map[owner][]*orphanCand{}
 	for _, cd := range cands {
-		o := owner{cd.topic, PublisherIDOf(cd.seg.Publisher)}
+		o := owner{cd.topic, cd.pid}
 		byOwner[o] = append(byOwner[o], cd)
 	}
 	rep.Segments = len(cands)
 	strong := e.caps.Consistency >= backend.Linearizable
 	for o, segs := range byOwner {
-		known := make(map[Ref]*segment, len(segs))
+		known := make(map[Ref]*orphanCand, len(segs))
 		for _, cd := range segs {
-			known[cd.ref] = cd.seg
+			known[cd.ref] = cd
 		}
 		ch, err := e.headChain(ctx, newTopicKeys(o.topic), o.pid, known)
 		if err != nil {
@@ -149,7 +152,7 @@ func (c *Client) SweepOrphans(ctx context.Context, topics ...string) (SweepRepor
 			case ch.reach[cd.ref]:
 				rep.Reachable++
 				continue
-			case ch.superseded(cd.seg) && strong, cd.newest < cutoff:
+			case ch.superseded(cd.first) && strong, cd.newest < cutoff:
 			default:
 				rep.Kept++
 				continue
@@ -249,7 +252,7 @@ func (e *engine) segmentFor(ctx context.Context, ref Ref, topics []string) (*orp
 	}
 	for _, t := range topics {
 		if segSignedFor(t, sg) {
-			cd := &orphanCand{topic: t, ref: ref, seg: sg}
+			cd := &orphanCand{topic: t, ref: ref, pid: PublisherIDOf(sg.Publisher), prev: sg.Prev, first: sg.First}
 			for _, m := range sg.Msgs {
 				cd.newest = max(cd.newest, m.Time)
 			}
@@ -281,10 +284,11 @@ type chain struct {
 	low   uint64       // first seq of the oldest chain segment still stored
 }
 
-// superseded reports whether s covers seqs the chain already holds in
-// other segments: its publisher went on without it.
-func (c *chain) superseded(s *segment) bool {
-	return c.head != nil && c.low > 0 && s.First >= c.low && s.First <= c.head.Last
+// superseded reports whether a segment from seq first, not on the chain,
+// covers seqs the chain holds in other segments: its publisher went on
+// without it.
+func (c *chain) superseded(first uint64) bool {
+	return c.head != nil && c.low > 0 && first >= c.low && first <= c.head.Last
 }
 
 // headChain reads pid's head record on tk and walks the chain of segments
@@ -292,7 +296,7 @@ func (c *chain) superseded(s *segment) bool {
 // longer stored. known holds segments already read; others are read. A
 // head or chain segment that does not verify is an error: nothing of that
 // publisher is judged then.
-func (e *engine) headChain(ctx context.Context, tk topicKeys, pid PublisherID, known map[Ref]*segment) (*chain, error) {
+func (e *engine) headChain(ctx context.Context, tk topicKeys, pid PublisherID, known map[Ref]*orphanCand) (*chain, error) {
 	ch := &chain{reach: map[Ref]bool{}}
 	ent, err := e.store.Get(ctx, tk.head(pid))
 	if errors.Is(err, backend.ErrNotFound) {
@@ -310,8 +314,10 @@ func (e *engine) headChain(ctx context.Context, tk topicKeys, pid PublisherID, k
 	}
 	ch.head = h
 	for ref := h.Seg; !ref.IsZero() && !ch.reach[ref]; {
-		sg, ok := known[ref]
-		if !ok {
+		first, prev := uint64(0), Ref{}
+		if cd, ok := known[ref]; ok {
+			first, prev = cd.first, cd.prev
+		} else {
 			data, err := e.blobs.get(ctx, ref)
 			if errors.Is(err, backend.ErrNotFound) {
 				break // reclaimed below retention: the chain ends here
@@ -319,19 +325,21 @@ func (e *engine) headChain(ctx context.Context, tk topicKeys, pid PublisherID, k
 			if err != nil {
 				return nil, err
 			}
-			if sg, err = decodeSegment(data); err != nil {
+			sg, err := decodeSegment(data)
+			if err != nil {
 				return nil, err
 			}
-			if !segSignedFor(tk.name, sg) {
+			if PublisherIDOf(sg.Publisher) != pid || !segSignedFor(tk.name, sg) {
 				return nil, fmt.Errorf("%w: chain segment %s", ErrBadSignature, ref)
 			}
+			first, prev = sg.First, sg.Prev
 		}
 		ch.reach[ref] = true
-		ch.low = sg.First
-		if sg.First <= 1 {
+		ch.low = first
+		if first <= 1 {
 			break
 		}
-		ref = sg.Prev
+		ref = prev
 	}
 	return ch, nil
 }
