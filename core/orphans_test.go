@@ -258,3 +258,42 @@ func TestRetriedBatchRewritesSweptSegment(t *testing.T) {
 	require.Equal(t, "m1", string(got[0].Payload))
 	require.Zero(t, sub.Stats().Gaps)
 }
+
+// weakMem is a memory store that declares Eventual consistency.
+type weakMem struct{ *memory.Store }
+
+func (w weakMem) Capabilities() backend.Capabilities {
+	c := w.Store.Capabilities()
+	c.Consistency = backend.Eventual
+	return c
+}
+
+// TestSweepOrphansWeakStore: on a store that is not linearizable a head
+// may still be replaced by a concurrent writer's, so a segment the
+// publisher went on without is only deleted past the grace period, like
+// one beyond the head.
+func TestSweepOrphansWeakStore(t *testing.T) {
+	ctx := testCtx(t)
+	st := weakMem{newMem(t)}
+	id, err := GenerateIdentity()
+	require.NoError(t, err)
+	first := newClientAs(t, st, id)
+	_, err = first.Publish(ctx, "weak", []byte("m1"))
+	require.NoError(t, err)
+	f := newForgerAs(t, st, id)
+	young, err := f.CrashedSegment(ctx, "weak", time.Now(), []byte("lost young"))
+	require.NoError(t, err)
+	_, err = first.Publish(ctx, "weak", []byte("m2")) // goes on without it
+	require.NoError(t, err)
+
+	rep, err := newClient(t, st).SweepOrphans(ctx, "weak")
+	require.NoError(t, err)
+	require.Equal(t, SweepReport{Blobs: rep.Blobs, Segments: 3, Reachable: 2, Kept: 1}, rep)
+	requireGone(t, st, young, false, "a young superseded segment on a weak store")
+
+	later := newClient(t, st, WithClock(func() time.Time { return time.Now().Add(2 * DefaultOrphanGrace) }))
+	rep, err = later.SweepOrphans(ctx, "weak")
+	require.NoError(t, err)
+	require.Equal(t, 1, rep.Deleted, "%+v", rep)
+	requireGone(t, st, young, true, "a superseded segment past the grace period")
+}
