@@ -58,7 +58,9 @@ type SweepReport struct {
 	Deleted int
 	// Kept is the number of unreachable segments left in place: beyond
 	// their publisher's head and younger than the grace period (a publish
-	// in flight), or whose publisher's head could not be read or verified.
+	// in flight), below a break in their publisher's chain (a segment
+	// missing from the store), or whose publisher's head could not be
+	// read or verified.
 	Kept int
 }
 
@@ -148,12 +150,16 @@ func (c *Client) SweepOrphans(ctx context.Context, topics ...string) (SweepRepor
 			continue
 		}
 		for _, cd := range segs {
+			old := cd.newest < cutoff
 			switch {
 			case ch.reach[cd.ref]:
 				rep.Reachable++
 				continue
-			case ch.superseded(cd.first) && strong, cd.newest < cutoff:
+			case ch.superseded(cd.first) && (strong || old), ch.beyond(cd.first) && old:
 			default:
+				// Young beyond the head (in flight), or below a break in
+				// the chain (a segment lost or reclaimed out of order:
+				// announcements may still name the ones below it).
 				rep.Kept++
 				continue
 			}
@@ -290,6 +296,10 @@ type chain struct {
 func (c *chain) superseded(first uint64) bool {
 	return c.head != nil && c.low > 0 && first >= c.low && first <= c.head.Last
 }
+
+// beyond reports whether a segment from seq first lies beyond the head
+// (or the publisher has no head): nothing points to it yet.
+func (c *chain) beyond(first uint64) bool { return c.head == nil || first > c.head.Last }
 
 // headChain reads pid's head record on tk and walks the chain of segments
 // it reaches (Prev links) down to the first seq or the first segment no

@@ -297,3 +297,31 @@ func TestSweepOrphansWeakStore(t *testing.T) {
 	require.Equal(t, 1, rep.Deleted, "%+v", rep)
 	requireGone(t, st, young, true, "a superseded segment past the grace period")
 }
+
+// TestSweepKeepsBelowBreak: a segment below a break in its publisher's
+// chain (a segment the store lost) is not judged an orphan, however old:
+// announcements may still name it.
+func TestSweepKeepsBelowBreak(t *testing.T) {
+	ctx := testCtx(t)
+	st := newMem(t)
+	pub := newClient(t, st)
+	var keys []string
+	for i := range 3 {
+		_, err := pub.Publish(ctx, "broken", fmt.Appendf(nil, "m%d", i))
+		require.NoError(t, err)
+		e, err := st.Get(ctx, newTopicKeys("broken").head(pub.pid))
+		require.NoError(t, err)
+		h, err := decodeHead("broken", e.Value)
+		require.NoError(t, err)
+		keys = append(keys, blobKey(h.Seg))
+	}
+	e, err := st.Get(ctx, keys[1])
+	require.NoError(t, err)
+	require.NoError(t, st.Delete(ctx, keys[1], e.Version)) // the store lost it
+
+	later := newClient(t, st, WithClock(func() time.Time { return time.Now().Add(10 * DefaultOrphanGrace) }))
+	rep, err := later.SweepOrphans(ctx, "broken")
+	require.NoError(t, err)
+	require.Equal(t, SweepReport{Blobs: rep.Blobs, Segments: 2, Reachable: 1, Kept: 1}, rep)
+	requireGone(t, st, keys[0], false, "the segment below the break")
+}
