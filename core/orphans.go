@@ -31,7 +31,9 @@ var ErrSweepUnsupported = errors.New("core: the store cannot list or delete keys
 // between writing its segment and its head record (retries included), plus
 // the worst clock skew between publishers and the sweeping client (the age
 // is judged from the publisher's message times by the sweeper's clock).
-// Default DefaultOrphanGrace.
+// Default DefaultOrphanGrace. A publishing client uses its own setting too:
+// a retried batch, or one whose messages are older than half of it, writes
+// its segment again and reads it back after its head record.
 func WithOrphanGrace(d time.Duration) Option {
 	return func(o *options) { o.orphanGrace = max(d, 0); o.orphanGraceSet = true }
 }
