@@ -1,11 +1,12 @@
 package core
 
+// Orphan sweep tests: crashed, restarted and in-flight publishers, sweeps
+// racing publishers, stores that cannot list.
+
 import (
-	"context"
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -13,7 +14,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/stickypub/stickypub/backend"
-	"github.com/stickypub/stickypub/backend/memory"
 )
 
 // newForgerAs makes a forger with identity id, closed at cleanup.
@@ -207,121 +207,4 @@ func TestSweepOrphansUnsupported(t *testing.T) {
 	defer st.Close()
 	_, err := newClient(t, st).SweepOrphans(testCtx(t), "t")
 	require.True(t, errors.Is(err, ErrSweepUnsupported), "got %v", err)
-}
-
-// racingSweepStore fails the first head write of each publisher with a
-// transient error (the batch is retried) and, right before the retried
-// head write, deletes the last segment written: what a sweep that judged
-// it by an older head (and old messages) would do between the retry's
-// segment write and its head write.
-type racingSweepStore struct {
-	*memory.Store
-	mu      sync.Mutex
-	failed  bool
-	lastSeg string
-	deleted int
-}
-
-func (s *racingSweepStore) CompareAndPut(ctx context.Context, key string, expect backend.Version, value []byte) (backend.Version, error) {
-	s.mu.Lock()
-	switch {
-	case strings.HasPrefix(key, "x/"):
-		s.lastSeg = key
-	case strings.HasPrefix(key, "h/") && !s.failed:
-		s.failed = true
-		s.mu.Unlock()
-		return 0, fmt.Errorf("injected: %w", backend.ErrUnavailable)
-	case strings.HasPrefix(key, "h/") && s.lastSeg != "":
-		if e, err := s.Store.Get(ctx, s.lastSeg); err == nil && s.Store.Delete(ctx, s.lastSeg, e.Version) == nil {
-			s.deleted++
-		}
-		s.lastSeg = ""
-	}
-	s.mu.Unlock()
-	return s.Store.CompareAndPut(ctx, key, expect, value)
-}
-
-// TestRetriedBatchRewritesSweptSegment: a batch whose head write is
-// retried re-checks its segment after the head points to it and writes it
-// again if a sweep deleted it meanwhile, so the message is delivered.
-func TestRetriedBatchRewritesSweptSegment(t *testing.T) {
-	ctx := testCtx(t)
-	st := &racingSweepStore{Store: newMem(t)}
-	pub := newClient(t, st, WithOrdering(PublisherOrder))
-	_, err := pub.Publish(ctx, "raced", []byte("m1"))
-	require.NoError(t, err)
-	require.Equal(t, 1, st.deleted, "the injected sweep did not run")
-	sub := newClient(t, st, WithOrdering(PublisherOrder))
-	s, err := sub.Subscribe(ctx, "raced", FromStart(), WithoutPush())
-	require.NoError(t, err)
-	got := receive(t, ctx, sub, s, 1)
-	require.Equal(t, "m1", string(got[0].Payload))
-	require.Zero(t, sub.Stats().Gaps)
-}
-
-// weakMem is a memory store that declares Eventual consistency.
-type weakMem struct{ *memory.Store }
-
-func (w weakMem) Capabilities() backend.Capabilities {
-	c := w.Store.Capabilities()
-	c.Consistency = backend.Eventual
-	return c
-}
-
-// TestSweepOrphansWeakStore: on a store that is not linearizable a head
-// may still be replaced by a concurrent writer's, so a segment the
-// publisher went on without is only deleted past the grace period, like
-// one beyond the head.
-func TestSweepOrphansWeakStore(t *testing.T) {
-	ctx := testCtx(t)
-	st := weakMem{newMem(t)}
-	id, err := GenerateIdentity()
-	require.NoError(t, err)
-	first := newClientAs(t, st, id)
-	_, err = first.Publish(ctx, "weak", []byte("m1"))
-	require.NoError(t, err)
-	f := newForgerAs(t, st, id)
-	young, err := f.CrashedSegment(ctx, "weak", time.Now(), []byte("lost young"))
-	require.NoError(t, err)
-	_, err = first.Publish(ctx, "weak", []byte("m2")) // goes on without it
-	require.NoError(t, err)
-
-	rep, err := newClient(t, st).SweepOrphans(ctx, "weak")
-	require.NoError(t, err)
-	require.Equal(t, SweepReport{Blobs: rep.Blobs, Segments: 3, Reachable: 2, Kept: 1}, rep)
-	requireGone(t, st, young, false, "a young superseded segment on a weak store")
-
-	later := newClient(t, st, WithClock(func() time.Time { return time.Now().Add(2 * DefaultOrphanGrace) }))
-	rep, err = later.SweepOrphans(ctx, "weak")
-	require.NoError(t, err)
-	require.Equal(t, 1, rep.Deleted, "%+v", rep)
-	requireGone(t, st, young, true, "a superseded segment past the grace period")
-}
-
-// TestSweepKeepsBelowBreak: a segment below a break in its publisher's
-// chain (a segment the store lost) is not judged an orphan, however old:
-// announcements may still name it.
-func TestSweepKeepsBelowBreak(t *testing.T) {
-	ctx := testCtx(t)
-	st := newMem(t)
-	pub := newClient(t, st)
-	var keys []string
-	for i := range 3 {
-		_, err := pub.Publish(ctx, "broken", fmt.Appendf(nil, "m%d", i))
-		require.NoError(t, err)
-		e, err := st.Get(ctx, newTopicKeys("broken").head(pub.pid))
-		require.NoError(t, err)
-		h, err := decodeHead("broken", e.Value)
-		require.NoError(t, err)
-		keys = append(keys, blobKey(h.Seg))
-	}
-	e, err := st.Get(ctx, keys[1])
-	require.NoError(t, err)
-	require.NoError(t, st.Delete(ctx, keys[1], e.Version)) // the store lost it
-
-	later := newClient(t, st, WithClock(func() time.Time { return time.Now().Add(10 * DefaultOrphanGrace) }))
-	rep, err := later.SweepOrphans(ctx, "broken")
-	require.NoError(t, err)
-	require.Equal(t, SweepReport{Blobs: rep.Blobs, Segments: 2, Reachable: 1, Kept: 1}, rep)
-	requireGone(t, st, keys[0], false, "the segment below the break")
 }
