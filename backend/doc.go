@@ -6,8 +6,9 @@
 // The required interface, Store, is deliberately small: Get, CompareAndPut,
 // Capabilities and Close. Extra engine features are optional interfaces that
 // callers discover by type assertion: Watcher (change hints for push
-// delivery), Deleter, and Updater (an engine-side atomic read-modify-write
-// that can coalesce concurrent updates).
+// delivery), Deleter, Updater (an engine-side atomic read-modify-write
+// that can coalesce concurrent updates), and Lister (keys by prefix, which
+// lets core find segments that crashed publishers left behind).
 //
 // Versions are per key, strictly increasing, and never reused: not after a
 // restart, not through a second handle, not after a delete. Version 0 means

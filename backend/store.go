@@ -83,3 +83,28 @@ type Updater interface {
 	// not exist) and a nil error without writing.
 	Update(ctx context.Context, key string, fn UpdateFunc) (Version, error)
 }
+
+// ListFunc receives one page of keys from Lister.List. The slice is the
+// callee's only until it returns. Returning an error stops the listing,
+// and List returns that error.
+type ListFunc func(keys []string) error
+
+// Lister is implemented by stores that can enumerate their keys. Core uses
+// it to find records that nothing points to any more (a segment written by
+// a publisher that crashed before its head record named it).
+//
+// Consistency: every key that starts with prefix and exists for the whole
+// call is passed to fn at least once. A key created or deleted while List
+// runs may or may not be passed; a key may be passed more than once (an
+// engine's scan may repeat keys); keys come in no particular order. List
+// never passes a key that does not start with prefix, nor one that did not
+// exist at some moment during the call (deleted keys and tombstones are
+// not listed). The empty prefix lists every key of the store's namespace
+// (for adapters with a namespace prefix of their own, such as Redis, only
+// that namespace, with the adapter's prefix removed).
+type Lister interface {
+	// List calls fn with successive pages of keys that start with prefix
+	// (each page non-empty and of adapter-chosen size) until every key is
+	// listed, fn returns an error, or ctx ends. fn may call the store.
+	List(ctx context.Context, prefix string, fn ListFunc) error
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -51,6 +52,10 @@ var brokenAdapters = map[string]conformance.MakeHarness{
 	"watch-never-closes": wrapHarness(func(inner backend.Store, _ *wrapShared) backend.Store { return &openWatchStore{inner} }),
 	"delete-reuses-versions": wrapHarness(func(inner backend.Store, _ *wrapShared) backend.Store {
 		return newRestartingDeleteStore(inner)
+	}),
+	"list-skips-keys": wrapHarness(func(inner backend.Store, _ *wrapShared) backend.Store { return &skippingLister{inner} }),
+	"list-foreign-keys": wrapHarness(func(inner backend.Store, _ *wrapShared) backend.Store {
+		return &foreignLister{inner}
 	}),
 	"mapper-ok": wrapHarness(func(inner backend.Store, sh *wrapShared) backend.Store {
 		return &versionMapper{inner: inner, next: func() backend.Version { return backend.Version(sh.counter.Add(1)) }}
@@ -397,4 +402,41 @@ func (s *halfBatchStore) UpdateWith(ctx context.Context, puts []backend.Put, key
 		}
 		return v, vers, err
 	}
+}
+
+// skippingLister lists in pages of 100 and, like an off-by-one resume
+// ("seek past the last key, then Next"), drops the first key of every
+// page after the first.
+type skippingLister struct{ backend.Store }
+
+func (s *skippingLister) List(ctx context.Context, prefix string, fn backend.ListFunc) error {
+	var all []string
+	if err := s.Store.(backend.Lister).List(ctx, prefix, func(keys []string) error {
+		all = append(all, keys...)
+		return nil
+	}); err != nil {
+		return err
+	}
+	for page := 0; len(all) > 0; page++ {
+		n := min(len(all), 100)
+		keys := all[:n]
+		if page > 0 {
+			keys = keys[1:]
+		}
+		if len(keys) > 0 {
+			if err := fn(keys); err != nil {
+				return err
+			}
+		}
+		all = all[n:]
+	}
+	return nil
+}
+
+// foreignLister matches the prefix without its last byte (a glob built
+// from a trimmed prefix), so "a/" also lists "a0" and "ab/1".
+type foreignLister struct{ backend.Store }
+
+func (s *foreignLister) List(ctx context.Context, prefix string, fn backend.ListFunc) error {
+	return s.Store.(backend.Lister).List(ctx, strings.TrimSuffix(prefix, prefix[max(len(prefix)-1, 0):]), fn)
 }

@@ -84,6 +84,8 @@ func TestBroken(t *testing.T) {
 		{"batch-not-atomic", []string{"Batch/AllOrNothing"}},
 		{"watch-never-closes", []string{"Watch/Cancel", "Watch/Close"}},
 		{"delete-reuses-versions", []string{"Versions/AfterDelete", "Delete/Recreate"}},
+		{"list-skips-keys", []string{"List/Pages", "List/Concurrent"}},
+		{"list-foreign-keys", []string{"List/Prefix"}},
 		{"mapper-ok", nil},
 	}
 	for _, tc := range cases {

@@ -93,6 +93,14 @@ func RunContract(t *testing.T, mk MakeHarness) {
 			t.Run("AllOrNothing", s.testBatchAllOrNothing)
 			t.Run("Concurrent", s.testBatchConcurrent)
 		})
+		t.Run("List", func(t *testing.T) {
+			t.Run("Prefix", s.testListPrefix)
+			t.Run("Pages", s.testListPages)
+			t.Run("Deleted", s.testListDeleted)
+			t.Run("Concurrent", s.testListConcurrent)
+			t.Run("Stop", s.testListStop)
+			t.Run("Errors", s.testListErrors)
+		})
 		t.Run("ReadYourWrites", s.testReadYourWrites)
 		t.Run("Stress", func(t *testing.T) {
 			t.Run("Counters", s.testStressCounters)

@@ -12,7 +12,7 @@
 // declares. Every store must meet the contract of backend.Store: typed errors
 // for bad input that change nothing, versions that strictly increase and are
 // never reused (across handles, reopens and deletes), values copied in and
-// out. Optional interfaces (Watcher, Deleter, Updater, Batcher) are tested when
+// out. Optional interfaces (Watcher, Deleter, Updater, Batcher, Lister) are tested when
 // implemented. A store that declares backend.Linearizable must also produce
 // exact counters under contention and linearizable histories (checked with
 // porcupine; a failing history is written as HTML to a temporary directory

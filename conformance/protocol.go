@@ -59,6 +59,7 @@ func RunProtocolWith(t *testing.T, mk MakeHarness, o ProtocolOptions) {
 		t.Run("Push", s.testPush)
 		t.Run("OrderingMismatch", s.testOrderingMismatch)
 		t.Run("TopicPolicy", s.testTopicPolicy)
+		t.Run("Orphans", s.testOrphans)
 		t.Run("PublisherOrder", s.runPublisherOrder)
 	})
 }
@@ -83,6 +84,7 @@ func (s *suite) runPublisherOrder(t *testing.T) {
 	t.Run("Retention", po.testRetention)
 	t.Run("Push", po.testPush)
 	t.Run("TopicPolicy", po.testTopicPolicy)
+	t.Run("Orphans", po.testOrphans)
 }
 
 // testPreflight runs the contract tests whose rules the protocol depends on,

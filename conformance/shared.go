@@ -152,6 +152,17 @@ func (s *sharedHandle) Delete(ctx context.Context, key string, expect backend.Ve
 	return d.Delete(ctx, key, expect)
 }
 
+func (s *sharedHandle) List(ctx context.Context, prefix string, fn backend.ListFunc) error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	l, ok := s.inner.(backend.Lister)
+	if !ok {
+		return errNotOffered
+	}
+	return l.List(ctx, prefix, fn)
+}
+
 func (s *sharedHandle) Update(ctx context.Context, key string, fn backend.UpdateFunc) (backend.Version, error) {
 	if err := s.check(); err != nil {
 		return 0, err

@@ -90,6 +90,18 @@ func (b *blobStore) leaf(data []byte) (ref Ref, put backend.Put, fits bool) {
 	return ref, backend.Put{Key: blobKey(ref), Value: append([]byte{blobLeaf}, data...)}, true
 }
 
+// ensure writes blob ref (content data) again if its root is not stored.
+func (b *blobStore) ensure(ctx context.Context, ref Ref, data []byte) error {
+	_, err := b.kv.Get(ctx, blobKey(ref))
+	if errors.Is(err, backend.ErrNotFound) {
+		return b.putNode(ctx, ref, data)
+	}
+	if err != nil {
+		return fmt.Errorf("core: check blob %s: %w", ref, err)
+	}
+	return nil
+}
+
 func (b *blobStore) putNode(ctx context.Context, ref Ref, data []byte) error {
 	if 1+len(data) <= b.maxValue {
 		return b.putRaw(ctx, ref, append([]byte{blobLeaf}, data...))

@@ -65,6 +65,8 @@ type options struct {
 	headAudit      time.Duration
 	durableFloor   DurableFloor
 	noReclaim      bool
+	orphanGrace    time.Duration // WithOrphanGrace, if orphanGraceSet
+	orphanGraceSet bool
 	ordering       Ordering
 	owners         map[string]ed25519.PublicKey // WithTopicOwner
 	// engineOpts names the options given that configure the engine (the

@@ -20,13 +20,24 @@ import (
 func (p *topicPublisher) flush(ctx context.Context, b *inflightBatch) error {
 	c := p.c
 	first, last := b.msgs[0].seq, b.msgs[len(b.msgs)-1].seq
-	if !b.headDone && !b.headMaybe {
+	// A retried or long-queued batch writes its segment again even if this
+	// process wrote it before, and checks it is still there once the head
+	// points to it: its messages may be older than the orphan sweep's grace
+	// (SweepOrphans deletes a segment beyond its publisher's head once its
+	// messages are that old). It goes step by step.
+	retried := !b.ref.IsZero() || c.eng.now().UnixNano()-b.msgs[0].time > int64(c.orphanGrace()/2)
+	if !b.headDone && !b.headMaybe && !retried {
 		if announced, err := p.flushBatched(ctx, b); err != nil || announced {
 			return err
 		}
 	}
 	if !b.headDone {
-		ref, err := c.eng.blobs.put(ctx, p.encodeSegment(b))
+		put := c.eng.blobs.put
+		if retried {
+			put = c.eng.blobs.putFresh
+		}
+		data := p.encodeSegment(b)
+		ref, err := put(ctx, data)
 		if err != nil {
 			return err
 		}
@@ -36,6 +47,13 @@ func (p *topicPublisher) flush(ctx context.Context, b *inflightBatch) error {
 				b.headMaybe = true
 			}
 			return err
+		}
+		if retried {
+			// A sweep that read the head before it moved may have
+			// deleted the segment in between: write it again.
+			if err := c.eng.blobs.ensure(ctx, ref, data); err != nil {
+				c.opts.logger.Warn("stickypub: re-checking a retried segment failed", "topic", p.tk.name, "err", err)
+			}
 		}
 		b.headDone = true
 		p.prevSeg = ref

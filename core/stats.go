@@ -22,6 +22,7 @@ type Stats struct {
 	Reclaimed           uint64 // snapshots whose history was deleted below retention (shared by a Hub's clients)
 	ReclaimedSegments   uint64 // own segments deleted below retention (publisher order)
 	Denied              uint64 // messages not delivered: their publisher is not allowed by the topic's policy
+	OrphansDeleted      uint64 // orphaned segments deleted by SweepOrphans
 }
 
 type counters struct {
@@ -29,6 +30,7 @@ type counters struct {
 	invalid, duplicates, expired, gaps     atomic.Uint64
 	redelivered, acked                     atomic.Uint64
 	refreshes, reclaimedSegs, denied       atomic.Uint64
+	orphans                                atomic.Uint64
 }
 
 // Stats returns the client's statistics.
@@ -43,6 +45,6 @@ func (c *Client) Stats() Stats {
 		Expired: s.expired.Load(), Gaps: s.gaps.Load(), ActiveSubscriptions: active, Polling: polling,
 		Redelivered: s.redelivered.Load(), AckWrites: s.acked.Load(),
 		Refreshes: s.refreshes.Load(), Reclaimed: c.eng.reclaimed.Load(), ReclaimedSegments: s.reclaimedSegs.Load(),
-		Denied: s.denied.Load(),
+		Denied: s.denied.Load(), OrphansDeleted: s.orphans.Load(),
 	}
 }

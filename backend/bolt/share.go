@@ -42,8 +42,8 @@ import (
 // success if it holds the value written with a newer version, or a
 // conflict carrying the entry it finds.
 //
-// Shared implements backend.Store, backend.Watcher, backend.Deleter and
-// backend.Updater and is safe for concurrent use.
+// Shared implements backend.Store, backend.Watcher, backend.Deleter,
+// backend.Updater and backend.Lister and is safe for concurrent use.
 type Shared struct {
 	path   string // absolute path of the file
 	dir    string // the socket's private directory
@@ -73,6 +73,7 @@ type attachment interface {
 	cas(ctx context.Context, key string, expect backend.Version, value []byte) (backend.Version, error)
 	del(ctx context.Context, key string, expect backend.Version) error
 	watch(ctx context.Context, key string) (<-chan backend.Version, error)
+	list(ctx context.Context, prefix string, after []byte) ([]string, error)
 	close() error
 }
 

@@ -215,7 +215,7 @@ func (sc *serverConn) serve() {
 			return
 		}
 		switch req.Op {
-		case wireGet, wireCAS, wireDelete:
+		case wireGet, wireCAS, wireDelete, wireList:
 			if !sc.start() {
 				sc.send(&reply{ID: req.ID, Err: &wireError{Code: codeOwnerClosing, Msg: "bolt owner process is closing"}})
 				continue
@@ -266,7 +266,7 @@ func (o *ownerAtt) checkHello(h *request) *wireError {
 	return nil
 }
 
-// do runs one Get, CompareAndPut or Delete and answers it.
+// do runs one Get, CompareAndPut, Delete or list page and answers it.
 func (sc *serverConn) do(ctx context.Context, req *request) {
 	defer sc.wg.Done()
 	r := &reply{ID: req.ID}
@@ -279,6 +279,9 @@ func (sc *serverConn) do(ctx context.Context, req *request) {
 		r.Version, r.Err = uint64(v), encodeError(err)
 	case wireDelete:
 		r.Err = encodeError(sc.o.st.Delete(ctx, req.Key, backend.Version(req.Expect)))
+	case wireList:
+		keys, err := sc.o.st.listPage(ctx, req.Key, req.Value)
+		r.Keys, r.Err = keys, encodeError(err)
 	}
 	sc.mu.Lock()
 	if cancel := sc.inflight[req.ID]; cancel != nil {

@@ -23,7 +23,7 @@ import (
 // compare-and-put (see Shared.Update).
 
 // shareProto names the protocol; the hello exchange checks it.
-const shareProto = "stickypub-bolt-share/2"
+const shareProto = "stickypub-bolt-share/3"
 
 // wireOp is the operation of a request.
 type wireOp uint8
@@ -37,6 +37,7 @@ const (
 	wireUnwatch                   // ID: the watch to end (no reply)
 	wireDelete                    // Key, Expect
 	wirePing                      // answered with a Pong at once
+	wireList                      // Key: prefix; Value: the last key of the previous page (none: from the start); reply: Keys
 )
 
 // request is one client-to-owner frame.
@@ -61,6 +62,8 @@ type reply struct {
 	Err  *wireError
 	// Caps answers wireHello.
 	Caps *backend.Capabilities
+	// Keys answers wireList: one page of keys.
+	Keys []string
 }
 
 // errCode classifies a wireError so that the client can rebuild an error

@@ -25,9 +25,9 @@ var (
 )
 
 // Store is a backend.Store kept in one bbolt file. It also implements
-// backend.Watcher, backend.Deleter and backend.Updater. It is safe for
-// concurrent use. See the package documentation for the file layout and the
-// group commit.
+// backend.Watcher, backend.Deleter, backend.Updater and backend.Lister. It
+// is safe for concurrent use. See the package documentation for the file
+// layout and the group commit.
 type Store struct {
 	db        *bbolt.DB
 	path      string

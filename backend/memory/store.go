@@ -9,8 +9,8 @@ import (
 )
 
 // Store is one handle on a Space. It implements backend.Store,
-// backend.Watcher, backend.Deleter and backend.Updater, and is safe for
-// concurrent use.
+// backend.Watcher, backend.Deleter, backend.Updater and backend.Lister, and
+// is safe for concurrent use.
 type Store struct {
 	space *Space
 

@@ -16,8 +16,8 @@ import (
 	"github.com/stickypub/stickypub/backend"
 )
 
-// Store is a backend.Store on Redis. It also implements backend.Watcher and
-// backend.Deleter. It is safe for concurrent use.
+// Store is a backend.Store on Redis. It also implements backend.Watcher,
+// backend.Deleter and backend.Lister. It is safe for concurrent use.
 type Store struct {
 	client     goredis.UniversalClient
 	ownsClient bool

@@ -163,7 +163,7 @@ one keeps the file open and serves the others on a Unix socket next to it
 			"default: topic on bolt and Redis, publisher on the DHTs; a topic keeps the ordering it was created with (env "+envOrdering+")")
 
 	root.AddCommand(newPublishCmd(a), newSubscribeCmd(a), newInfoCmd(a), newIdentityCmd(a), newDoctorCmd(a))
-	root.AddCommand(newServeCmd(a), newBenchCmd(a), newSwarmCmd(a), newTopicCmd(a))
+	root.AddCommand(newServeCmd(a), newBenchCmd(a), newSwarmCmd(a), newTopicCmd(a), newSweepCmd(a))
 	return root
 }
 
@@ -330,13 +330,14 @@ func (a *app) oneShot(cmd *cobra.Command) (context.Context, context.CancelFunc) 
 }
 
 // withSession runs fn with a one-shot context and a session on the store
-// (read-only allowed when readOnly), closes the session, and explains
-// context errors: the body of most one-shot commands.
-func (a *app) withSession(cmd *cobra.Command, readOnly bool, fn func(ctx context.Context, s *session) error) (err error) {
+// (read-only allowed when readOnly; the client made with opts), closes
+// the session, and explains context errors: the body of most one-shot
+// commands.
+func (a *app) withSession(cmd *cobra.Command, readOnly bool, fn func(ctx context.Context, s *session) error, opts ...core.Option) (err error) {
 	ctx, cancel := a.oneShot(cmd)
 	defer cancel()
 	a.readOnlyOK = readOnly
-	s, err := a.openSession(ctx)
+	s, err := a.openSession(ctx, opts...)
 	if err != nil {
 		return a.explain(cmd, err)
 	}
