@@ -25,9 +25,10 @@ type announcement struct {
 	Time int64 // unix nanoseconds of the newest message in the range
 
 	// known (not stored) is the announcing publisher's own head as it last
-	// saw it covered in the coordinator (0: unknown). It spares a registry
-	// lookup when the publisher is not in the window: heads only grow and
-	// that announcement landed, so the merge may start from it.
+	// saw it covered in the coordinator (0: unknown): a lower bound of its
+	// head there, never the head itself (a subscriber's head audit may have
+	// announced for it since). The merge takes the larger of it and the
+	// registry's head.
 	known uint64
 }
 
@@ -139,13 +140,16 @@ func (s *coordState) apply(op coordOp, now int64, cold headLookup) (bool, error)
 	changed := false
 	for _, a := range op.anns {
 		h, hot := s.hot[a.Pub]
-		if !hot && a.known > 0 {
-			h = a.known
-		} else if !hot {
+		if !hot {
+			// Not in the window: the registry has the head. The publisher's
+			// own view (known) is only a lower bound: a subscriber's head
+			// audit may have announced for it meanwhile, and taking known
+			// as the head would announce that range twice.
 			var err error
 			if h, err = s.head(a.Pub, cold); err != nil {
 				return false, err
 			}
+			h = max(h, a.known)
 		}
 		if h >= a.To {
 			continue

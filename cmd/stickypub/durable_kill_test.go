@@ -102,6 +102,9 @@ func runKillTest(t *testing.T, kind string) {
 		seed[i] = byte(rand.IntN(256))
 	}
 	logPath := filepath.Join(t.TempDir(), "child.log")
+	if d := os.Getenv("SP_DK_KEEP"); d != "" { // keep the child log (<kind>.log) for a post-mortem
+		logPath = filepath.Join(d, kind+".log")
+	}
 
 	// Publishers.
 	type key struct {
