@@ -2,6 +2,12 @@ package core
 
 // The binary encoder and decoder every record uses (varints,
 // length-prefixed bytes, bounded collection counts).
+//
+// The decoder accepts only the encoder's canonical form: minimal varints,
+// and (checked by the record decoders) map entries in strictly increasing
+// key order. So for every record kind, bytes that decode are exactly
+// encode(decode(bytes)) (core/decode_roundtrip_fuzz_test.go), and two
+// implementations cannot read one record two ways (duplicate keys).
 
 import (
 	"encoding/binary"
@@ -11,6 +17,10 @@ import (
 
 // errShort is returned by the decoder when a record ends early.
 var errShort = errors.New("record truncated")
+
+// errNonCanonical is returned by the decoder for a varint with redundant
+// bytes (the encoder always writes the shortest form).
+var errNonCanonical = errors.New("non-minimal varint")
 
 // encoder appends a compact binary encoding: unsigned varints and
 // length-prefixed byte strings. Every stored record starts with a one-byte
@@ -62,6 +72,10 @@ func (d *decoder) uvarint() uint64 {
 		d.fail(errShort)
 		return 0
 	}
+	if n > 1 && d.b[n-1] == 0 {
+		d.fail(errNonCanonical)
+		return 0
+	}
 	d.b = d.b[n:]
 	return v
 }
@@ -73,6 +87,10 @@ func (d *decoder) varint() int64 {
 	v, n := binary.Varint(d.b)
 	if n <= 0 {
 		d.fail(errShort)
+		return 0
+	}
+	if n > 1 && d.b[n-1] == 0 {
+		d.fail(errNonCanonical)
 		return 0
 	}
 	d.b = d.b[n:]
@@ -108,6 +126,17 @@ func (d *decoder) count(min int) int {
 		return 0
 	}
 	return int(n)
+}
+
+// pid reads a publisher ID that must sort strictly after prev (the keys of
+// an encoded map: sorted, no duplicates); first says there is no prev.
+func (d *decoder) pid(prev PublisherID, first bool) PublisherID {
+	var p PublisherID
+	copy(p[:], d.raw(len(p)))
+	if d.err == nil && !first && comparePID(prev, p) >= 0 {
+		d.fail(fmt.Errorf("map key %s not after %s", p, prev))
+	}
+	return p
 }
 
 // done reports the sticky error, or an error if bytes are left over.

@@ -22,6 +22,12 @@ const (
 	// so a forged blob cannot make a reader allocate without limit; a
 	// larger segment is stored uncompressed.
 	maxSegmentRaw = 256 << 20
+	// maxZstdRatio is more than any valid zstd frame expands: a raw or RLE
+	// block of at most 128 KiB costs at least 4 bytes. A 'Z' record whose
+	// length field claims more than this many times its frame is refused
+	// before anything is allocated, so the length field cannot make a
+	// reader allocate more than the frame could really hold.
+	maxZstdRatio = 32 << 10
 )
 
 // zstdCodec is created once: the encoder and decoder are safe for
@@ -36,7 +42,10 @@ var zstdCodec = sync.OnceValue(func() (c struct {
 	if c.enc, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1)); err != nil {
 		panic(err) // only on invalid options
 	}
-	if c.dec, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(maxSegmentRaw)); err != nil {
+	if c.dec, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(maxSegmentRaw),
+		// DecodeAll stops at cap(dst) (the length field, checked against
+		// the frame's size) instead of trusting the frame's own header.
+		zstd.WithDecodeAllCapLimit(true)); err != nil {
 		panic(err)
 	}
 	return c
@@ -65,8 +74,8 @@ func decompressSegment(b []byte) ([]byte, error) {
 	if d.err != nil {
 		return nil, malformed("compressed segment: %v", d.err)
 	}
-	if n < compressMinSize || n > maxSegmentRaw {
-		return nil, malformed("compressed segment of %d bytes", n)
+	if n < compressMinSize || n > maxSegmentRaw || n > uint64(len(d.b))*maxZstdRatio {
+		return nil, malformed("compressed segment of %d bytes in %d", n, len(d.b))
 	}
 	raw, err := zstdCodec().dec.DecodeAll(d.b, make([]byte, 0, n))
 	if err != nil {

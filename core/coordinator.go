@@ -259,9 +259,9 @@ func encodeExpiries(e *encoder, m map[PublisherID]int64) {
 func decodeExpiries(d *decoder) map[PublisherID]int64 {
 	n := d.count(17)
 	m := make(map[PublisherID]int64, n)
+	var p PublisherID
 	for i := 0; i < n && d.err == nil; i++ {
-		var p PublisherID
-		copy(p[:], d.raw(16))
+		p = d.pid(p, i == 0)
 		m[p] = d.varint()
 	}
 	return m

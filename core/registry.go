@@ -5,6 +5,7 @@ package core
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"slices"
 	"sort"
@@ -79,8 +80,12 @@ func decodeRegRoot(topicID string, b []byte) (*regRoot, error) {
 	r := &regRoot{Bits: d.byte()}
 	n := d.count(33)
 	r.Shards = make(map[byte]Ref, n)
-	for i := 0; i < n && d.err == nil; i++ {
+	for i, prev := 0, -1; i < n && d.err == nil; i++ {
 		k := d.byte()
+		if d.err == nil && int(k) <= prev {
+			d.fail(fmt.Errorf("shard %#x not after %#x", k, prev))
+		}
+		prev = int(k)
 		r.Shards[k] = Ref(d.raw(32))
 	}
 	if err := d.done(); err != nil {
@@ -138,9 +143,9 @@ func encodeHeads(e *encoder, heads map[PublisherID]uint64) {
 func decodeHeads(d *decoder) map[PublisherID]uint64 {
 	n := d.count(17)
 	heads := make(map[PublisherID]uint64, n)
+	var p PublisherID
 	for i := 0; i < n && d.err == nil; i++ {
-		var p PublisherID
-		copy(p[:], d.raw(16))
+		p = d.pid(p, i == 0)
 		heads[p] = d.uvarint()
 	}
 	return heads
