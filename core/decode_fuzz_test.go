@@ -52,6 +52,8 @@ func FuzzDecoders(f *testing.F) {
 		{}, {segmentTag}, {segmentTagV1}, {proofTag}, {coordInline, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01},
 		// Non-minimal varints (a count of 0 written in two bytes).
 		{registryRootTag, 1, 't', 0, 0x80, 0x00}, {snapshotTag, 32: 0, 33: 0x80, 34: 0x00},
+		// A registry shard naming one publisher twice.
+		dupShard(id.ID()),
 	} {
 		f.Add(seed)
 	}
@@ -144,4 +146,14 @@ func fuzzSeeds(f *testing.F, id *Identity) [][]byte {
 		newHeadRecord(id, "t", 1, 3, Ref{}).encode(), sub.encode(), dur.encode(), curBin,
 		encodePolicy(id, "t", 2, []PublisherID{id.ID(), {1}, {2}}),
 	}
+}
+
+// dupShard returns a registry shard of topic "t" naming p twice.
+func dupShard(p PublisherID) []byte {
+	e := encoder{b: []byte{registryShardTag, 1, 't', 0, 0, 2}}
+	e.raw(p[:])
+	e.uvarint(3)
+	e.raw(p[:])
+	e.uvarint(4)
+	return e.b
 }
