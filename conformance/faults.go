@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
-	"testing"
 	"time"
 
 	"github.com/stickypub/stickypub/backend"
@@ -48,6 +47,11 @@ type FaultConfig struct {
 	RecordLifetime time.Duration
 	// Now is the clock for RecordLifetime (default time.Now).
 	Now func() time.Time
+	// FirstAlways injects every fault kind whose rate is above zero at its
+	// first opportunity on the store (on every store of the harness, for
+	// FaultyHarness, which always sets it), then at its rate: so a short
+	// test meets each kind it gives a chance to, not only with luck.
+	FirstAlways bool
 }
 
 // DHTFaults is the profile used by the suite's own tests: the faults of the
@@ -66,21 +70,22 @@ var DHTFaults = FaultConfig{
 // optional interface of inner (no Watch, no Update, no Delete), so code
 // above it sees exactly what a DHT adapter offers.
 func Faulty(inner backend.Store, cfg FaultConfig) backend.Store {
+	return newFaulty(inner, cfg, &faultCounter{})
+}
+
+// newFaulty is Faulty counting into c, which other stores may share.
+func newFaulty(inner backend.Store, cfg FaultConfig, c *faultCounter) *faulty {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &faulty{inner: inner, cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x5eed)),
-		prev: map[string]backend.Entry{}, alias: map[string]versionAlias{}, written: map[string]time.Time{}}
+	return &faulty{inner: inner, cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x5eed)), count: c,
+		prev: map[string]backend.Entry{}, alias: map[string]versionAlias{}, written: map[string]time.Time{},
+		last: map[string]backend.Version{}}
 }
 
 // versionAlias: the inner store holds version inner, which the wrapper
 // reports as told (a version some other writer was also told).
 type versionAlias struct{ inner, told backend.Version }
-
-// FaultTally counts the faults a store made by Faulty injected.
-type FaultTally struct {
-	Stale, Lost, Errors, Ambiguous, SameVersion, Expired int
-}
 
 type faulty struct {
 	inner backend.Store
@@ -94,17 +99,23 @@ type faulty struct {
 	// (RecordLifetime).
 	alias   map[string]versionAlias
 	written map[string]time.Time
-	// Injected counts, for reporting.
-	stale, lost, errs, ambiguous, same, expired int
+	// last is the (inner) version of the handle's latest write of a key.
+	last map[string]backend.Version
+	// count counts opportunities and injected faults (see faults_tally.go).
+	count *faultCounter
 }
 
-func (f *faulty) roll(p float64) bool {
+// roll reports whether to inject a fault of kind, at rate p, at one of its
+// opportunities (counted). With FirstAlways, a kind not injected yet on
+// the counter is injected whatever the roll.
+func (f *faulty) roll(kind faultKind, p float64) bool {
 	if p <= 0 {
 		return false
 	}
+	first := f.count.opportunity(kind) && f.cfg.FirstAlways
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.rng.Float64() < p
+	return f.rng.Float64() < p || first
 }
 
 func (f *faulty) delay(ctx context.Context) error {
@@ -125,9 +136,7 @@ func (f *faulty) delay(ctx context.Context) error {
 }
 
 func (f *faulty) injected(op, key string) error {
-	f.mu.Lock()
-	f.errs++
-	f.mu.Unlock()
+	f.count.injected(faultError)
 	return fmt.Errorf("%w: injected fault in %s %q", backend.ErrUnavailable, op, key)
 }
 
@@ -201,36 +210,44 @@ func (f *faulty) mapConflict(key string, err error) error {
 	return err
 }
 
+// oneWritePast reports whether the key's current (inner) version cur is
+// one write past expect: the next version, or the handle's own latest
+// write over expect (versions of some stores skip numbers).
+func (f *faulty) oneWritePast(key string, expect, cur backend.Version) bool {
+	if cur == expect+1 {
+		return true
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	p, ok := f.prev[key]
+	return ok && p.Version == expect && f.last[key] == cur
+}
+
 // Get returns the current entry, or with StaleReadRate the previous one.
 func (f *faulty) Get(ctx context.Context, key string) (backend.Entry, error) {
 	if err := f.delay(ctx); err != nil {
 		return backend.Entry{}, err
 	}
-	if f.roll(f.cfg.ErrorRate) {
+	if f.roll(faultError, f.cfg.ErrorRate) {
 		return backend.Entry{}, f.injected("Get", key)
 	}
 	e, err := f.inner.Get(ctx, key)
 	if err == nil && f.isExpired(key) {
-		f.mu.Lock()
-		f.expired++
-		f.mu.Unlock()
+		f.count.injected(faultExpired)
 		return backend.Entry{}, fmt.Errorf("%w: %q (record expired)", backend.ErrNotFound, key)
 	}
-	if err == nil {
-		e.Version = f.outer(key, e.Version)
-	}
-	if err != nil || !f.roll(f.cfg.StaleReadRate) {
+	if err != nil {
 		return e, err
 	}
+	e.Version = f.outer(key, e.Version)
 	f.mu.Lock()
 	old, ok := f.prev[key]
-	if ok && old.Version < e.Version {
-		f.stale++
-	}
 	f.mu.Unlock()
-	if !ok || old.Version >= e.Version {
+	// An opportunity: an older state of the key is known.
+	if !ok || old.Version >= e.Version || !f.roll(faultStale, f.cfg.StaleReadRate) {
 		return e, nil
 	}
+	f.count.injected(faultStale)
 	if old.Version == 0 {
 		return backend.Entry{}, fmt.Errorf("%w: %q (stale read)", backend.ErrNotFound, key)
 	}
@@ -245,7 +262,7 @@ func (f *faulty) CompareAndPut(ctx context.Context, key string, expect backend.V
 	if err := backend.CheckValue(value, f.Capabilities()); err != nil {
 		return 0, err
 	}
-	if f.roll(f.cfg.ErrorRate) {
+	if f.roll(faultError, f.cfg.ErrorRate) {
 		return 0, f.injected("CompareAndPut", key)
 	}
 	before, berr := f.inner.Get(ctx, key)
@@ -265,40 +282,39 @@ func (f *faulty) CompareAndPut(ctx context.Context, key string, expect backend.V
 		f.touch(key)
 		f.mu.Lock()
 		delete(f.alias, key)
-		f.prev[key] = backend.Entry{}
+		f.prev[key], f.last[key] = backend.Entry{}, v
 		f.mu.Unlock()
 		return v, nil
 	}
 	told := expect
 	expect = f.innerExpect(key, expect)
 	v, err := f.inner.CompareAndPut(ctx, key, expect, value)
-	if errors.Is(err, backend.ErrConflict) && expect != 0 && told == expect && f.roll(f.cfg.SameVersionRate) {
-		// Lost by exactly one version? Then apply it anyway and tell this
-		// writer the winner's version.
-		if cur, cerr := f.inner.Get(ctx, key); cerr == nil && cur.Version == expect+1 && f.outer(key, cur.Version) == cur.Version {
+	if errors.Is(err, backend.ErrConflict) && expect != 0 && told == expect && f.cfg.SameVersionRate > 0 {
+		// Lost by exactly one version (an opportunity)? Then apply it
+		// anyway and tell this writer the winner's version.
+		if cur, cerr := f.inner.Get(ctx, key); cerr == nil && f.oneWritePast(key, expect, cur.Version) && f.outer(key, cur.Version) == cur.Version &&
+			f.roll(faultSameVersion, f.cfg.SameVersionRate) {
 			if nv, werr := f.inner.CompareAndPut(ctx, key, cur.Version, value); werr == nil {
 				f.touch(key)
 				f.mu.Lock()
 				f.alias[key] = versionAlias{inner: nv, told: cur.Version}
-				f.prev[key] = cur
-				f.same++
+				f.prev[key], f.last[key] = cur, nv
 				f.mu.Unlock()
+				f.count.injected(faultSameVersion)
 				return cur.Version, nil
 			}
 		}
 	}
-	if errors.Is(err, backend.ErrConflict) && f.roll(f.cfg.LostUpdateRate) {
-		// Lost by one version? Then overwrite the winner, as a DHT node
-		// that never saw it would.
+	if errors.Is(err, backend.ErrConflict) && f.cfg.LostUpdateRate > 0 {
+		// Lost by one version (an opportunity)? Then overwrite the
+		// winner, as a DHT node that never saw it would.
 		cur, cerr := f.inner.Get(ctx, key)
 		f.mu.Lock()
 		p, ok := f.prev[key]
 		f.mu.Unlock()
-		if cerr == nil && ok && p.Version == expect {
+		if cerr == nil && ok && p.Version == expect && f.roll(faultLost, f.cfg.LostUpdateRate) {
 			if v, err = f.inner.CompareAndPut(ctx, key, cur.Version, value); err == nil {
-				f.mu.Lock()
-				f.lost++
-				f.mu.Unlock()
+				f.count.injected(faultLost)
 				before = cur
 			}
 		}
@@ -312,68 +328,11 @@ func (f *faulty) CompareAndPut(ctx context.Context, key string, expect backend.V
 	if a, ok := f.alias[key]; ok && a.inner != v {
 		delete(f.alias, key) // the aliased version was overwritten
 	}
-	f.prev[key] = before
+	f.prev[key], f.last[key] = before, v
 	f.mu.Unlock()
-	if f.roll(f.cfg.AmbiguousRate) {
-		f.mu.Lock()
-		f.ambiguous++
-		f.mu.Unlock()
+	if f.roll(faultAmbiguous, f.cfg.AmbiguousRate) {
+		f.count.injected(faultAmbiguous)
 		return 0, fmt.Errorf("%w: injected timeout after CompareAndPut %q was applied", backend.ErrUnavailable, key)
 	}
 	return v, nil
 }
-
-// Close closes inner.
-func (f *faulty) Close() error { return f.inner.Close() }
-
-// Unwrap returns the store beneath the injected faults (see Unwrapper).
-func (f *faulty) Unwrap() backend.Store { return f.inner }
-
-// Tally reports every fault a store made by Faulty injected (zero for
-// other stores).
-func Tally(s backend.Store) FaultTally {
-	f, ok := s.(*faulty)
-	if !ok {
-		return FaultTally{}
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return FaultTally{Stale: f.stale, Lost: f.lost, Errors: f.errs, Ambiguous: f.ambiguous, SameVersion: f.same, Expired: f.expired}
-}
-
-// FaultCounts reports how many faults a store made by Faulty injected.
-func FaultCounts(s backend.Store) (stale, lost, errs, ambiguous int) {
-	f, ok := s.(*faulty)
-	if !ok {
-		return 0, 0, 0, 0
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.stale, f.lost, f.errs, f.ambiguous
-}
-
-// FaultyHarness wraps every store of mk's harnesses with Faulty(cfg).
-func FaultyHarness(mk MakeHarness, cfg FaultConfig) MakeHarness {
-	return func(ctx context.Context, t *testing.T) (Harness, error) {
-		h, err := mk(ctx, t)
-		if err != nil {
-			return nil, err
-		}
-		return faultyHarness{h: h, cfg: cfg}, nil
-	}
-}
-
-type faultyHarness struct {
-	h   Harness
-	cfg FaultConfig
-}
-
-func (h faultyHarness) NewStore(ctx context.Context) (backend.Store, error) {
-	s, err := h.h.NewStore(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return Faulty(s, h.cfg), nil
-}
-
-func (h faultyHarness) Close() { h.h.Close() }

@@ -61,6 +61,9 @@ type suite struct {
 	// order is the ordering the protocol tests' clients use
 	// (core.OrderDefault: the store's default).
 	order core.Ordering
+	// checkFaults: the protocol tests, where a subtest under
+	// FaultyHarness fails if some enabled fault kind never fired during it.
+	checkFaults bool
 }
 
 // Unwrapper is implemented by test-only store wrappers, such as Faulty,
@@ -81,6 +84,11 @@ type fixture struct {
 	unwrap bool
 	// order is the ordering of every protocol client the fixture makes.
 	order core.Ordering
+	// noFaultCheck exempts the fixture from the fault check (see
+	// skipFaultCheck), and notMet the fault kinds it cannot meet (see
+	// faultsNotMet).
+	noFaultCheck bool
+	notMet       map[faultKind]string
 }
 
 // setup makes a harness and opens a first handle, all bounded by timeout.
@@ -102,9 +110,25 @@ func (s *suite) setup(t *testing.T, timeout time.Duration) *fixture {
 	require.NotNil(t, h, "MakeHarness returned a nil Harness")
 	t.Cleanup(h.Close)
 	f := &fixture{t: t, ctx: ctx, h: h, unwrap: s.unwrap, order: s.order}
+	if s.checkFaults && !s.unwrap {
+		checkFaultsFired(t, h, f)
+	}
 	f.store = f.open()
 	f.caps = f.store.Capabilities()
 	return f
+}
+
+// skipFaultCheck exempts a fixture that only reads the store's
+// capabilities (no Get, no write) from the check that faults fired.
+func (f *fixture) skipFaultCheck() { f.noFaultCheck = true }
+
+// faultsNotMet declares that the fixture's workload gives fault kind k no
+// opportunity, for the reason given (the fault check does not require it).
+func (f *fixture) faultsNotMet(k faultKind, reason string) {
+	if f.notMet == nil {
+		f.notMet = map[faultKind]string{}
+	}
+	f.notMet[k] = reason
 }
 
 // open opens another handle onto the fixture's namespace; t.Cleanup closes

@@ -38,7 +38,7 @@ type ProtocolOptions struct {
 // RunProtocolWith is RunProtocol with options.
 func RunProtocolWith(t *testing.T, mk MakeHarness, o ProtocolOptions) {
 	t.Helper()
-	s := &suite{mk: mk}
+	s := &suite{mk: mk, checkFaults: true}
 	heavy := o.HeavyMessages
 	if heavy <= 0 {
 		heavy = scale(20, 100)
@@ -68,10 +68,12 @@ func RunProtocolWith(t *testing.T, mk MakeHarness, o ProtocolOptions) {
 // core.PublisherOrder, on stores whose default is TopicOrder (on the
 // others the tests above already ran in publisher order).
 func (s *suite) runPublisherOrder(t *testing.T) {
-	if !s.setup(t, basicTimeout).linearizable() {
+	probe := s.setup(t, basicTimeout)
+	probe.skipFaultCheck() // reads the capabilities only
+	if !probe.linearizable() {
 		t.Skip("the store is not linearizable: the tests above already ran in publisher order, its only ordering")
 	}
-	po := &suite{mk: s.mk, order: core.PublisherOrder}
+	po := &suite{mk: s.mk, order: core.PublisherOrder, checkFaults: s.checkFaults}
 	t.Run("Sequential", po.testSequential)
 	t.Run("Concurrent10x100", func(t *testing.T) { po.testConcurrent(t, 10, 100) })
 	// 100 independent publishers is what stresses this ordering (their

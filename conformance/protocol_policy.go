@@ -19,6 +19,7 @@ import (
 // topic rather than trust it (core.ErrForgedPolicy).
 func (s *suite) testTopicPolicy(t *testing.T) {
 	f := s.setup(t, stressTimeout)
+	f.faultsNotMet(faultSameVersion, "no write of an existing key here loses to exactly one other write: its clients write such keys one at a time")
 	topic := testTopic(t)
 	owner := f.client(f.store)
 	allowed := f.client(f.store)
@@ -36,7 +37,12 @@ func (s *suite) testTopicPolicy(t *testing.T) {
 	// after the policy that leaves it out.
 	publish(rogue, 100, 3)
 	require.NoError(t, owner.CreateTopic(f.ctx, topic, allowed.Identity().ID()))
-	require.ErrorIs(t, owner.CreateTopic(f.ctx, topic), core.ErrPolicyExists)
+	if f.linearizable() {
+		// Only there: on a weaker store a create-only write may be
+		// accepted over the existing record (a lost update, which the
+		// fault wrapper injects at its first chance), replacing the list.
+		require.ErrorIs(t, owner.CreateTopic(f.ctx, topic), core.ErrPolicyExists)
+	}
 	publish(rogue, 103, 3)
 	publish(allowed, 0, 5)
 	_, err := stranger.Publish(f.ctx, topic, []byte("refused"))
