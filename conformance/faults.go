@@ -80,7 +80,7 @@ func newFaulty(inner backend.Store, cfg FaultConfig, c *faultCounter) *faulty {
 	}
 	return &faulty{inner: inner, cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x5eed)), count: c,
 		prev: map[string]backend.Entry{}, alias: map[string]versionAlias{}, written: map[string]time.Time{},
-		last: map[string]backend.Version{}}
+		last: map[string][2]backend.Version{}}
 }
 
 // versionAlias: the inner store holds version inner, which the wrapper
@@ -99,8 +99,9 @@ type faulty struct {
 	// (RecordLifetime).
 	alias   map[string]versionAlias
 	written map[string]time.Time
-	// last is the (inner) version of the handle's latest write of a key.
-	last map[string]backend.Version
+	// last is the handle's latest write of a key: the inner versions
+	// before and after it.
+	last map[string][2]backend.Version
 	// count counts opportunities and injected faults (see faults_tally.go).
 	count *faultCounter
 }
@@ -219,8 +220,8 @@ func (f *faulty) oneWritePast(key string, expect, cur backend.Version) bool {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	p, ok := f.prev[key]
-	return ok && p.Version == expect && f.last[key] == cur
+	w, ok := f.last[key]
+	return ok && w == [2]backend.Version{expect, cur}
 }
 
 // Get returns the current entry, or with StaleReadRate the previous one.
@@ -282,7 +283,7 @@ func (f *faulty) CompareAndPut(ctx context.Context, key string, expect backend.V
 		f.touch(key)
 		f.mu.Lock()
 		delete(f.alias, key)
-		f.prev[key], f.last[key] = backend.Entry{}, v
+		f.prev[key], f.last[key] = backend.Entry{}, [2]backend.Version{0, v}
 		f.mu.Unlock()
 		return v, nil
 	}
@@ -298,7 +299,7 @@ func (f *faulty) CompareAndPut(ctx context.Context, key string, expect backend.V
 				f.touch(key)
 				f.mu.Lock()
 				f.alias[key] = versionAlias{inner: nv, told: cur.Version}
-				f.prev[key], f.last[key] = cur, nv
+				f.prev[key], f.last[key] = cur, [2]backend.Version{cur.Version, nv}
 				f.mu.Unlock()
 				f.count.injected(faultSameVersion)
 				return cur.Version, nil
@@ -323,12 +324,13 @@ func (f *faulty) CompareAndPut(ctx context.Context, key string, expect backend.V
 		return 0, f.mapConflict(key, err)
 	}
 	f.touch(key)
+	innerBefore := before.Version
 	before.Version = f.outer(key, before.Version) // the state a stale read returns
 	f.mu.Lock()
 	if a, ok := f.alias[key]; ok && a.inner != v {
 		delete(f.alias, key) // the aliased version was overwritten
 	}
-	f.prev[key], f.last[key] = before, v
+	f.prev[key], f.last[key] = before, [2]backend.Version{innerBefore, v}
 	f.mu.Unlock()
 	if f.roll(faultAmbiguous, f.cfg.AmbiguousRate) {
 		f.count.injected(faultAmbiguous)

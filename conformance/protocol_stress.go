@@ -14,6 +14,7 @@ import (
 // and in order.
 func (s *suite) testSequential(t *testing.T) {
 	f := s.setup(t, stressTimeout)
+	f.writersDoNotRace()
 	topic := testTopic(t)
 	n := 1000
 	live := f.startLive(topic, n)
@@ -75,6 +76,7 @@ func (s *suite) testConcurrent(t *testing.T, n, m int) {
 // receives all 500 without a gap, in the same order as an early subscriber.
 func (s *suite) testLateJoiner(t *testing.T) {
 	f := s.setup(t, stressTimeout)
+	f.writersDoNotRace()
 	topic := testTopic(t)
 	const pubsN, per = 5, 100
 	early := f.client(f.store)
@@ -97,6 +99,7 @@ func (s *suite) testLateJoiner(t *testing.T) {
 // batch, get consecutive sequence numbers with nothing lost.
 func (s *suite) testGroupCommit(t *testing.T) {
 	f := s.setup(t, stressTimeout)
+	f.writersDoNotRace()
 	topic := testTopic(t)
 	const workers, each, batch = 50, 20, 100
 	pub := f.client(f.store)
