@@ -98,6 +98,31 @@ func (f *fixture) collectAtLeast(c *core.Client, sub *core.Subscription, want in
 	return got
 }
 
+// collectUntil polls c and adds what arrives on sub to got until done
+// holds of everything received (failing, naming what, at the fixture's
+// deadline), and returns it all.
+func (f *fixture) collectUntil(c *core.Client, sub *core.Subscription, got []*core.Message, what string, done func([]*core.Message) bool) []*core.Message {
+	f.t.Helper()
+	for !done(got) {
+		_, _ = c.Poll(f.ctx, sub.Topic())
+		for drained := false; !drained; {
+			select {
+			case m, ok := <-sub.Messages():
+				if !ok {
+					require.FailNowf(f.t, "subscription closed", "waiting for %s: %d messages received", what, len(got))
+				}
+				got = append(got, m)
+			default:
+				drained = true
+			}
+		}
+		if !done(got) && !sleepCtx(f.ctx, 5*time.Millisecond) {
+			require.FailNowf(f.t, "condition never held", "waiting for %s: %d messages received before the deadline (stats %+v)", what, len(got), c.Stats())
+		}
+	}
+	return got
+}
+
 // msgID names a message by publisher and sequence number.
 type msgID struct {
 	pub core.PublisherID
