@@ -1,5 +1,8 @@
 package core
 
+// FuzzDecoders: arbitrary bytes to every decoder of store or peer bytes,
+// which must not panic and must be canonical.
+
 import (
 	"bytes"
 	"encoding/hex"
