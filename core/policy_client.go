@@ -174,6 +174,21 @@ func (c *Client) Deny(ctx context.Context, topic string, ids ...PublisherID) err
 	})
 }
 
+// knownPolicy returns the newest policy of tk this client has verified
+// (nil: none).
+func (c *Client) knownPolicy(tk topicKeys) *Policy {
+	c.pols.mu.Lock()
+	defer c.pols.mu.Unlock()
+	if v := c.pols.known[tk.name]; v != nil {
+		return v.good
+	}
+	return nil
+}
+
+// weakPolicyReads is how many times changePolicy reads a policy that a
+// store below Linearizable says is missing before it believes it.
+const weakPolicyReads = 8
+
 // changePolicy writes the next version of topic's policy with the allowed
 // list change returns, by compare-and-put from the version it read.
 func (c *Client) changePolicy(ctx context.Context, topic string, change func([]PublisherID) []PublisherID) error {
@@ -183,15 +198,30 @@ func (c *Client) changePolicy(ctx context.Context, topic string, change func([]P
 	tk := newTopicKeys(topic)
 	for attempt := 0; ; attempt++ {
 		e, err := c.eng.store.Get(ctx, tk.policy())
-		if errors.Is(err, backend.ErrNotFound) {
+		weak := c.eng.caps.Consistency < backend.Linearizable
+		switch {
+		case errors.Is(err, backend.ErrNotFound) && (!weak || attempt >= weakPolicyReads):
 			return fmt.Errorf("%w: %q (CreateTopic first)", ErrNoPolicy, topic)
-		}
-		if err != nil {
+		case errors.Is(err, backend.ErrNotFound) || (err != nil && retryable(err)):
+			// A transient error, or on a weak store a stale read that
+			// does not show the policy yet: read again.
+			if err := sleepJitter(ctx, attempt); err != nil {
+				return err
+			}
+			continue
+		case err != nil:
 			return fmt.Errorf("core: read the policy of %q: %w", topic, err)
 		}
 		cur, err := decodePolicy(topic, e.Value)
 		if err != nil {
 			return err
+		}
+		if known := c.knownPolicy(tk); known != nil && known.Version > cur.Version && bytes.Equal(known.Owner, cur.Owner) {
+			// A stale read on a weak store: build on the newer policy
+			// this client has seen, so that the change does not undo
+			// another or repeat a version number (the compare-and-put
+			// from the stale version conflicts and is retried anyway).
+			cur = known
 		}
 		if !bytes.Equal(cur.Owner, c.id.PublicKey()) {
 			return fmt.Errorf("%w: %q is owned by %s", ErrNotOwner, topic, PublisherIDOf(cur.Owner))
