@@ -3,11 +3,13 @@ package core
 import (
 	"context"
 	"fmt"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/stickypub/stickypub/backend"
+	"github.com/stickypub/stickypub/backend/memory"
 )
 
 // weak declares a store eventually consistent (unordered mode) without
@@ -226,4 +228,65 @@ func TestDurableInUseByAnotherClient(t *testing.T) {
 	_, err = a.Poll(ctx, "t")
 	require.ErrorIs(t, err, ErrDurableInUse)
 	require.Empty(t, subA.Messages())
+}
+
+// lateWriter is a store that, once armed, makes the late write of a dead
+// incarnation land on the durable key right before the next write of it.
+type lateWriter struct {
+	*memory.Store
+	mu    sync.Mutex
+	late  []byte // the record to land; nil: disarmed
+	key   string
+	fired int
+}
+
+func (s *lateWriter) CompareAndPut(ctx context.Context, key string, expect backend.Version, value []byte) (backend.Version, error) {
+	s.mu.Lock()
+	if s.late != nil && key == s.key {
+		if cur, err := s.Store.Get(ctx, key); err == nil {
+			if _, err := s.Store.CompareAndPut(ctx, key, cur.Version, s.late); err == nil {
+				s.fired++
+			}
+		}
+		s.late = nil
+	}
+	s.mu.Unlock()
+	return s.Store.CompareAndPut(ctx, key, expect, value)
+}
+
+// TestDurableLateWriteOfDeadIncarnation: a restarted durable subscriber
+// whose record is moved, between its open and its first write, by the
+// late write of its dead predecessor opens it afresh instead of failing
+// with ErrDurableInUse, and resumes from what that write says.
+func TestDurableLateWriteOfDeadIncarnation(t *testing.T) {
+	ctx := testCtx(t)
+	store := &lateWriter{Store: newMem(t)}
+	pub := newClient(t, store, WithOrdering(TopicOrder))
+	publishN(t, ctx, pub, "t", "m", 3, 1)
+	id, err := GenerateIdentity()
+	require.NoError(t, err)
+
+	// The first incarnation acks m-1, then m-3; the record of the first ack
+	// is what its "late" write carries.
+	a := newClientAs(t, store, id)
+	subA, err := a.Subscribe(ctx, "t", FromStart(), Durable("d"), WithoutPush())
+	require.NoError(t, err)
+	got := receive(t, ctx, a, subA, 3)
+	require.NoError(t, subA.AckSync(ctx, got[0]))
+	store.key = newTopicKeys("t").durable(durableID(id.PublicKey(), "d"))
+	rec, err := store.Get(ctx, store.key)
+	require.NoError(t, err)
+	require.NoError(t, subA.AckSync(ctx, got[2]))
+	require.NoError(t, a.Close(ctx))
+
+	store.mu.Lock()
+	store.late = rec.Value
+	store.mu.Unlock()
+	b := newClientAs(t, store, id)
+	subB, err := b.Subscribe(ctx, "t", FromStart(), Durable("d"), WithoutPush())
+	require.NoError(t, err, "the restarted subscriber opens its record afresh")
+	require.Equal(t, 1, store.fired, "the late write landed")
+	again := receive(t, ctx, b, subB, 2)
+	require.Equal(t, []string{"m-2", "m-3"}, []string{string(again[0].Payload), string(again[1].Payload)},
+		"resumed where the late write says")
 }

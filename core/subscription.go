@@ -141,6 +141,16 @@ func (s *Subscription) Expires() time.Time {
 // when the backend offers push).
 func (c *Client) Subscribe(ctx context.Context, topic string, opts ...SubscribeOption) (*Subscription, error) {
 	s, err := c.subscribe(ctx, topic, opts)
+	for attempt := 0; errors.Is(err, ErrDurableInUse) && attempt < durableReopens; attempt++ {
+		// The durable record moved between reading it and the first
+		// write: most likely the late write of an incarnation that just
+		// died (a crash and a quick restart). Open it afresh; a client
+		// that really uses the name elsewhere keeps moving it.
+		if sleepJitter(ctx, attempt) != nil {
+			break
+		}
+		s, err = c.subscribe(ctx, topic, opts)
+	}
 	if err != nil {
 		c.stats.failures.Add(1)
 		c.emit(Event{Kind: EventSubscribeError, Topic: topic, Err: err})
@@ -149,6 +159,10 @@ func (c *Client) Subscribe(ctx context.Context, topic string, opts ...SubscribeO
 	c.emit(Event{Kind: EventSubscribed, Topic: topic})
 	return s, nil
 }
+
+// durableReopens is how many times Subscribe opens a durable subscription
+// afresh when its record moved under it.
+const durableReopens = 3
 
 func (c *Client) subscribe(ctx context.Context, topic string, opts []SubscribeOption) (*Subscription, error) {
 	if err := checkTopic(topic); err != nil {
