@@ -12,6 +12,7 @@ import (
 
 	"github.com/stickypub/stickypub/backend"
 	"github.com/stickypub/stickypub/core"
+	"github.com/stickypub/stickypub/internal/forge"
 )
 
 func errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }
@@ -39,10 +40,10 @@ func (s *suite) testForged(t *testing.T) {
 		_, err := pub.Publish(f.ctx, topic, []byte(payloadOf(0, uint64(i))))
 		require.NoError(t, err)
 	}
-	forger := func() *core.Forger {
+	forger := func() *forge.Forger {
 		id, err := core.GenerateIdentity()
 		require.NoError(t, err)
-		fg, err := core.NewForger(f.store, id, core.WithOrdering(f.order))
+		fg, err := forge.New(f.store, id, f.order)
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = fg.Close(f.ctx) })
 		return fg
@@ -53,11 +54,11 @@ func (s *suite) testForged(t *testing.T) {
 	require.NoError(t, forger().Garbage(f.ctx, topic, 5, []byte("not a segment")))
 	require.NoError(t, forger().GarbageHead(f.ctx, topic, 9, []byte("not a head record")))
 	tampered := []struct {
-		how core.Tampering
+		how forge.Tampering
 		n   int
 	}{ // each claims more seqs than the one before, so each is announced
-		{core.TamperAltered, 2}, {core.TamperTruncated, 4}, {core.TamperReordered, 4},
-		{core.TamperSpliced, 6}, {core.TamperWrongRoot, 7}, {core.TamperOtherKey, 8},
+		{forge.TamperAltered, 2}, {forge.TamperTruncated, 4}, {forge.TamperReordered, 4},
+		{forge.TamperSpliced, 6}, {forge.TamperWrongRoot, 7}, {forge.TamperOtherKey, 8},
 	}
 	lastForged := uint64(11)
 	for _, tc := range tampered {

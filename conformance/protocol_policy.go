@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/stickypub/stickypub/core"
+	"github.com/stickypub/stickypub/internal/forge"
 )
 
 // testTopicPolicy: a topic's signed write-access policy. A publisher it does
@@ -96,7 +97,7 @@ func (s *suite) testTopicPolicy(t *testing.T) {
 	f.collect(live, lsub, 6)
 	id, err := core.GenerateIdentity()
 	require.NoError(t, err)
-	forger, err := core.NewForger(f.store, id, core.WithOrdering(f.order))
+	forger, err := forge.New(f.store, id, f.order)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = forger.Close(f.ctx) })
 	require.NoError(t, forger.ForgePolicy(f.ctx, topic, []core.PublisherID{stranger.Identity().ID(), allowed.Identity().ID()}, nil))

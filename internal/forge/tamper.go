@@ -1,4 +1,4 @@
-package core
+package forge
 
 // Forger.Tamper: genuine segments altered after signing (altered,
 // truncated, reordered, spliced, wrong root, other key).
@@ -8,6 +8,9 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"slices"
+
+	"github.com/stickypub/stickypub/core"
+	"github.com/stickypub/stickypub/internal/forgehook"
 )
 
 // Tampering is a way to alter a segment that its publisher really signed
@@ -30,6 +33,9 @@ const (
 	// TamperOtherKey signs the right root with the forger's key.
 	TamperOtherKey
 )
+
+// Tamperings lists every Tampering.
+var Tamperings = []Tampering{TamperAltered, TamperTruncated, TamperReordered, TamperSpliced, TamperWrongRoot, TamperOtherKey}
 
 // String names the tampering.
 func (t Tampering) String() string {
@@ -59,20 +65,20 @@ func (t Tampering) String() string {
 // it holds. The victim's identity stands in for an attacker that copies
 // the signature of a real segment it saw (for example one written but not
 // announced yet); the forger never writes a segment that verifies.
-func (f *Forger) Tamper(ctx context.Context, topic string, victim *Identity, first uint64, payloads [][]byte, how Tampering) (uint64, error) {
+func (f *Forger) Tamper(ctx context.Context, topic string, victim *core.Identity, first uint64, payloads [][]byte, how Tampering) (uint64, error) {
 	if len(payloads) < 2 || (how == TamperSpliced && len(payloads)%2 != 0) {
-		return 0, fmt.Errorf("core: tamper %s: %d payloads", how, len(payloads))
+		return 0, fmt.Errorf("forge: tamper %s: %d payloads", how, len(payloads))
 	}
-	now := f.c.eng.now().UnixNano()
-	genuine := func(first uint64, payloads [][]byte) *segment {
-		sg := &segment{Publisher: victim.PublicKey(), First: first}
+	now := f.w.Now()
+	genuine := func(first uint64, payloads [][]byte) *forgehook.Segment {
+		sg := &forgehook.Segment{Publisher: victim.PublicKey(), First: first}
 		for _, p := range payloads {
-			sg.Msgs = append(sg.Msgs, segMsg{Time: now, Payload: p})
+			sg.Msgs = append(sg.Msgs, forgehook.Msg{Time: now, Payload: p})
 		}
-		sg.sign(victim, topic, nil)
+		forgehook.Core.SignSegment(victim, topic, sg, nil)
 		return sg
 	}
-	var sg *segment
+	var sg *forgehook.Segment
 	switch how {
 	case TamperAltered:
 		sg = genuine(first, payloads)
@@ -91,25 +97,24 @@ func (f *Forger) Tamper(ctx context.Context, topic string, victim *Identity, fir
 	case TamperWrongRoot:
 		sg = genuine(first, payloads)
 		h := sha256.New()
-		for _, l := range sg.leaves(topic) {
+		for _, l := range forgehook.Core.Leaves(topic, sg) {
 			h.Write(l[:])
 		}
 		var root [32]byte
 		h.Sum(root[:0])
-		sg.Sig = victim.sign(segSigned(topic, sg.Publisher, sg.Prev, sg.First, uint64(len(sg.Msgs)), root))
+		forgehook.Core.SignSegment(victim, topic, sg, &root)
 	case TamperOtherKey:
 		sg = genuine(first, payloads)
-		sg.sign(f.c.id, topic, nil)
+		forgehook.Core.SignSegment(f.id, topic, sg, nil)
 	default:
-		return 0, fmt.Errorf("core: unknown tampering %d", int(how))
+		return 0, fmt.Errorf("forge: unknown tampering %d", int(how))
 	}
-	ref, err := f.putBlob(ctx, sg.encode())
+	ref, err := f.w.PutBlob(ctx, forgehook.Core.EncodeSegment(sg))
 	if err != nil {
 		return 0, err
 	}
-	last := sg.last()
-	ann := announcement{Pub: victim.ID(), Seg: ref, To: last, Time: now}
-	if _, err := f.c.eng.announce(ctx, newTopicKeys(topic), coordOp{anns: []announcement{ann}}); err != nil {
+	last := sg.First + uint64(len(sg.Msgs)) - 1
+	if err := f.w.Announce(ctx, topic, victim.ID(), ref, last, now); err != nil {
 		return 0, err
 	}
 	return last, nil
