@@ -7,6 +7,7 @@ import (
 
 	"github.com/stickypub/stickypub/backend"
 	"github.com/stickypub/stickypub/core"
+	"github.com/stickypub/stickypub/internal/forge"
 )
 
 // BenchmarkSweepBolt times SweepOrphans on a bolt topic filled by
@@ -47,7 +48,7 @@ func benchSweep(b *testing.B, store backend.Store) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		f, err := core.NewForger(store, id)
+		f, err := forge.New(store, id, core.OrderDefault)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/stickypub/stickypub/backend"
 	"github.com/stickypub/stickypub/core"
+	"github.com/stickypub/stickypub/internal/forge"
 )
 
 // testOrphans: a publisher crashes after writing a segment and before its
@@ -44,8 +45,8 @@ func (s *suite) testOrphans(t *testing.T) {
 		t.Cleanup(func() { _ = c.Close(context.Background()) })
 		return c
 	}
-	forgerAs := func(id *core.Identity) *core.Forger {
-		fg, err := core.NewForger(f.store, id, opts...)
+	forgerAs := func(id *core.Identity) *forge.Forger {
+		fg, err := forge.New(f.store, id, f.order)
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = fg.Close(context.Background()) })
 		return fg

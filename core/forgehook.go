@@ -48,6 +48,25 @@ func init() {
 		},
 		HeadKey:   func(topic string, pub [16]byte) string { return newTopicKeys(topic).head(pub) },
 		PolicyKey: func(topic string) string { return newTopicKeys(topic).policy() },
+		DecodeHead: func(topic string, rec []byte) (uint64, [32]byte, error) {
+			h, err := decodeHead(topic, rec)
+			if err != nil {
+				return 0, [32]byte{}, err
+			}
+			return h.Last, h.Seg, nil
+		},
+		SegmentLast: func(data []byte) (uint64, error) {
+			sg, err := decodeSegment(data)
+			if err != nil {
+				return 0, err
+			}
+			return sg.last(), nil
+		},
+		BlobKey: func(ref [32]byte) string { return blobKey(ref) },
+		RefOfKey: func(key string) ([32]byte, bool) {
+			ref, ok := refOfKey(key)
+			return ref, ok
+		},
 	}
 }
 
@@ -74,6 +93,10 @@ func (w forgeWriter) Announce(ctx context.Context, topic string, pub [16]byte, s
 	ann := announcement{Pub: pub, Seg: seg, To: to, Time: time}
 	_, err := w.c.eng.announce(ctx, newTopicKeys(topic), coordOp{anns: []announcement{ann}})
 	return err
+}
+
+func (w forgeWriter) GetBlob(ctx context.Context, ref [32]byte) ([]byte, error) {
+	return w.c.eng.blobs.get(ctx, ref)
 }
 
 func (w forgeWriter) Close(ctx context.Context) error { return w.c.Close(ctx) }

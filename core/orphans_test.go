@@ -4,6 +4,7 @@ package core
 // racing publishers, stores that cannot list.
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -16,13 +17,66 @@ import (
 	"github.com/stickypub/stickypub/backend"
 )
 
-// newForgerAs makes a forger with identity id, closed at cleanup.
-func newForgerAs(t *testing.T, store backend.Store, id *Identity, opts ...Option) *Forger {
+// crasher leaves what a publisher of its client's identity leaves when it
+// crashes mid-publish (the same records internal/forge writes for the
+// conformance suite, which core's own tests cannot import).
+type crasher struct{ c *Client }
+
+// newForgerAs makes a crasher with identity id, closed at cleanup.
+func newForgerAs(t *testing.T, store backend.Store, id *Identity, opts ...Option) *crasher {
 	t.Helper()
-	f, err := NewForger(store, id, opts...)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = f.Close(testCtx(t)) })
-	return f
+	return &crasher{c: newClientAs(t, store, id, opts...)}
+}
+
+// CrashedSegment writes a signed segment continuing the identity's log on
+// topic that no head record points to, its messages dated at; it returns
+// the segment's key.
+func (f *crasher) CrashedSegment(ctx context.Context, topic string, at time.Time, payloads ...[]byte) (string, error) {
+	tk := newTopicKeys(topic)
+	first, prev := uint64(1), Ref{}
+	if e, err := f.c.eng.store.Get(ctx, tk.head(f.c.pid)); err == nil {
+		h, err := decodeHead(topic, e.Value)
+		if err != nil {
+			return "", err
+		}
+		first, prev = h.Last+1, h.Seg
+	} else if !errors.Is(err, backend.ErrNotFound) {
+		return "", err
+	}
+	sg := &segment{Publisher: f.c.id.PublicKey(), Prev: prev, First: first}
+	for _, p := range payloads {
+		sg.Msgs = append(sg.Msgs, segMsg{Time: at.UnixNano(), Payload: p})
+	}
+	sg.sign(f.c.id, topic, nil)
+	ref, err := f.c.eng.blobs.put(ctx, sg.encode())
+	if err != nil {
+		return "", err
+	}
+	return blobKey(ref), nil
+}
+
+// CompleteSegment points the identity's head record on topic at the
+// segment under key (the publish in flight completes), without announcing.
+func (f *crasher) CompleteSegment(ctx context.Context, topic, key string) error {
+	ref, ok := refOfKey(key)
+	if !ok {
+		return fmt.Errorf("%q is not a blob key", key)
+	}
+	data, err := f.c.eng.blobs.get(ctx, ref)
+	if err != nil {
+		return err
+	}
+	sg, err := decodeSegment(data)
+	if err != nil {
+		return err
+	}
+	hk := newTopicKeys(topic).head(f.c.pid)
+	e, err := f.c.eng.store.Get(ctx, hk)
+	if err != nil && !errors.Is(err, backend.ErrNotFound) {
+		return err
+	}
+	_, err = f.c.eng.store.CompareAndPut(ctx, hk, e.Version, newHeadRecord(f.c.id, topic, 1, sg.last(), ref).encode())
+	return err
 }
 
 // requireGone checks that key is (gone true) or is not deleted.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/stickypub/stickypub/backend/bolt"
 	"github.com/stickypub/stickypub/core"
+	"github.com/stickypub/stickypub/internal/forge"
 )
 
 // TestSweep: a segment that a publisher which crashed long ago left in the
@@ -27,7 +28,7 @@ func TestSweep(t *testing.T) {
 	require.NoError(t, err)
 	id, err := core.GenerateIdentity()
 	require.NoError(t, err)
-	f, err := core.NewForger(st, id)
+	f, err := forge.New(st, id, core.OrderDefault)
 	require.NoError(t, err)
 	key, err := f.CrashedSegment(ctx, "demo", time.Now().Add(-3*time.Hour), []byte("lost"))
 	require.NoError(t, err)

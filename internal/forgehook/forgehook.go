@@ -52,6 +52,8 @@ type Writer interface {
 	// publisher pub's log reaches seq to, in segment seg, with the given
 	// time (unix nanoseconds). No check is made that it is true.
 	Announce(ctx context.Context, topic string, pub [16]byte, seg [32]byte, to uint64, time int64) error
+	// GetBlob reads and verifies the content-addressed blob ref.
+	GetBlob(ctx context.Context, ref [32]byte) ([]byte, error)
 	// Close releases the writer.
 	Close(ctx context.Context) error
 }
@@ -79,6 +81,13 @@ type Hooks struct {
 	// policy on topic.
 	HeadKey   func(topic string, pub [16]byte) string
 	PolicyKey func(topic string) string
+	// DecodeHead reads a head record of topic: its last seq and segment.
+	DecodeHead func(topic string, rec []byte) (last uint64, seg [32]byte, err error)
+	// SegmentLast returns the last seq of a stored segment.
+	SegmentLast func(data []byte) (uint64, error)
+	// BlobKey is the key of blob ref; RefOfKey reads it back.
+	BlobKey  func(ref [32]byte) string
+	RefOfKey func(key string) ([32]byte, bool)
 }
 
 // Core is filled in by package core's initialization.

@@ -1,7 +1,6 @@
-package core
+package forge
 
-// Forger: the records a publisher that crashed leaves behind, for the
-// orphan-sweep tests.
+// What a publisher that crashed leaves behind, for the orphan-sweep tests.
 
 import (
 	"context"
@@ -10,6 +9,7 @@ import (
 	"time"
 
 	"github.com/stickypub/stickypub/backend"
+	"github.com/stickypub/stickypub/internal/forgehook"
 )
 
 // CrashedSegment writes what a publisher with the forger's identity leaves
@@ -20,31 +20,31 @@ import (
 // long ago: earlier). It returns the segment's store key.
 func (f *Forger) CrashedSegment(ctx context.Context, topic string, at time.Time, payloads ...[]byte) (string, error) {
 	if len(payloads) == 0 {
-		return "", errors.New("core: CrashedSegment needs at least one payload")
+		return "", errors.New("forge: CrashedSegment needs at least one payload")
 	}
-	id, tk := f.c.id, newTopicKeys(topic)
-	first, prev := uint64(1), Ref{}
-	e, err := f.c.eng.store.Get(ctx, tk.head(f.c.pid))
+	hooks := forgehook.Core
+	first, prev := uint64(1), [32]byte{}
+	e, err := f.w.Store().Get(ctx, hooks.HeadKey(topic, f.pid))
 	switch {
 	case err == nil:
-		h, err := decodeHead(topic, e.Value)
+		last, seg, err := hooks.DecodeHead(topic, e.Value)
 		if err != nil {
-			return "", fmt.Errorf("core: CrashedSegment: own head: %w", err)
+			return "", fmt.Errorf("forge: CrashedSegment: own head: %w", err)
 		}
-		first, prev = h.Last+1, h.Seg
+		first, prev = last+1, seg
 	case !errors.Is(err, backend.ErrNotFound):
 		return "", err
 	}
-	sg := &segment{Publisher: id.PublicKey(), Prev: prev, First: first}
+	sg := &forgehook.Segment{Publisher: f.id.PublicKey(), Prev: prev, First: first}
 	for _, p := range payloads {
-		sg.Msgs = append(sg.Msgs, segMsg{Time: at.UnixNano(), Payload: p})
+		sg.Msgs = append(sg.Msgs, forgehook.Msg{Time: at.UnixNano(), Payload: p})
 	}
-	sg.sign(id, topic, nil)
-	ref, err := f.putBlob(ctx, sg.encode())
+	hooks.SignSegment(f.id, topic, sg, nil)
+	ref, err := f.w.PutBlob(ctx, hooks.EncodeSegment(sg))
 	if err != nil {
 		return "", err
 	}
-	return blobKey(ref), nil
+	return hooks.BlobKey(ref), nil
 }
 
 // CompleteSegment finishes what CrashedSegment started, as the publisher
@@ -52,17 +52,18 @@ func (f *Forger) CrashedSegment(ctx context.Context, topic string, at time.Time,
 // at the segment stored under key (the publish in flight completes). It
 // does not announce.
 func (f *Forger) CompleteSegment(ctx context.Context, topic, key string) error {
-	ref, ok := refOfKey(key)
+	hooks := forgehook.Core
+	ref, ok := hooks.RefOfKey(key)
 	if !ok {
-		return fmt.Errorf("core: CompleteSegment: %q is not a blob key", key)
+		return fmt.Errorf("forge: CompleteSegment: %q is not a blob key", key)
 	}
-	data, err := f.c.eng.blobs.get(ctx, ref)
+	data, err := f.w.GetBlob(ctx, ref)
 	if err != nil {
 		return err
 	}
-	sg, err := decodeSegment(data)
+	last, err := hooks.SegmentLast(data)
 	if err != nil {
 		return err
 	}
-	return f.overwrite(ctx, newTopicKeys(topic).head(f.c.pid), newHeadRecord(f.c.id, topic, 1, sg.last(), ref).encode())
+	return f.overwrite(ctx, hooks.HeadKey(topic, f.pid), hooks.HeadRecord(f.id, topic, 1, last, ref, nil))
 }
