@@ -41,6 +41,7 @@ type engine struct {
 	mu         sync.Mutex
 	announcers map[string]*announcer
 	written    map[string]writtenCoord // last coordinator written per topic
+	pushes     map[string]*topicPush   // the shared coordinator watch per topic
 }
 
 // writtenCoord is a coordinator state this engine wrote, and its version.
@@ -74,6 +75,7 @@ func newEngine(store backend.Store, o options) (*engine, error) {
 		store: store, caps: caps, cfg: o, blobs: newBlobStore(store, maxValue, o.cacheBytes),
 		maxValue: maxValue, foldWindow: fw, reg: newRegCache(), ordered: order == TopicOrder, order: order,
 		ctx: ctx, cancel: cancel, announcers: map[string]*announcer{}, written: map[string]writtenCoord{},
+		pushes: map[string]*topicPush{},
 	}, nil
 }
 

@@ -117,6 +117,9 @@ type Subscription struct {
 	lazyBase bool
 
 	dur *durable // nil unless Durable
+
+	runner    pushRunner // the on-demand poll goroutine of push
+	pushTopic *topicPush // the topic's shared watch (nil without push)
 }
 
 // Topic returns the subscribed topic.
@@ -266,6 +269,9 @@ func (c *Client) subscribe(ctx context.Context, topic string, opts []SubscribeOp
 	}
 	if w, ok := c.eng.store.(backend.Watcher); ok && o.push {
 		if err := s.startPush(w); err != nil {
+			s.pollMu.Lock()
+			s.hints = nil
+			s.pollMu.Unlock()
 			c.opts.logger.Warn("stickypub: push unavailable, poll instead", "topic", topic, "err", err)
 		}
 	}
@@ -335,6 +341,7 @@ func (c *Client) unsubscribe(ctx context.Context, s *Subscription, keep bool) er
 		delete(c.subs, s.tk.name)
 	}
 	c.mu.Unlock()
+	s.stopPush()
 	s.cancel()
 	s.wg.Wait()
 	s.pollMu.Lock()
