@@ -12,6 +12,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -26,6 +27,10 @@ import (
 // idleSubsFlag is how many idle subscriptions BenchmarkIdleSubscriptions
 // opens on one topic (-idle-subs; the figure is 10,000).
 var idleSubsFlag = flag.Int("idle-subs", 10000, "idle subscriptions of BenchmarkIdleSubscriptions")
+
+// idleProfileFlag names a file prefix: BenchmarkIdleSubscriptions writes
+// the heap profile of each store's idle subscriptions to PREFIX-STORE.pprof.
+var idleProfileFlag = flag.String("idle-heap-profile", "", "heap profile prefix of BenchmarkIdleSubscriptions")
 
 // memStores are the stores the memory benchmarks run on.
 var memStores = []struct {
@@ -83,6 +88,9 @@ func goroutineBytes(n int) float64 {
 // subscriptions idle pushSafety+1 seconds before the reading, so at
 // least one safety poll has run. b.N is ignored (run with -benchtime 1x).
 func BenchmarkIdleSubscriptions(b *testing.B) {
+	if *idleProfileFlag != "" {
+		runtime.MemProfileRate = 1 // every allocation, for the profile
+	}
 	for _, st := range memStores {
 		b.Run("store="+st.name, func(b *testing.B) {
 			ctx := benchCtx(b)
@@ -133,6 +141,9 @@ func BenchmarkIdleSubscriptions(b *testing.B) {
 			took := time.Since(start)
 			time.Sleep(3 * time.Second)
 			m2 := liveBytes()
+			if *idleProfileFlag != "" {
+				writeHeapProfile(b, *idleProfileFlag+"-"+st.name+".pprof")
+			}
 			b.StopTimer()
 			runtime.KeepAlive(subs)
 			perSub := float64(m2-m1) / float64(idleSubs)
@@ -156,6 +167,19 @@ func BenchmarkIdleSubscriptions(b *testing.B) {
 				b.Fatal(err)
 			}
 		})
+	}
+}
+
+// writeHeapProfile writes the heap profile (live objects as of the last
+// collection) to path.
+func writeHeapProfile(b *testing.B, path string) {
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		b.Fatal(err)
 	}
 }
 

@@ -47,7 +47,7 @@ func (s *Subscription) auditHeads(ctx context.Context, extra ...PublisherID) {
 	c := s.c
 	now := c.eng.now()
 	s.audit.last = now
-	st, _, err := c.eng.readCoord(ctx, s.tk)
+	st, _, err := c.eng.readCoordShared(ctx, s.tk)
 	if err != nil {
 		return
 	}

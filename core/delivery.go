@@ -91,7 +91,7 @@ func (s *Subscription) poll(ctx context.Context) (int, error) {
 	if s.auditDue() {
 		s.auditHeads(ctx)
 	}
-	st, v, err := c.eng.readCoord(ctx, s.tk)
+	st, v, err := c.eng.readCoordShared(ctx, s.tk)
 	if err != nil {
 		return 0, err
 	}

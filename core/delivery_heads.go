@@ -38,7 +38,7 @@ func (s *Subscription) pollHeads(ctx context.Context) (int, error) {
 		// (registrations and leases); a missed hint is caught by the next
 		// safety poll, which reads everything.
 		var err error
-		if st, _, err = c.eng.readCoord(ctx, s.tk); err != nil {
+		if st, _, err = c.eng.readCoordShared(ctx, s.tk); err != nil {
 			s.untakeHints(wide, dirty)
 			return 0, err
 		}

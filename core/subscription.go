@@ -19,13 +19,32 @@ import (
 // renewed.
 const DefaultSubscriptionTTL = 10 * time.Minute
 
+// DefaultBuffer is the capacity of a pushed subscription's Messages
+// channel unless WithBuffer sets another. It is small because every
+// subscription holds its buffer (8 bytes a slot) even when idle; push
+// delivers from a goroutine of its own that waits when the channel is full,
+// so a small buffer loses nothing (it only hands messages over in smaller
+// steps).
+const DefaultBuffer = 16
+
+// DefaultPollBuffer is the capacity of the Messages channel of a
+// subscription made WithoutPush unless WithBuffer sets another: there Poll
+// delivers in the caller's goroutine, which cannot receive while it polls,
+// so the channel must hold what one Poll delivers.
+const DefaultPollBuffer = 1024
+
+// gapBuffer is the capacity of a subscription's Gaps channel (a Gap is 64
+// bytes, held by every subscription). A gap that finds it full is still
+// counted in Stats and sent as an event.
+const gapBuffer = 4
+
 // SubscribeOption configures Subscribe.
 type SubscribeOption func(*subscribeOptions)
 
 type subscribeOptions struct {
 	fromStart  bool
 	ttl        time.Duration
-	buffer     int
+	buffer     int // -1: the default
 	push       bool
 	noRecord   bool
 	cursor     Cursor
@@ -47,7 +66,8 @@ func WithSubscriptionTTL(d time.Duration) SubscribeOption {
 	return func(o *subscribeOptions) { o.ttl = d }
 }
 
-// WithBuffer sets the capacity of the Messages channel (default 1024).
+// WithBuffer sets the capacity of the Messages channel (default
+// DefaultBuffer with push, DefaultPollBuffer WithoutPush).
 // Delivery blocks, never drops, when the channel is full.
 func WithBuffer(n int) SubscribeOption { return func(o *subscribeOptions) { o.buffer = max(n, 0) } }
 
@@ -157,9 +177,15 @@ func (c *Client) subscribe(ctx context.Context, topic string, opts []SubscribeOp
 	if err := checkTopic(topic); err != nil {
 		return nil, err
 	}
-	o := subscribeOptions{ttl: DefaultSubscriptionTTL, buffer: 1024, push: true, durableTTL: DefaultDurableTTL}
+	o := subscribeOptions{ttl: DefaultSubscriptionTTL, buffer: -1, push: true, durableTTL: DefaultDurableTTL}
 	for _, fn := range opts {
 		fn(&o)
+	}
+	if o.buffer < 0 {
+		o.buffer = DefaultBuffer
+		if !o.push || !canPush(c.eng.store) {
+			o.buffer = DefaultPollBuffer
+		}
 	}
 	tk := newTopicKeys(topic)
 	c.mu.Lock()
@@ -172,7 +198,7 @@ func (c *Client) subscribe(ctx context.Context, topic string, opts []SubscribeOp
 	if dup {
 		return nil, fmt.Errorf("%w: %q", ErrAlreadySubscribed, topic)
 	}
-	s := &Subscription{c: c, tk: tk, opts: o, msgs: make(chan *Message, o.buffer), gaps: make(chan Gap, 256),
+	s := &Subscription{c: c, tk: tk, opts: o, msgs: make(chan *Message, o.buffer), gaps: make(chan Gap, gapBuffer),
 		expected: map[PublisherID]uint64{}, missing: map[Ref]int{}, seenBad: map[Ref]bool{}, known: map[PublisherID]bool{},
 		pending: map[PublisherID]bool{}, headMissing: map[PublisherID]int{}}
 	if o.durable != "" {
@@ -276,6 +302,12 @@ func (c *Client) subscribe(ctx context.Context, topic string, opts []SubscribeOp
 		}
 	}
 	return s, nil
+}
+
+// canPush reports whether store can notify changes (push delivery).
+func canPush(store backend.Store) bool {
+	_, ok := store.(backend.Watcher)
+	return ok
 }
 
 // baseFromHeads starts a FromNow subscription in unordered mode after
