@@ -120,23 +120,29 @@ func (s *Subscription) poll(ctx context.Context) (int, error) {
 	if s.cursor > st.Count { // a weaker backend replaced a longer history
 		s.cursor = st.Count
 	}
-	anns, err := c.eng.annsFrom(ctx, st, s.cursor)
-	if err != nil {
-		return 0, err
-	}
+	// The announcements after the cursor, a part at a time (see eachAnn),
+	// their segments prefetched a window at a time (see prefetch): what a
+	// catch-up holds is bounded, however long the history.
 	n := 0
 	defer func() { s.pre = nil }()
-	for i, a := range anns {
-		if i%prefetchWindow == 0 {
-			s.prefetch(ctx, anns[i:min(i+prefetchWindow, len(anns))])
+	err = c.eng.eachAnn(ctx, st, s.cursor, func(anns []announcement) error {
+		next := 0
+		for i, a := range anns {
+			if i == next {
+				next = i + s.prefetch(ctx, anns[i:min(i+prefetchWindow, len(anns))])
+			}
+			k, err := s.deliver(ctx, a)
+			n += k
+			if err != nil {
+				return err
+			}
+			s.passed(a)
+			s.cursor++
 		}
-		k, err := s.deliver(ctx, a)
-		n += k
-		if err != nil {
-			return n, err
-		}
-		s.passed(a)
-		s.cursor++
+		return nil
+	})
+	if err != nil {
+		return n, err
 	}
 	if s.jumped {
 		// Every retained announcement is processed: a known publisher's
@@ -205,16 +211,22 @@ func (s *Subscription) placeDropped(ctx context.Context, st *coordState) bool {
 		s.lazyBase = false
 		return false
 	}
-	anns, err := s.c.eng.annsFrom(ctx, st, s.cursor)
+	left := st.RetainFrom - s.cursor // the dropped announcements
+	err := s.c.eng.eachAnn(ctx, st, s.cursor, func(anns []announcement) error {
+		for _, a := range anns[:min(uint64(len(anns)), left)] {
+			_, seen := s.expected[a.Pub]
+			if _, based := s.base[a.Pub]; !seen && !based && a.From > 0 {
+				s.base[a.Pub] = a.From - 1
+			}
+		}
+		if left -= min(uint64(len(anns)), left); left == 0 {
+			return errStopEach
+		}
+		return nil
+	})
 	if err != nil {
 		s.lazyBase = false
 		return false
-	}
-	for _, a := range anns[:min(uint64(len(anns)), st.RetainFrom-s.cursor)] {
-		_, seen := s.expected[a.Pub]
-		if _, based := s.base[a.Pub]; !seen && !based && a.From > 0 {
-			s.base[a.Pub] = a.From - 1
-		}
 	}
 	return true
 }
@@ -303,7 +315,16 @@ func (s *Subscription) deliver(ctx context.Context, a announcement) (int, error)
 		return 0, err
 	}
 	n := 0
-	for _, sg := range segs {
+	for i := range segs {
+		if i > 0 {
+			segs[i-1] = segPart{} // delivered: not held for the rest
+		}
+		sg := &segs[i]
+		if sg.lazy {
+			if err := s.reload(ctx, sg, a.Pub); err != nil {
+				return n, err
+			}
+		}
 		if sg.seg == nil {
 			s.gap(a.Pub, sg.from, sg.to, sg.reason)
 			continue

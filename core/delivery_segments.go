@@ -8,24 +8,34 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/stickypub/stickypub/backend"
 )
 
-// segPart is a segment to deliver, or a hole [from, to] when seg is nil.
+// segPart is a segment to deliver, or a hole [from, to] when seg is nil
+// and lazy is not set. A lazy part is a segment collect verified but did
+// not keep (the walk went past the prefetch bound): deliver reads it again
+// by ref, the same bytes since a blob is checked against its digest.
 type segPart struct {
 	seg      *segment
 	msgs     []*Message // its messages, verified
 	from, to uint64
 	reason   string
+	lazy     bool
+	ref      Ref
 }
 
 // collect loads and verifies the segments covering [from, a.To], oldest
 // first. A segment that fails verification ends the walk and cancels it:
-// nothing of this announcement is delivered now.
+// nothing of this announcement is delivered now. Past the client's
+// prefetch bound of segment bytes (a long chain: a head record far ahead
+// of the subscription), the segments walked are kept by reference only
+// (lazy parts), so that a catch-up does not hold a publisher's history.
 func (s *Subscription) collect(ctx context.Context, a announcement, from uint64) ([]segPart, error) {
 	var parts []segPart
 	ref, upTo := a.Seg, a.To
+	held := 0
 	for {
 		var (
 			sg   *segment
@@ -72,7 +82,16 @@ func (s *Subscription) collect(ctx context.Context, a announcement, from uint64)
 		if sg.last() < upTo {
 			s.invalidOnce(ref, malformed("announcement of %s to %d names a segment ending at %d", a.Pub, upTo, sg.last()))
 		}
-		parts = append(parts, segPart{seg: sg, msgs: msgs})
+		if held += segBytes(sg); held > s.c.opts.prefetchBytes {
+			for i := range parts {
+				if parts[i].seg != nil {
+					parts[i] = segPart{lazy: true, ref: parts[i].ref}
+				}
+			}
+			parts = append(parts, segPart{lazy: true, ref: ref})
+		} else {
+			parts = append(parts, segPart{seg: sg, msgs: msgs, ref: ref})
+		}
 		if sg.First <= from {
 			break
 		}
@@ -86,6 +105,29 @@ func (s *Subscription) collect(ctx context.Context, a announcement, from uint64)
 		parts[i], parts[j] = parts[j], parts[i]
 	}
 	return parts, nil
+}
+
+// segBytes is about what a decoded segment holds.
+func segBytes(sg *segment) int {
+	n := 256
+	for _, m := range sg.Msgs {
+		n += len(m.Payload) + 64
+	}
+	return n
+}
+
+// reload reads and verifies again a lazy part's segment.
+func (s *Subscription) reload(ctx context.Context, p *segPart, pub PublisherID) error {
+	sg, err := s.loadSegment(ctx, p.ref, pub)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errRetryLater, err)
+	}
+	msgs, err := verifySegment(s.tk.name, sg)
+	if err != nil {
+		return fmt.Errorf("%w: segment %s verified, then did not: %w", errRetryLater, p.ref, err)
+	}
+	p.seg, p.msgs, p.lazy = sg, msgs, false
+	return nil
 }
 
 // vouched reports whether publisher p's signed head record leads, along
@@ -127,35 +169,56 @@ type prefetched struct {
 
 // prefetch reads and verifies the segments of anns in parallel, so that a
 // catch-up over many small segments is not one round trip and one
-// single-threaded verification at a time. Whatever fails here is simply
-// not prefetched: delivery reads it again and handles the error.
-func (s *Subscription) prefetch(ctx context.Context, anns []announcement) {
+// single-threaded verification at a time, and returns how many of anns it
+// covered: the next prefetch starts there. It holds at most about the
+// client's prefetch bound (WithPrefetchBytes) of segment bytes: once they
+// are read, it starts no more reads (the ones running finish). Whatever
+// fails here is simply not prefetched: delivery reads it again and handles
+// the error.
+func (s *Subscription) prefetch(ctx context.Context, anns []announcement) int {
 	type want struct {
 		ref Ref
 		pub PublisherID
+		at  int // its first announcement in anns
 	}
 	var wants []want
 	seen := map[Ref]bool{}
-	for _, a := range anns {
+	for i, a := range anns {
 		if !seen[a.Seg] && a.To >= s.next(a.Pub) {
 			seen[a.Seg] = true
-			wants = append(wants, want{a.Seg, a.Pub})
+			wants = append(wants, want{a.Seg, a.Pub, i})
 		}
 	}
+	s.pre = nil
 	if len(wants) < 2 {
-		return
+		return len(anns)
 	}
+	var budget atomic.Int64
+	budget.Store(int64(s.c.opts.prefetchBytes))
 	got := make([]*prefetched, len(wants))
+	skipped := make([]bool, len(wants))
 	_ = s.c.eng.blobs.parallel(ctx, len(wants), func(ctx context.Context, i int) error {
-		got[i], _ = s.fetchVerified(ctx, wants[i].ref, wants[i].pub)
+		if budget.Load() <= 0 {
+			skipped[i] = true
+			return nil
+		}
+		var size int
+		got[i], size = s.fetchVerified(ctx, wants[i].ref, wants[i].pub)
+		budget.Add(-int64(size))
 		return nil
 	})
+	covered := len(anns)
 	s.pre = make(map[Ref]*prefetched, len(wants))
 	for i, p := range got {
+		if skipped[i] {
+			covered = max(wants[i].at, 1)
+			break
+		}
 		if p != nil {
 			s.pre[wants[i].ref] = p
 		}
 	}
+	return covered
 }
 
 // fetchVerified reads, decodes and verifies segment ref of publisher pub
