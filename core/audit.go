@@ -28,7 +28,7 @@ func WithHeadAudit(d time.Duration) Option { return func(o *options) { o.headAud
 // auditState is a subscription's memory of recently active publishers.
 type auditState struct {
 	last   time.Time
-	recent map[PublisherID]time.Time
+	recent map[PublisherID]int64 // unix nanoseconds last seen
 }
 
 // auditDue reports whether the periodic audit should run now.
@@ -52,17 +52,17 @@ func (s *Subscription) auditHeads(ctx context.Context, extra ...PublisherID) {
 		return
 	}
 	if s.audit.recent == nil {
-		s.audit.recent = map[PublisherID]time.Time{}
+		s.audit.recent = map[PublisherID]int64{}
 	}
 	for _, a := range st.Window {
-		s.audit.recent[a.Pub] = now
+		s.audit.recent[a.Pub] = now.UnixNano()
 	}
 	for _, p := range extra {
-		s.audit.recent[p] = now
+		s.audit.recent[p] = now.UnixNano()
 	}
 	keep := max(c.opts.headAudit, time.Second) * auditKeepFactor
 	for p, t := range s.audit.recent {
-		if now.Sub(t) > keep {
+		if now.UnixNano()-t > int64(keep) {
 			delete(s.audit.recent, p)
 		}
 	}

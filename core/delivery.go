@@ -114,7 +114,7 @@ func (s *Subscription) poll(ctx context.Context) (int, error) {
 		// names every known publisher explicitly from now on.
 		s.rebase(map[PublisherID]uint64{})
 		for p := range s.base {
-			s.pos.dirty[p] = true
+			put(&s.pos.dirty, p, true)
 		}
 	}
 	if s.cursor > st.Count { // a weaker backend replaced a longer history
@@ -398,6 +398,6 @@ func (s *Subscription) invalidOnce(ref Ref, err error) {
 	if s.seenBad[ref] {
 		return
 	}
-	s.seenBad[ref] = true
+	put(&s.seenBad, ref, true)
 	s.invalid(err)
 }

@@ -248,7 +248,7 @@ func (s *Subscription) loadSegment(ctx context.Context, ref Ref, p PublisherID) 
 	c := s.c
 	data, err := c.eng.blobs.get(ctx, ref)
 	if errors.Is(err, backend.ErrNotFound) && c.eng.caps.Consistency < backend.Linearizable {
-		s.missing[ref]++
+		put(&s.missing, ref, s.missing[ref]+1)
 		if s.missing[ref] < missingLimitWeak {
 			return nil, fmt.Errorf("%w: %s: %w", errRetryLater, ref, err)
 		}

@@ -198,9 +198,9 @@ func (c *Client) subscribe(ctx context.Context, topic string, opts []SubscribeOp
 	if dup {
 		return nil, fmt.Errorf("%w: %q", ErrAlreadySubscribed, topic)
 	}
-	s := &Subscription{c: c, tk: tk, opts: o, msgs: make(chan *Message, o.buffer), gaps: make(chan Gap, gapBuffer),
-		expected: map[PublisherID]uint64{}, missing: map[Ref]int{}, seenBad: map[Ref]bool{}, known: map[PublisherID]bool{},
-		pending: map[PublisherID]bool{}, headMissing: map[PublisherID]int{}}
+	// The maps of the delivery state are made on first use (see put): an
+	// idle subscription holds what it needs, not a map of each kind.
+	s := &Subscription{c: c, tk: tk, opts: o, msgs: make(chan *Message, o.buffer), gaps: make(chan Gap, gapBuffer)}
 	if o.durable != "" {
 		s.dur = &durable{s: s, name: o.durable, id: durableID(c.id.PublicKey(), o.durable),
 			ttl: max(o.durableTTL, time.Second), wake: make(chan struct{}, 1)}
@@ -287,7 +287,10 @@ func (c *Client) subscribe(ctx context.Context, topic string, opts []SubscribeOp
 		c.mu.Unlock()
 		return nil, fmt.Errorf("%w: %q", ErrAlreadySubscribed, topic)
 	}
-	s.ctx, s.cancel = context.WithCancel(c.ctx)
+	// Not a child of the client's context: Close unsubscribes (and so
+	// cancels) every subscription itself, and a child would cost an entry
+	// in the parent's set of children for every subscription.
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	c.subs[topic] = s
 	c.mu.Unlock()
 	if s.dur != nil {
@@ -328,7 +331,7 @@ func (s *Subscription) baseFromHeads(ctx context.Context, st *coordState) error 
 		heads, errs := s.c.eng.readHeads(ctx, s.tk, pids)
 		var again []PublisherID
 		for i, p := range pids {
-			s.known[p] = true
+			put(&s.known, p, true)
 			switch {
 			case heads[i] != nil:
 				s.base[p] = heads[i].Last
@@ -391,4 +394,13 @@ func (c *Client) unsubscribe(ctx context.Context, s *Subscription, keep bool) er
 	}
 	c.emit(Event{Kind: EventUnsubscribed, Topic: s.tk.name})
 	return nil
+}
+
+// put sets m[k] = v, making the map on first use: a subscription's maps
+// stay nil (reads of a nil map find nothing) until something is put in.
+func put[K comparable, V any](m *map[K]V, k K, v V) {
+	if *m == nil {
+		*m = map[K]V{}
+	}
+	(*m)[k] = v
 }
