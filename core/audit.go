@@ -34,7 +34,15 @@ type auditState struct {
 // auditDue reports whether the periodic audit should run now.
 func (s *Subscription) auditDue() bool {
 	d := s.c.opts.headAudit
-	return s.c.eng.ordered && d > 0 && s.c.eng.now().Sub(s.audit.last) >= d
+	now := s.c.eng.now()
+	if !s.c.eng.ordered || d <= 0 || now.Sub(s.audit.last) < d {
+		return false
+	}
+	if tp := s.pushTopic; tp != nil && !tp.claimAudit(now, d) {
+		s.audit.last = now // another subscription of the engine audited the topic
+		return false
+	}
+	return true
 }
 
 // auditHeads finds publishers whose signed head record is ahead of what the

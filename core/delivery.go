@@ -88,6 +88,7 @@ func (s *Subscription) poll(ctx context.Context) (int, error) {
 	if !c.eng.ordered {
 		return s.pollHeads(ctx)
 	}
+	s.idleAt.Store(0)
 	if s.auditDue() {
 		s.auditHeads(ctx)
 	}
@@ -100,6 +101,9 @@ func (s *Subscription) poll(ctx context.Context) (int, error) {
 		s.regressed(st, v)
 	}
 	if v == 0 || v < s.coordVer || (v == s.coordVer && s.cursor >= st.Count) {
+		if v != 0 && v == s.coordVer {
+			s.idleAt.Store(uint64(v))
+		}
 		return 0, nil // nothing new, or a stale read
 	}
 	if s.cursor < st.RetainFrom {
@@ -188,6 +192,7 @@ func (s *Subscription) poll(ctx context.Context) (int, error) {
 	}
 	if complete {
 		s.coordVer = v
+		s.idleAt.Store(uint64(v))
 	}
 	return n, nil
 }

@@ -30,6 +30,9 @@ type topicPush struct {
 	mu   sync.Mutex // guards subs and dead
 	subs map[*Subscription]struct{}
 	dead bool // the watch ended (store or engine closed): join no more
+	// audited is when one of the subscriptions last ran the topic's
+	// periodic head audit.
+	audited time.Time
 }
 
 // kickKind says why a subscription is kicked.
@@ -120,7 +123,7 @@ func (tp *topicPush) run(ctx context.Context, ch <-chan backend.Version) {
 			}
 			tp.kickAll(kickCoord)
 		case <-t.C:
-			tp.kickAll(kickSafety)
+			tp.kickStale(ctx)
 		}
 	}
 }
@@ -135,6 +138,43 @@ func (tp *topicPush) kickAll(k kickKind) {
 	for _, s := range subs {
 		s.kick(k)
 	}
+}
+
+// kickStale is the safety poll: it reads the coordinator once and kicks
+// the subscriptions that may have missed something, not those whose last
+// poll ended complete at this very coordinator version (in topic order:
+// nothing was withheld or left behind, and nothing changed since). One
+// subscription is kicked anyway, which runs the topic's periodic head
+// audit for all of them (see auditDue). So an idle topic costs one read
+// per safety interval, however many subscriptions follow it.
+func (tp *topicPush) kickStale(ctx context.Context) {
+	_, v, err := tp.e.readCoordShared(ctx, tp.tk)
+	tp.mu.Lock()
+	var subs []*Subscription
+	first := true
+	for s := range tp.subs {
+		if first || err != nil || v == 0 || s.hints != nil || s.idleAt.Load() != uint64(v) {
+			subs = append(subs, s)
+		}
+		first = false
+	}
+	tp.mu.Unlock()
+	for _, s := range subs {
+		s.kick(kickSafety)
+	}
+}
+
+// claimAudit reports whether the topic's periodic head audit, every d, is
+// due now, and if so claims it: the engine's subscriptions on the topic
+// audit it once per interval between them, not each of them.
+func (tp *topicPush) claimAudit(now time.Time, d time.Duration) bool {
+	tp.mu.Lock()
+	defer tp.mu.Unlock()
+	if now.Sub(tp.audited) < d {
+		return false
+	}
+	tp.audited = now
+	return true
 }
 
 // pushRunner is a subscription's on-demand poll goroutine: at most one

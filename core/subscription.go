@@ -10,6 +10,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/stickypub/stickypub/backend"
@@ -138,7 +139,11 @@ type Subscription struct {
 
 	dur *durable // nil unless Durable
 
-	runner    pushRunner // the on-demand poll goroutine of push
+	runner pushRunner // the on-demand poll goroutine of push
+	// idleAt is the coordinator version at which the last poll ended
+	// complete (topic order), 0 if it did not: a safety poll skips the
+	// subscription while the coordinator is still at that version.
+	idleAt    atomic.Uint64
 	pushTopic *topicPush // the topic's shared watch (nil without push)
 }
 
