@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
 	"flag"
 	"fmt"
 	"os"
@@ -271,7 +272,7 @@ func (p *peakSampler) end() memSample {
 
 // BenchmarkCatchUpMemory fills a topic with bigCatchUpN messages
 // (catchUpPublishers clients on a Hub, PublishBatch of bigCatchUpSegment
-// messages of payloadSize bytes), then, with the publishers closed and the
+// incompressible messages of payloadSize bytes), then, with the publishers closed and the
 // process's memory collected and returned to the OS (the baseline), a
 // fresh client subscribes FromStart with default options (push on, the
 // default buffer) and a consumer goroutine receives and discards every
@@ -351,7 +352,15 @@ func catchUpAll(b *testing.B, ctx context.Context, store backend.Store, topic st
 	return int(got.Load()), c.Stats()
 }
 
-// fillTopicN publishes n messages of payloadSize bytes to topic on store
+// randomPayload is payload(w, i) with its filler random: incompressible,
+// so segments are stored (and cached, and held) at their full size.
+func randomPayload(w, i int) []byte {
+	p := payload(w, i)
+	_, _ = rand.Read(p[12:])
+	return p
+}
+
+// fillTopicN publishes n incompressible messages of payloadSize bytes to topic on store
 // from catchUpPublishers clients sharing a Hub, concurrently, with
 // PublishBatch calls of batch messages (segments of batch messages). The
 // clients are closed before it returns.
@@ -364,7 +373,7 @@ func fillTopicN(b *testing.B, store backend.Store, topic string, n, batch int) {
 		for i := 0; i < k; i += batch {
 			msgs := make([][]byte, 0, batch)
 			for j := i; j < min(i+batch, k); j++ {
-				msgs = append(msgs, payload(w, j))
+				msgs = append(msgs, randomPayload(w, j))
 			}
 			if _, err := c.PublishBatch(ctx, topic, msgs); err != nil {
 				return fmt.Errorf("publish: %w", err)
