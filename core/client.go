@@ -113,7 +113,7 @@ func WithFoldWindow(n int) Option {
 // another bound. A catch-up reads its segments through it, so it is, with
 // the prefetch bound (DefaultPrefetchBytes), what bounds a catch-up's
 // memory, whatever the length of the history.
-const DefaultCacheBytes = 16 << 20
+const DefaultCacheBytes = 8 << 20
 
 // DefaultPrefetchBytes bounds the segment bytes a subscription reads and
 // verifies ahead of delivery (see WithPrefetchBytes).

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/stickypub/stickypub/backend"
 )
@@ -82,7 +83,7 @@ func (s *Subscription) collect(ctx context.Context, a announcement, from uint64)
 		if sg.last() < upTo {
 			s.invalidOnce(ref, malformed("announcement of %s to %d names a segment ending at %d", a.Pub, upTo, sg.last()))
 		}
-		if held += segBytes(sg); held > s.c.opts.prefetchBytes {
+		if held += segBytes(sg) + segDataBytes(sg); held > s.c.opts.prefetchBytes {
 			for i := range parts {
 				if parts[i].seg != nil {
 					parts[i] = segPart{lazy: true, ref: parts[i].ref}
@@ -107,11 +108,18 @@ func (s *Subscription) collect(ctx context.Context, a announcement, from uint64)
 	return parts, nil
 }
 
-// segBytes is about what a decoded segment holds.
+// segBytes is about what a decoded and verified segment holds beyond its
+// stored bytes: per message, a Message and its bookkeeping (the payload
+// is a slice of the stored bytes).
 func segBytes(sg *segment) int {
-	n := 256
+	return 256 + len(sg.Msgs)*(int(unsafe.Sizeof(Message{}))+int(unsafe.Sizeof(segMsg{}))+8)
+}
+
+// segDataBytes is about the stored size of a decoded segment.
+func segDataBytes(sg *segment) int {
+	n := 128
 	for _, m := range sg.Msgs {
-		n += len(m.Payload) + 64
+		n += len(m.Payload) + 16
 	}
 	return n
 }
@@ -222,7 +230,8 @@ func (s *Subscription) prefetch(ctx context.Context, anns []announcement) int {
 }
 
 // fetchVerified reads, decodes and verifies segment ref of publisher pub
-// for a prefetch, and returns its size in bytes. Whatever fails gives nil:
+// for a prefetch, and returns about the bytes it holds (the stored bytes
+// and the decoded messages). Whatever fails gives nil:
 // delivery reads it again, and handles and counts the failure there.
 func (s *Subscription) fetchVerified(ctx context.Context, ref Ref, pub PublisherID) (*prefetched, int) {
 	data, err := s.c.eng.blobs.get(ctx, ref)
@@ -237,7 +246,7 @@ func (s *Subscription) fetchVerified(ctx context.Context, ref Ref, pub Publisher
 	if err != nil {
 		return nil, len(data)
 	}
-	return &prefetched{seg: sg, msgs: msgs}, len(data)
+	return &prefetched{seg: sg, msgs: msgs}, len(data) + segBytes(sg)
 }
 
 // errRetryLater marks a segment that is missing for now on a backend where
