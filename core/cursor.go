@@ -340,3 +340,12 @@ func (s *Subscription) resume(ctx context.Context, st *coordState, cur Cursor) e
 func sortedPIDs[V any](m map[PublisherID]V) []PublisherID {
 	return slices.SortedFunc(maps.Keys(m), comparePID)
 }
+
+// put sets m[k] = v, making the map on first use: a subscription's maps
+// stay nil (reads of a nil map find nothing) until something is put in.
+func put[K comparable, V any](m *map[K]V, k K, v V) {
+	if *m == nil {
+		*m = map[K]V{}
+	}
+	(*m)[k] = v
+}

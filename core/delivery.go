@@ -1,7 +1,7 @@
 package core
 
 // Delivery in topic order: Poll and PollAll, the poll over announcements,
-// catching up from head records, gaps and invalid records.
+// catching up from head records, delivering an announcement's messages.
 
 import (
 	"context"
@@ -380,29 +380,4 @@ func (s *Subscription) deliver(ctx context.Context, a announcement) (int, error)
 		}
 	}
 	return n, nil
-}
-
-func (s *Subscription) gap(p PublisherID, from, to uint64, reason string) {
-	if to < s.next(p) {
-		return
-	}
-	from = max(from, s.next(p))
-	g := Gap{Topic: s.tk.name, Publisher: p, From: from, To: to, Reason: reason}
-	s.setNext(p, to+1)
-	s.c.stats.gaps.Add(1)
-	s.c.emit(Event{Kind: EventGap, Topic: s.tk.name, Gap: &g})
-	select {
-	case s.gaps <- g:
-	default:
-	}
-}
-
-// invalidOnce counts a bad record once per subscription, however often it
-// is met again.
-func (s *Subscription) invalidOnce(ref Ref, err error) {
-	if s.seenBad[ref] {
-		return
-	}
-	put(&s.seenBad, ref, true)
-	s.invalid(err)
 }

@@ -1,8 +1,9 @@
 package core
 
-// Reading the segments a delivery needs: the walk back along Prev links,
-// the prefetch of whole windows of announcements, and what a missing or
-// damaged segment means.
+// Reading the segments a delivery needs: the walk back along Prev links
+// (bounded: lazy parts), the prefetch of windows of announcements (bounded
+// by WithPrefetchBytes), what a missing or damaged segment means, and
+// reporting gaps and invalid records.
 
 import (
 	"context"
@@ -277,4 +278,29 @@ func (s *Subscription) loadSegment(ctx context.Context, ref Ref, p PublisherID) 
 		return nil, malformed("segment %s is not by publisher %s", ref, p)
 	}
 	return sg, nil
+}
+
+func (s *Subscription) gap(p PublisherID, from, to uint64, reason string) {
+	if to < s.next(p) {
+		return
+	}
+	from = max(from, s.next(p))
+	g := Gap{Topic: s.tk.name, Publisher: p, From: from, To: to, Reason: reason}
+	s.setNext(p, to+1)
+	s.c.stats.gaps.Add(1)
+	s.c.emit(Event{Kind: EventGap, Topic: s.tk.name, Gap: &g})
+	select {
+	case s.gaps <- g:
+	default:
+	}
+}
+
+// invalidOnce counts a bad record once per subscription, however often it
+// is met again.
+func (s *Subscription) invalidOnce(ref Ref, err error) {
+	if s.seenBad[ref] {
+		return
+	}
+	put(&s.seenBad, ref, true)
+	s.invalid(err)
 }

@@ -111,6 +111,7 @@ func (tp *topicPush) run(ctx context.Context, ch <-chan backend.Version) {
 		tp.mu.Lock()
 		tp.dead = true
 		tp.mu.Unlock()
+		tp.cancel()
 		tp.e.dropPush(tp)
 	}()
 	for {
@@ -265,4 +266,10 @@ func (s *Subscription) startPush(w backend.Watcher) error {
 		s.pollMu.Unlock()
 	}
 	return s.c.eng.joinPush(w, s)
+}
+
+// canPush reports whether store can notify changes (push delivery).
+func canPush(store backend.Store) bool {
+	_, ok := store.(backend.Watcher)
+	return ok
 }

@@ -312,12 +312,6 @@ func (c *Client) subscribe(ctx context.Context, topic string, opts []SubscribeOp
 	return s, nil
 }
 
-// canPush reports whether store can notify changes (push delivery).
-func canPush(store backend.Store) bool {
-	_, ok := store.(backend.Watcher)
-	return ok
-}
-
 // baseFromHeads starts a FromNow subscription in unordered mode after
 // what every registered publisher's head record shows now.
 func (s *Subscription) baseFromHeads(ctx context.Context, st *coordState) error {
@@ -399,13 +393,4 @@ func (c *Client) unsubscribe(ctx context.Context, s *Subscription, keep bool) er
 	}
 	c.emit(Event{Kind: EventUnsubscribed, Topic: s.tk.name})
 	return nil
-}
-
-// put sets m[k] = v, making the map on first use: a subscription's maps
-// stay nil (reads of a nil map find nothing) until something is put in.
-func put[K comparable, V any](m *map[K]V, k K, v V) {
-	if *m == nil {
-		*m = map[K]V{}
-	}
-	(*m)[k] = v
 }
