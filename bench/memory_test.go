@@ -29,6 +29,14 @@ import (
 // opens on one topic (-idle-subs; the figure is 10,000).
 var idleSubsFlag = flag.Int("idle-subs", 10000, "idle subscriptions of BenchmarkIdleSubscriptions")
 
+// catchUpBufferFlag and catchUpPrefetchFlag, when positive, set the
+// catch-up subscriber's WithBuffer and WithPrefetchBytes in
+// BenchmarkCatchUpMemory (0: the defaults).
+var (
+	catchUpBufferFlag   = flag.Int("catchup-buffer", 0, "WithBuffer of BenchmarkCatchUpMemory's subscriber (0: default)")
+	catchUpPrefetchFlag = flag.Int("catchup-prefetch", 0, "WithPrefetchBytes of BenchmarkCatchUpMemory's subscriber (0: default)")
+)
+
 // idleProfileFlag names a file prefix: BenchmarkIdleSubscriptions writes
 // the heap profile of each store's idle subscriptions to PREFIX-STORE.pprof.
 var idleProfileFlag = flag.String("idle-heap-profile", "", "heap profile prefix of BenchmarkIdleSubscriptions")
@@ -323,12 +331,20 @@ func catchUpAll(b *testing.B, ctx context.Context, store backend.Store, topic st
 	if err != nil {
 		b.Fatal(err)
 	}
-	c, err := core.New(store, id)
+	var copts []core.Option
+	if *catchUpPrefetchFlag > 0 {
+		copts = append(copts, core.WithPrefetchBytes(*catchUpPrefetchFlag))
+	}
+	c, err := core.New(store, id, copts...)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer func() { _ = c.Close(ctx) }()
-	sub, err := c.Subscribe(ctx, topic, core.FromStart())
+	sopts := []core.SubscribeOption{core.FromStart()}
+	if *catchUpBufferFlag > 0 {
+		sopts = append(sopts, core.WithBuffer(*catchUpBufferFlag))
+	}
+	sub, err := c.Subscribe(ctx, topic, sopts...)
 	if err != nil {
 		b.Fatal(err)
 	}
