@@ -25,6 +25,17 @@ import (
 	"github.com/stickypub/stickypub/core"
 )
 
+// memoryFlag enables the memory benchmarks, which take minutes (10,000
+// subscriptions, a million messages): `-bench .` skips them without it.
+var memoryFlag = flag.Bool("memory", false, "run BenchmarkIdleSubscriptions and BenchmarkCatchUpMemory")
+
+// needMemoryFlag skips a memory benchmark unless -memory is given.
+func needMemoryFlag(b *testing.B) {
+	if !*memoryFlag {
+		b.Skip("a memory benchmark: run with -args -memory (see docs/benchmarks.md)")
+	}
+}
+
 // idleSubsFlag is how many idle subscriptions BenchmarkIdleSubscriptions
 // opens on one topic (-idle-subs; the issue's figure is 10,000).
 var idleSubsFlag = flag.Int("idle-subs", 10000, "idle subscriptions of BenchmarkIdleSubscriptions")
@@ -96,7 +107,9 @@ func goroutineBytes(n int) float64 {
 // "B/goroutine" is a bare goroutine blocked on its own channel. The
 // subscriptions idle pushSafety+1 seconds before the reading, so at
 // least one safety poll has run. b.N is ignored (run with -benchtime 1x).
+// Skipped without -memory.
 func BenchmarkIdleSubscriptions(b *testing.B) {
+	needMemoryFlag(b)
 	if *idleProfileFlag != "" {
 		runtime.MemProfileRate = 1 // every allocation, for the profile
 	}
@@ -290,8 +303,9 @@ func (p *peakSampler) end() memSample {
 // "peak-rss-MiB" (anonymous resident memory, the mapped bolt file
 // excluded), and the catch-up rate, and fails unless exactly bigCatchUpN
 // messages arrive without gaps, duplicates or invalid ones. b.N is ignored
-// (run with -benchtime 1x).
+// (run with -benchtime 1x). Skipped without -memory.
 func BenchmarkCatchUpMemory(b *testing.B) {
+	needMemoryFlag(b)
 	for _, st := range memStores {
 		b.Run("store="+st.name, func(b *testing.B) {
 			ctx := benchCtx(b)
