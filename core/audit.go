@@ -28,13 +28,21 @@ func WithHeadAudit(d time.Duration) Option { return func(o *options) { o.headAud
 // auditState is a subscription's memory of recently active publishers.
 type auditState struct {
 	last   time.Time
-	recent map[PublisherID]time.Time
+	recent map[PublisherID]int64 // unix nanoseconds last seen
 }
 
 // auditDue reports whether the periodic audit should run now.
 func (s *Subscription) auditDue() bool {
 	d := s.c.opts.headAudit
-	return s.c.eng.ordered && d > 0 && s.c.eng.now().Sub(s.audit.last) >= d
+	now := s.c.eng.now()
+	if !s.c.eng.ordered || d <= 0 || now.Sub(s.audit.last) < d {
+		return false
+	}
+	if tp := s.pushTopic; tp != nil && !tp.claimAudit(now, d) {
+		s.audit.last = now // another subscription of the engine audited the topic
+		return false
+	}
+	return true
 }
 
 // auditHeads finds publishers whose signed head record is ahead of what the
@@ -47,22 +55,22 @@ func (s *Subscription) auditHeads(ctx context.Context, extra ...PublisherID) {
 	c := s.c
 	now := c.eng.now()
 	s.audit.last = now
-	st, _, err := c.eng.readCoord(ctx, s.tk)
+	st, _, err := c.eng.readCoordShared(ctx, s.tk)
 	if err != nil {
 		return
 	}
 	if s.audit.recent == nil {
-		s.audit.recent = map[PublisherID]time.Time{}
+		s.audit.recent = map[PublisherID]int64{}
 	}
 	for _, a := range st.Window {
-		s.audit.recent[a.Pub] = now
+		s.audit.recent[a.Pub] = now.UnixNano()
 	}
 	for _, p := range extra {
-		s.audit.recent[p] = now
+		s.audit.recent[p] = now.UnixNano()
 	}
 	keep := max(c.opts.headAudit, time.Second) * auditKeepFactor
 	for p, t := range s.audit.recent {
-		if now.Sub(t) > keep {
+		if now.UnixNano()-t > int64(keep) {
 			delete(s.audit.recent, p)
 		}
 	}

@@ -59,6 +59,7 @@ type options struct {
 	maxBatch       int
 	verifyInterval time.Duration
 	cacheBytes     int
+	prefetchBytes  int
 	foldWindow     int
 	now            func() time.Time
 	hub            *Hub
@@ -109,10 +110,30 @@ func WithFoldWindow(n int) Option {
 	return func(o *options) { o.foldWindow = max(n, 2); o.engineOpt("WithFoldWindow") }
 }
 
-// WithCacheBytes bounds the cache of immutable blobs (default 64 MiB).
+// DefaultCacheBytes bounds the cache of immutable blobs (segments,
+// snapshots, registries) an engine keeps unless WithCacheBytes sets
+// another bound. A catch-up reads its segments through it, so it is, with
+// the prefetch bound (DefaultPrefetchBytes), what bounds a catch-up's
+// memory, whatever the length of the history.
+const DefaultCacheBytes = 8 << 20
+
+// DefaultPrefetchBytes bounds the segment bytes a subscription reads and
+// verifies ahead of delivery (see WithPrefetchBytes).
+const DefaultPrefetchBytes = 4 << 20
+
+// WithCacheBytes bounds the cache of immutable blobs (default
+// DefaultCacheBytes; each entry is counted with its bookkeeping).
 func WithCacheBytes(n int) Option {
 	return func(o *options) { o.cacheBytes = n; o.engineOpt("WithCacheBytes") }
 }
+
+// WithPrefetchBytes bounds the segment bytes one poll of a subscription
+// reads and verifies ahead of delivery, in parallel (default
+// DefaultPrefetchBytes): a catch-up holds at most about this much beyond the
+// blob cache and the Messages channel. Less prefetches fewer segments at a
+// time (a slower catch-up on a store with slow reads), never fewer
+// messages.
+func WithPrefetchBytes(n int) Option { return func(o *options) { o.prefetchBytes = max(n, 1) } }
 
 // WithClock replaces time.Now (tests).
 func WithClock(now func() time.Time) Option {
@@ -120,7 +141,7 @@ func WithClock(now func() time.Time) Option {
 }
 
 func buildOptions(opts []Option) options {
-	o := options{maxBatch: 1024, verifyInterval: 500 * time.Millisecond, cacheBytes: 64 << 20, now: time.Now,
+	o := options{maxBatch: 1024, verifyInterval: 500 * time.Millisecond, cacheBytes: DefaultCacheBytes, prefetchBytes: DefaultPrefetchBytes, now: time.Now,
 		logger: slog.New(slog.DiscardHandler), headAudit: defaultHeadAudit}
 	for _, fn := range opts {
 		fn(&o)

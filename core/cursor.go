@@ -207,31 +207,30 @@ const unorderedDeltaMax = 64
 
 // setNext sets publisher p's next expected seq.
 func (s *Subscription) setNext(p PublisherID, v uint64) {
-	s.expected[p] = v
+	put(&s.expected, p, v)
 	if s.c.eng.ordered {
-		s.pos.dirty[p] = true
+		put(&s.pos.dirty, p, true)
 		return
 	}
-	s.pos.delta[p] = v
+	put(&s.pos.delta, p, v)
 	if len(s.pos.delta) > unorderedDeltaMax {
 		full := make(map[PublisherID]uint64, len(s.pos.full)+len(s.pos.delta))
 		maps.Copy(full, s.pos.full)
 		maps.Copy(full, s.pos.delta)
-		s.pos.full, s.pos.delta = full, map[PublisherID]uint64{}
+		s.pos.full, s.pos.delta = full, nil
 	}
 }
 
 // initPos starts position tracking from the subscription's current state
 // (cursor, base, expected).
 func (s *Subscription) initPos() {
-	s.pos = posTracker{heads: maps.Clone(s.base), off: map[PublisherID]uint64{}, dirty: map[PublisherID]bool{},
-		delta: map[PublisherID]uint64{}}
+	s.pos = posTracker{heads: maps.Clone(s.base)}
 	if s.pos.heads == nil {
 		s.pos.heads = map[PublisherID]uint64{}
 	}
 	if s.c.eng.ordered {
 		for p := range s.expected {
-			s.pos.dirty[p] = true
+			put(&s.pos.dirty, p, true)
 		}
 		return
 	}
@@ -249,17 +248,17 @@ func (s *Subscription) passed(a announcement) {
 	if a.To > s.pos.heads[a.Pub] {
 		s.pos.heads[a.Pub] = a.To
 	}
-	s.pos.dirty[a.Pub] = true
+	put(&s.pos.dirty, a.Pub, true)
 }
 
 // rebase sets the ordered-mode heads after the cursor jumped (retention).
 func (s *Subscription) rebase(heads map[PublisherID]uint64) {
 	s.pos.heads = maps.Clone(heads)
 	for p := range heads {
-		s.pos.dirty[p] = true
+		put(&s.pos.dirty, p, true)
 	}
 	for p := range s.expected {
-		s.pos.dirty[p] = true
+		put(&s.pos.dirty, p, true)
 	}
 }
 
@@ -267,7 +266,7 @@ func (s *Subscription) rebase(heads map[PublisherID]uint64) {
 func (s *Subscription) refreshOff() {
 	for q := range s.pos.dirty {
 		if n := s.next(q); n != s.pos.heads[q]+1 {
-			s.pos.off[q] = n
+			put(&s.pos.off, q, n)
 		} else {
 			delete(s.pos.off, q)
 		}
@@ -282,7 +281,7 @@ func (s *Subscription) cursorAfter(p PublisherID, v uint64) Cursor {
 	if c.ordered && v == s.pos.heads[p]+1 {
 		delete(c.delta, p)
 	} else {
-		c.delta[p] = v
+		put(&c.delta, p, v)
 	}
 	return c
 }
@@ -308,7 +307,7 @@ func (s *Subscription) resume(ctx context.Context, st *coordState, cur Cursor) e
 		s.base = map[PublisherID]uint64{}
 		s.expected = cur.nexts()
 		for p := range s.expected {
-			s.known[p] = true
+			put(&s.known, p, true)
 		}
 		s.initPos()
 		return nil
@@ -340,4 +339,13 @@ func (s *Subscription) resume(ctx context.Context, st *coordState, cur Cursor) e
 // sortedPIDs returns the keys of m in order.
 func sortedPIDs[V any](m map[PublisherID]V) []PublisherID {
 	return slices.SortedFunc(maps.Keys(m), comparePID)
+}
+
+// put sets m[k] = v, making the map on first use: a subscription's maps
+// stay nil (reads of a nil map find nothing) until something is put in.
+func put[K comparable, V any](m *map[K]V, k K, v V) {
+	if *m == nil {
+		*m = map[K]V{}
+	}
+	(*m)[k] = v
 }

@@ -1,7 +1,7 @@
 package core
 
 // Delivery in topic order: Poll and PollAll, the poll over announcements,
-// catching up from head records, gaps and invalid records.
+// catching up from head records, delivering an announcement's messages.
 
 import (
 	"context"
@@ -88,10 +88,11 @@ func (s *Subscription) poll(ctx context.Context) (int, error) {
 	if !c.eng.ordered {
 		return s.pollHeads(ctx)
 	}
+	s.idleAt.Store(0)
 	if s.auditDue() {
 		s.auditHeads(ctx)
 	}
-	st, v, err := c.eng.readCoord(ctx, s.tk)
+	st, v, err := c.eng.readCoordShared(ctx, s.tk)
 	if err != nil {
 		return 0, err
 	}
@@ -100,6 +101,9 @@ func (s *Subscription) poll(ctx context.Context) (int, error) {
 		s.regressed(st, v)
 	}
 	if v == 0 || v < s.coordVer || (v == s.coordVer && s.cursor >= st.Count) {
+		if v != 0 && v == s.coordVer {
+			s.idleAt.Store(uint64(v))
+		}
 		return 0, nil // nothing new, or a stale read
 	}
 	if s.cursor < st.RetainFrom {
@@ -114,29 +118,35 @@ func (s *Subscription) poll(ctx context.Context) (int, error) {
 		// names every known publisher explicitly from now on.
 		s.rebase(map[PublisherID]uint64{})
 		for p := range s.base {
-			s.pos.dirty[p] = true
+			put(&s.pos.dirty, p, true)
 		}
 	}
 	if s.cursor > st.Count { // a weaker backend replaced a longer history
 		s.cursor = st.Count
 	}
-	anns, err := c.eng.annsFrom(ctx, st, s.cursor)
-	if err != nil {
-		return 0, err
-	}
+	// The announcements after the cursor, a part at a time (see eachAnn),
+	// their segments prefetched a window at a time (see prefetch): what a
+	// catch-up holds is bounded, however long the history.
 	n := 0
 	defer func() { s.pre = nil }()
-	for i, a := range anns {
-		if i%prefetchWindow == 0 {
-			s.prefetch(ctx, anns[i:min(i+prefetchWindow, len(anns))])
+	err = c.eng.eachAnn(ctx, st, s.cursor, func(anns []announcement) error {
+		next := 0
+		for i, a := range anns {
+			if i == next {
+				next = i + s.prefetch(ctx, anns[i:min(i+prefetchWindow, len(anns))])
+			}
+			k, err := s.deliver(ctx, a)
+			n += k
+			if err != nil {
+				return err
+			}
+			s.passed(a)
+			s.cursor++
 		}
-		k, err := s.deliver(ctx, a)
-		n += k
-		if err != nil {
-			return n, err
-		}
-		s.passed(a)
-		s.cursor++
+		return nil
+	})
+	if err != nil {
+		return n, err
 	}
 	if s.jumped {
 		// Every retained announcement is processed: a known publisher's
@@ -182,6 +192,7 @@ func (s *Subscription) poll(ctx context.Context) (int, error) {
 	}
 	if complete {
 		s.coordVer = v
+		s.idleAt.Store(uint64(v))
 	}
 	return n, nil
 }
@@ -205,16 +216,22 @@ func (s *Subscription) placeDropped(ctx context.Context, st *coordState) bool {
 		s.lazyBase = false
 		return false
 	}
-	anns, err := s.c.eng.annsFrom(ctx, st, s.cursor)
+	left := st.RetainFrom - s.cursor // the dropped announcements
+	err := s.c.eng.eachAnn(ctx, st, s.cursor, func(anns []announcement) error {
+		for _, a := range anns[:min(uint64(len(anns)), left)] {
+			_, seen := s.expected[a.Pub]
+			if _, based := s.base[a.Pub]; !seen && !based && a.From > 0 {
+				s.base[a.Pub] = a.From - 1
+			}
+		}
+		if left -= min(uint64(len(anns)), left); left == 0 {
+			return errStopEach
+		}
+		return nil
+	})
 	if err != nil {
 		s.lazyBase = false
 		return false
-	}
-	for _, a := range anns[:min(uint64(len(anns)), st.RetainFrom-s.cursor)] {
-		_, seen := s.expected[a.Pub]
-		if _, based := s.base[a.Pub]; !seen && !based && a.From > 0 {
-			s.base[a.Pub] = a.From - 1
-		}
 	}
 	return true
 }
@@ -303,7 +320,16 @@ func (s *Subscription) deliver(ctx context.Context, a announcement) (int, error)
 		return 0, err
 	}
 	n := 0
-	for _, sg := range segs {
+	for i := range segs {
+		if i > 0 {
+			segs[i-1] = segPart{} // delivered: not held for the rest
+		}
+		sg := &segs[i]
+		if sg.lazy {
+			if err := s.reload(ctx, sg, a.Pub); err != nil {
+				return n, err
+			}
+		}
 		if sg.seg == nil {
 			s.gap(a.Pub, sg.from, sg.to, sg.reason)
 			continue
@@ -354,29 +380,4 @@ func (s *Subscription) deliver(ctx context.Context, a announcement) (int, error)
 		}
 	}
 	return n, nil
-}
-
-func (s *Subscription) gap(p PublisherID, from, to uint64, reason string) {
-	if to < s.next(p) {
-		return
-	}
-	from = max(from, s.next(p))
-	g := Gap{Topic: s.tk.name, Publisher: p, From: from, To: to, Reason: reason}
-	s.setNext(p, to+1)
-	s.c.stats.gaps.Add(1)
-	s.c.emit(Event{Kind: EventGap, Topic: s.tk.name, Gap: &g})
-	select {
-	case s.gaps <- g:
-	default:
-	}
-}
-
-// invalidOnce counts a bad record once per subscription, however often it
-// is met again.
-func (s *Subscription) invalidOnce(ref Ref, err error) {
-	if s.seenBad[ref] {
-		return
-	}
-	s.seenBad[ref] = true
-	s.invalid(err)
 }

@@ -38,7 +38,7 @@ func (s *Subscription) pollHeads(ctx context.Context) (int, error) {
 		// (registrations and leases); a missed hint is caught by the next
 		// safety poll, which reads everything.
 		var err error
-		if st, _, err = c.eng.readCoord(ctx, s.tk); err != nil {
+		if st, _, err = c.eng.readCoordShared(ctx, s.tk); err != nil {
 			s.untakeHints(wide, dirty)
 			return 0, err
 		}
@@ -50,7 +50,7 @@ func (s *Subscription) pollHeads(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	for p := range want {
-		s.known[p] = true
+		put(&s.known, p, true)
 	}
 	if full {
 		for p := range s.known {
@@ -92,11 +92,11 @@ func (s *Subscription) pollHeads(ctx context.Context) (int, error) {
 				errs[i] = nil
 			case errors.Is(errs[i], backend.ErrNotFound):
 				// Registered, so its head was written: not visible yet.
-				if s.headMissing[p]++; s.headMissing[p] < missingLimitWeak {
-					s.pending[p] = true
+				if put(&s.headMissing, p, s.headMissing[p]+1); s.headMissing[p] < missingLimitWeak {
+					put(&s.pending, p, true)
 				}
 			default:
-				s.pending[p] = true
+				put(&s.pending, p, true)
 				clean = false
 			}
 			continue
@@ -125,7 +125,7 @@ func (s *Subscription) pollHeads(ctx context.Context) (int, error) {
 		n += k
 		if err != nil {
 			for _, q := range pids[i:] {
-				s.pending[q] = true
+				put(&s.pending, q, true)
 			}
 			return n, err
 		}
@@ -134,7 +134,7 @@ func (s *Subscription) pollHeads(ctx context.Context) (int, error) {
 				s.invalidOnce(digest(h.Sig), err)
 				continue
 			}
-			s.pending[p] = true // not all delivered: look again next poll
+			put(&s.pending, p, true) // not all delivered: look again next poll
 		}
 	}
 	if clean {

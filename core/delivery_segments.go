@@ -1,31 +1,43 @@
 package core
 
-// Reading the segments a delivery needs: the walk back along Prev links,
-// the prefetch of whole windows of announcements, and what a missing or
-// damaged segment means.
+// Reading the segments a delivery needs: the walk back along Prev links
+// (bounded: lazy parts), the prefetch of windows of announcements (bounded
+// by WithPrefetchBytes), what a missing or damaged segment means, and
+// reporting gaps and invalid records.
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
+	"unsafe"
 
 	"github.com/stickypub/stickypub/backend"
 )
 
-// segPart is a segment to deliver, or a hole [from, to] when seg is nil.
+// segPart is a segment to deliver, or a hole [from, to] when seg is nil
+// and lazy is not set. A lazy part is a segment collect verified but did
+// not keep (the walk went past the prefetch bound): deliver reads it again
+// by ref, the same bytes since a blob is checked against its digest.
 type segPart struct {
 	seg      *segment
 	msgs     []*Message // its messages, verified
 	from, to uint64
 	reason   string
+	lazy     bool
+	ref      Ref
 }
 
 // collect loads and verifies the segments covering [from, a.To], oldest
 // first. A segment that fails verification ends the walk and cancels it:
-// nothing of this announcement is delivered now.
+// nothing of this announcement is delivered now. Past the client's
+// prefetch bound of segment bytes (a long chain: a head record far ahead
+// of the subscription), the segments walked are kept by reference only
+// (lazy parts), so that a catch-up does not hold a publisher's history.
 func (s *Subscription) collect(ctx context.Context, a announcement, from uint64) ([]segPart, error) {
 	var parts []segPart
 	ref, upTo := a.Seg, a.To
+	held := 0
 	for {
 		var (
 			sg   *segment
@@ -72,7 +84,16 @@ func (s *Subscription) collect(ctx context.Context, a announcement, from uint64)
 		if sg.last() < upTo {
 			s.invalidOnce(ref, malformed("announcement of %s to %d names a segment ending at %d", a.Pub, upTo, sg.last()))
 		}
-		parts = append(parts, segPart{seg: sg, msgs: msgs})
+		if held += segBytes(sg) + segDataBytes(sg); held > s.c.opts.prefetchBytes {
+			for i := range parts {
+				if parts[i].seg != nil {
+					parts[i] = segPart{lazy: true, ref: parts[i].ref}
+				}
+			}
+			parts = append(parts, segPart{lazy: true, ref: ref})
+		} else {
+			parts = append(parts, segPart{seg: sg, msgs: msgs, ref: ref})
+		}
 		if sg.First <= from {
 			break
 		}
@@ -86,6 +107,36 @@ func (s *Subscription) collect(ctx context.Context, a announcement, from uint64)
 		parts[i], parts[j] = parts[j], parts[i]
 	}
 	return parts, nil
+}
+
+// segBytes is about what a decoded and verified segment holds beyond its
+// stored bytes: per message, a Message and its bookkeeping (the payload
+// is a slice of the stored bytes).
+func segBytes(sg *segment) int {
+	return 256 + len(sg.Msgs)*(int(unsafe.Sizeof(Message{}))+int(unsafe.Sizeof(segMsg{}))+8)
+}
+
+// segDataBytes is about the stored size of a decoded segment.
+func segDataBytes(sg *segment) int {
+	n := 128
+	for _, m := range sg.Msgs {
+		n += len(m.Payload) + 16
+	}
+	return n
+}
+
+// reload reads and verifies again a lazy part's segment.
+func (s *Subscription) reload(ctx context.Context, p *segPart, pub PublisherID) error {
+	sg, err := s.loadSegment(ctx, p.ref, pub)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errRetryLater, err)
+	}
+	msgs, err := verifySegment(s.tk.name, sg)
+	if err != nil {
+		return fmt.Errorf("%w: segment %s verified, then did not: %w", errRetryLater, p.ref, err)
+	}
+	p.seg, p.msgs, p.lazy = sg, msgs, false
+	return nil
 }
 
 // vouched reports whether publisher p's signed head record leads, along
@@ -127,39 +178,61 @@ type prefetched struct {
 
 // prefetch reads and verifies the segments of anns in parallel, so that a
 // catch-up over many small segments is not one round trip and one
-// single-threaded verification at a time. Whatever fails here is simply
-// not prefetched: delivery reads it again and handles the error.
-func (s *Subscription) prefetch(ctx context.Context, anns []announcement) {
+// single-threaded verification at a time, and returns how many of anns it
+// covered: the next prefetch starts there. It holds at most about the
+// client's prefetch bound (WithPrefetchBytes) of segment bytes: once they
+// are read, it starts no more reads (the ones running finish). Whatever
+// fails here is simply not prefetched: delivery reads it again and handles
+// the error.
+func (s *Subscription) prefetch(ctx context.Context, anns []announcement) int {
 	type want struct {
 		ref Ref
 		pub PublisherID
+		at  int // its first announcement in anns
 	}
 	var wants []want
 	seen := map[Ref]bool{}
-	for _, a := range anns {
+	for i, a := range anns {
 		if !seen[a.Seg] && a.To >= s.next(a.Pub) {
 			seen[a.Seg] = true
-			wants = append(wants, want{a.Seg, a.Pub})
+			wants = append(wants, want{a.Seg, a.Pub, i})
 		}
 	}
+	s.pre = nil
 	if len(wants) < 2 {
-		return
+		return len(anns)
 	}
+	var budget atomic.Int64
+	budget.Store(int64(s.c.opts.prefetchBytes))
 	got := make([]*prefetched, len(wants))
+	skipped := make([]bool, len(wants))
 	_ = s.c.eng.blobs.parallel(ctx, len(wants), func(ctx context.Context, i int) error {
-		got[i], _ = s.fetchVerified(ctx, wants[i].ref, wants[i].pub)
+		if budget.Load() <= 0 {
+			skipped[i] = true
+			return nil
+		}
+		var size int
+		got[i], size = s.fetchVerified(ctx, wants[i].ref, wants[i].pub)
+		budget.Add(-int64(size))
 		return nil
 	})
+	covered := len(anns)
 	s.pre = make(map[Ref]*prefetched, len(wants))
 	for i, p := range got {
+		if skipped[i] {
+			covered = max(wants[i].at, 1)
+			break
+		}
 		if p != nil {
 			s.pre[wants[i].ref] = p
 		}
 	}
+	return covered
 }
 
 // fetchVerified reads, decodes and verifies segment ref of publisher pub
-// for a prefetch, and returns its size in bytes. Whatever fails gives nil:
+// for a prefetch, and returns about the bytes it holds (the stored bytes
+// and the decoded messages). Whatever fails gives nil:
 // delivery reads it again, and handles and counts the failure there.
 func (s *Subscription) fetchVerified(ctx context.Context, ref Ref, pub PublisherID) (*prefetched, int) {
 	data, err := s.c.eng.blobs.get(ctx, ref)
@@ -174,7 +247,7 @@ func (s *Subscription) fetchVerified(ctx context.Context, ref Ref, pub Publisher
 	if err != nil {
 		return nil, len(data)
 	}
-	return &prefetched{seg: sg, msgs: msgs}, len(data)
+	return &prefetched{seg: sg, msgs: msgs}, len(data) + segBytes(sg)
 }
 
 // errRetryLater marks a segment that is missing for now on a backend where
@@ -185,7 +258,7 @@ func (s *Subscription) loadSegment(ctx context.Context, ref Ref, p PublisherID) 
 	c := s.c
 	data, err := c.eng.blobs.get(ctx, ref)
 	if errors.Is(err, backend.ErrNotFound) && c.eng.caps.Consistency < backend.Linearizable {
-		s.missing[ref]++
+		put(&s.missing, ref, s.missing[ref]+1)
 		if s.missing[ref] < missingLimitWeak {
 			return nil, fmt.Errorf("%w: %s: %w", errRetryLater, ref, err)
 		}
@@ -205,4 +278,29 @@ func (s *Subscription) loadSegment(ctx context.Context, ref Ref, p PublisherID) 
 		return nil, malformed("segment %s is not by publisher %s", ref, p)
 	}
 	return sg, nil
+}
+
+func (s *Subscription) gap(p PublisherID, from, to uint64, reason string) {
+	if to < s.next(p) {
+		return
+	}
+	from = max(from, s.next(p))
+	g := Gap{Topic: s.tk.name, Publisher: p, From: from, To: to, Reason: reason}
+	s.setNext(p, to+1)
+	s.c.stats.gaps.Add(1)
+	s.c.emit(Event{Kind: EventGap, Topic: s.tk.name, Gap: &g})
+	select {
+	case s.gaps <- g:
+	default:
+	}
+}
+
+// invalidOnce counts a bad record once per subscription, however often it
+// is met again.
+func (s *Subscription) invalidOnce(ref Ref, err error) {
+	if s.seenBad[ref] {
+		return
+	}
+	put(&s.seenBad, ref, true)
+	s.invalid(err)
 }

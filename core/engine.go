@@ -42,6 +42,9 @@ type engine struct {
 	mu         sync.Mutex
 	announcers map[string]*announcer
 	written    map[string]writtenCoord // last coordinator written per topic
+	pushes     map[string]*topicPush   // the shared coordinator watch per topic
+	decoded    map[string]decodedCoord // the coordinator polls last decoded per topic
+	reads      map[string]*coordReads  // grouped coordinator reads per topic
 }
 
 // writtenCoord is a coordinator state this engine wrote, and its version.
@@ -75,6 +78,7 @@ func newEngine(store backend.Store, o options) (*engine, error) {
 		store: store, caps: caps, cfg: o, blobs: newBlobStore(store, maxValue, o.cacheBytes),
 		maxValue: maxValue, foldWindow: fw, reg: newRegCache(), ordered: order == TopicOrder, order: order,
 		ctx: ctx, cancel: cancel, announcers: map[string]*announcer{}, written: map[string]writtenCoord{},
+		pushes: map[string]*topicPush{}, decoded: map[string]decodedCoord{}, reads: map[string]*coordReads{},
 	}, nil
 }
 

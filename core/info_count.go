@@ -36,21 +36,23 @@ func (c *Client) countRetained(ctx context.Context, tk topicKeys, st *coordState
 		done = map[PublisherID]uint64{}
 	}
 	if c.eng.ordered {
-		anns, err := c.eng.annsFrom(ctx, st, st.RetainFrom)
+		err := c.eng.eachAnn(ctx, st, st.RetainFrom, func(anns []announcement) error {
+			for _, a := range anns {
+				if _, seen := done[a.Pub]; !seen && a.From > 0 {
+					done[a.Pub] = a.From - 1
+				}
+				if a.To <= done[a.Pub] {
+					continue
+				}
+				if err := c.countSegments(ctx, &n, a.Pub, a.Seg, done[a.Pub]+1, a.To); err != nil {
+					return err
+				}
+				done[a.Pub] = a.To
+			}
+			return nil
+		})
 		if err != nil {
 			return n, err
-		}
-		for _, a := range anns {
-			if _, seen := done[a.Pub]; !seen && a.From > 0 {
-				done[a.Pub] = a.From - 1
-			}
-			if a.To <= done[a.Pub] {
-				continue
-			}
-			if err := c.countSegments(ctx, &n, a.Pub, a.Seg, done[a.Pub]+1, a.To); err != nil {
-				return n, err
-			}
-			done[a.Pub] = a.To
 		}
 	}
 	for p, to := range heads {

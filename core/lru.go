@@ -7,6 +7,10 @@ import (
 	"sync"
 )
 
+// lruOverhead is what the cache counts for an entry beyond its bytes: the
+// list element, the item and the map slot.
+const lruOverhead = 160
+
 // lru is a byte-bounded cache of immutable blob contents keyed by digest.
 type lru struct {
 	mu    sync.Mutex
@@ -51,13 +55,13 @@ func (c *lru) add(ref Ref, data []byte) {
 		return
 	}
 	c.items[ref] = c.ll.PushFront(&lruItem{ref: ref, data: data})
-	c.size += len(data) + 64
+	c.size += len(data) + lruOverhead
 	for c.size > c.limit && c.ll.Len() > 0 {
 		el := c.ll.Back()
 		it := el.Value.(*lruItem)
 		c.ll.Remove(el)
 		delete(c.items, it.ref)
-		c.size -= len(it.data) + 64
+		c.size -= len(it.data) + lruOverhead
 	}
 }
 
@@ -67,7 +71,14 @@ func (c *lru) remove(ref Ref) {
 	defer c.mu.Unlock()
 	if el, ok := c.items[ref]; ok {
 		c.ll.Remove(el)
-		c.size -= len(el.Value.(*lruItem).data) + 64
+		c.size -= len(el.Value.(*lruItem).data) + lruOverhead
 		delete(c.items, ref)
 	}
+}
+
+// bytes returns the bytes the cache counts (contents and overheads).
+func (c *lru) bytes() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.size
 }

@@ -1,67 +1,12 @@
 package core
 
-// Push (following change hints) and background polling.
+// Background polling (StartPolling); push is in pushtopic.go.
 
 import (
 	"context"
 	"fmt"
 	"time"
-
-	"github.com/stickypub/stickypub/backend"
 )
-
-// pushSafetyInterval is how often a push-driven subscription polls anyway,
-// because change notifications are hints that can be lost.
-const pushSafetyInterval = 2 * time.Second
-
-// startPush follows the coordinator key's change notifications: each one
-// (and a periodic safety poll) triggers a poll. The first poll delivers the
-// history of a FromStart subscription.
-func (s *Subscription) startPush(w backend.Watcher) error {
-	ch, err := w.Watch(s.ctx, s.tk.coord)
-	if err != nil {
-		return err
-	}
-	var hints *headHints
-	var wake <-chan struct{}
-	if !s.c.eng.ordered {
-		// Publisher order: a publish moves only its head record.
-		hints = newHeadHints(w, &s.wg)
-		wake = hints.wake
-		s.pollMu.Lock()
-		s.hints = hints
-		s.pollMu.Unlock()
-	}
-	s.wg.Go(func() {
-		t := time.NewTicker(pushSafetyInterval)
-		defer t.Stop()
-		for {
-			if _, err := s.pollEmit(s.ctx); err != nil && s.ctx.Err() != nil {
-				return
-			}
-			if hints != nil {
-				hints.watchNew(s.ctx, s.tk, s.knownPublishers())
-			}
-			select {
-			case <-s.ctx.Done():
-				return
-			case _, ok := <-ch:
-				if !ok {
-					return
-				}
-				if hints != nil {
-					hints.setCoord()
-				}
-			case <-wake:
-			case <-t.C:
-				if hints != nil {
-					hints.setWide()
-				}
-			}
-		}
-	})
-	return nil
-}
 
 // poller is the background polling loop started by StartPolling.
 type poller struct {

@@ -7,9 +7,6 @@ import (
 	"sync/atomic"
 )
 
-// prefetchChainBytes bounds the segment bytes one chain prefetch holds.
-const prefetchChainBytes = 32 << 20
-
 // prefetchChains reads and verifies, in parallel across publishers, the
 // segments a poll is about to deliver from each tip (a head: publisher,
 // newest segment, last seq): from the tip back along Prev until the
@@ -17,7 +14,7 @@ const prefetchChainBytes = 32 << 20
 // independent, so a late joiner's catch-up on many publishers (publisher
 // order, where heads rather than announcements lead to the segments) is not
 // one round trip and one verification at a time. At most
-// prefetchChainBytes are held; whatever fails or exceeds that is simply not
+// the client's prefetch bound (WithPrefetchBytes) is held; whatever fails or exceeds that is simply not
 // prefetched, and delivery reads it again and handles it.
 func (s *Subscription) prefetchChains(ctx context.Context, tips []announcement) {
 	type job struct {
@@ -38,7 +35,7 @@ func (s *Subscription) prefetchChains(ctx context.Context, tips []announcement) 
 		p   *prefetched
 	}
 	var budget atomic.Int64
-	budget.Store(prefetchChainBytes)
+	budget.Store(int64(s.c.opts.prefetchBytes))
 	results := make([][]found, len(jobs))
 	_ = s.c.eng.blobs.parallel(ctx, len(jobs), func(ctx context.Context, i int) error {
 		j := jobs[i]

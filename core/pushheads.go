@@ -33,28 +33,25 @@ type headHints struct {
 	w       backend.Watcher
 	watched map[PublisherID]bool
 	dirty   map[PublisherID]bool
-	wide    bool          // the next poll reads every live head
-	coord   bool          // the coordinator changed: the next poll reads it
-	wake    chan struct{} // buffered 1: a hint arrived
+	wide    bool   // the next poll reads every live head
+	coord   bool   // the coordinator changed: the next poll reads it
+	kick    func() // a hint arrived: make the subscription poll
 	wg      *sync.WaitGroup
 }
 
-func newHeadHints(w backend.Watcher, wg *sync.WaitGroup) *headHints {
+func newHeadHints(w backend.Watcher, wg *sync.WaitGroup, kick func()) *headHints {
 	return &headHints{w: w, wg: wg, watched: map[PublisherID]bool{}, dirty: map[PublisherID]bool{}, wide: true,
-		wake: make(chan struct{}, 1)}
+		kick: kick}
 }
 
-// mark records a hint for p (nil: a coordinator hint) and wakes the loop.
+// mark records a hint for p (nil: a coordinator hint) and kicks a poll.
 func (h *headHints) mark(p *PublisherID) {
 	if p != nil {
 		h.mu.Lock()
 		h.dirty[*p] = true
 		h.mu.Unlock()
 	}
-	select {
-	case h.wake <- struct{}{}:
-	default:
-	}
+	h.kick()
 }
 
 // setWide makes the next poll read every live head (safety poll).

@@ -5,6 +5,7 @@ package core
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -95,34 +96,112 @@ func (e *engine) retainFrom(ctx context.Context, newest *snapshot, old uint64) u
 	return max(keep, old)
 }
 
-// annsFrom returns the announcements with index >= from, in order, reading
-// snapshots as needed.
-func (e *engine) annsFrom(ctx context.Context, st *coordState, from uint64) ([]announcement, error) {
+// annsHeldMax bounds how many announcements eachAnn keeps from its walk
+// back along the snapshot chain. A longer chain is walked twice (back for
+// the references, forward for the announcements, one snapshot at a time),
+// so that a catch-up holds a bounded part of the history, not all of it.
+var annsHeldMax = 4096 // a variable for tests
+
+// errStopEach ends an eachAnn walk early, without an error.
+var errStopEach = errors.New("core: stop")
+
+// eachAnn calls fn with the announcements of index >= from, in order, in
+// consecutive parts (a snapshot's, then the window's), reading snapshots as
+// needed. fn returning errStopEach ends the walk with no error; another
+// error ends it with that error.
+func (e *engine) eachAnn(ctx context.Context, st *coordState, from uint64, fn func([]announcement) error) error {
+	err := e.eachAnnParts(ctx, st, from, fn)
+	if errors.Is(err, errStopEach) {
+		return nil
+	}
+	return err
+}
+
+func (e *engine) eachAnnParts(ctx context.Context, st *coordState, from uint64, fn func([]announcement) error) error {
+	// Parts are gathered up to prefetchWindow announcements (fn prefetches
+	// their segments in parallel), not handed over a snapshot at a time.
+	var buf []announcement
+	gather := func(anns []announcement) error {
+		if len(buf) == 0 && len(anns) >= prefetchWindow {
+			return fn(anns)
+		}
+		buf = append(buf, anns...)
+		if len(buf) < prefetchWindow {
+			return nil
+		}
+		err := fn(buf)
+		buf = buf[:0]
+		return err
+	}
+	if err := e.walkAnns(ctx, st, from, gather); err != nil {
+		return err
+	}
+	if len(buf) > 0 {
+		return fn(buf)
+	}
+	return nil
+}
+
+func (e *engine) walkAnns(ctx context.Context, st *coordState, from uint64, fn func([]announcement) error) error {
 	if from >= st.Count {
-		return nil, nil
+		return nil
 	}
-	if from >= st.SnapCount {
-		return st.Window[from-st.SnapCount:], nil
-	}
-	var chain [][]announcement
-	for ref := st.Snap; !ref.IsZero(); {
-		s, err := e.loadSnapshot(ctx, ref)
-		if err != nil {
-			return nil, err
+	if from < st.SnapCount {
+		// The snapshots holding announcements from `from` on, newest first:
+		// their references, and their announcements while few.
+		var (
+			refs  []Ref
+			held  [][]announcement
+			total int
+		)
+		for ref := st.Snap; !ref.IsZero(); {
+			s, err := e.loadSnapshot(ctx, ref)
+			if err != nil {
+				return err
+			}
+			anns := s.Anns
+			if from > s.From {
+				anns = anns[min(from-s.From, uint64(len(anns))):]
+			}
+			refs = append(refs, ref)
+			if total += len(anns); total <= annsHeldMax {
+				held = append(held, anns)
+			} else {
+				held = nil
+			}
+			if s.From <= from {
+				break
+			}
+			ref = s.Prev
 		}
-		if from > s.From {
-			chain = append(chain, s.Anns[from-s.From:])
-			break
+		for i := len(refs) - 1; i >= 0; i-- {
+			var anns []announcement
+			if held != nil {
+				anns = held[i]
+			} else {
+				s, err := e.loadSnapshot(ctx, refs[i])
+				if err != nil {
+					return err
+				}
+				anns = s.Anns
+				if from > s.From {
+					anns = anns[min(from-s.From, uint64(len(anns))):]
+				}
+			}
+			if len(anns) == 0 {
+				continue
+			}
+			if err := fn(anns); err != nil {
+				return err
+			}
 		}
-		chain = append(chain, s.Anns)
-		if s.From <= from {
-			break
-		}
-		ref = s.Prev
 	}
-	var out []announcement
-	for i := len(chain) - 1; i >= 0; i-- {
-		out = append(out, chain[i]...)
+	w := st.Window
+	if from > st.SnapCount {
+		w = w[from-st.SnapCount:]
 	}
-	return append(out, st.Window...), nil
+	if len(w) == 0 {
+		return nil
+	}
+	return fn(w)
 }

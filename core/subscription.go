@@ -10,6 +10,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/stickypub/stickypub/backend"
@@ -19,13 +20,32 @@ import (
 // renewed.
 const DefaultSubscriptionTTL = 10 * time.Minute
 
+// DefaultBuffer is the capacity of a pushed subscription's Messages
+// channel unless WithBuffer sets another. It is small because every
+// subscription holds its buffer (8 bytes a slot) even when idle; push
+// delivers from a goroutine of its own that waits when the channel is full,
+// so a small buffer loses nothing (it only hands messages over in smaller
+// steps).
+const DefaultBuffer = 16
+
+// DefaultPollBuffer is the capacity of the Messages channel of a
+// subscription made WithoutPush unless WithBuffer sets another: there Poll
+// delivers in the caller's goroutine, which cannot receive while it polls,
+// so the channel must hold what one Poll delivers.
+const DefaultPollBuffer = 1024
+
+// gapBuffer is the capacity of a subscription's Gaps channel (a Gap is 64
+// bytes, held by every subscription). A gap that finds it full is still
+// counted in Stats and sent as an event.
+const gapBuffer = 4
+
 // SubscribeOption configures Subscribe.
 type SubscribeOption func(*subscribeOptions)
 
 type subscribeOptions struct {
 	fromStart  bool
 	ttl        time.Duration
-	buffer     int
+	buffer     int // -1: the default
 	push       bool
 	noRecord   bool
 	cursor     Cursor
@@ -47,7 +67,8 @@ func WithSubscriptionTTL(d time.Duration) SubscribeOption {
 	return func(o *subscribeOptions) { o.ttl = d }
 }
 
-// WithBuffer sets the capacity of the Messages channel (default 1024).
+// WithBuffer sets the capacity of the Messages channel (default
+// DefaultBuffer with push, DefaultPollBuffer WithoutPush).
 // Delivery blocks, never drops, when the channel is full.
 func WithBuffer(n int) SubscribeOption { return func(o *subscribeOptions) { o.buffer = max(n, 0) } }
 
@@ -117,6 +138,13 @@ type Subscription struct {
 	lazyBase bool
 
 	dur *durable // nil unless Durable
+
+	runner pushRunner // the on-demand poll goroutine of push
+	// idleAt is the coordinator version at which the last poll ended
+	// complete (topic order), 0 if it did not: a safety poll skips the
+	// subscription while the coordinator is still at that version.
+	idleAt    atomic.Uint64
+	pushTopic *topicPush // the topic's shared watch (nil without push)
 }
 
 // Topic returns the subscribed topic.
@@ -168,9 +196,15 @@ func (c *Client) subscribe(ctx context.Context, topic string, opts []SubscribeOp
 	if err := checkTopic(topic); err != nil {
 		return nil, err
 	}
-	o := subscribeOptions{ttl: DefaultSubscriptionTTL, buffer: 1024, push: true, durableTTL: DefaultDurableTTL}
+	o := subscribeOptions{ttl: DefaultSubscriptionTTL, buffer: -1, push: true, durableTTL: DefaultDurableTTL}
 	for _, fn := range opts {
 		fn(&o)
+	}
+	if o.buffer < 0 {
+		o.buffer = DefaultBuffer
+		if !o.push || !canPush(c.eng.store) {
+			o.buffer = DefaultPollBuffer
+		}
 	}
 	tk := newTopicKeys(topic)
 	c.mu.Lock()
@@ -183,9 +217,9 @@ func (c *Client) subscribe(ctx context.Context, topic string, opts []SubscribeOp
 	if dup {
 		return nil, fmt.Errorf("%w: %q", ErrAlreadySubscribed, topic)
 	}
-	s := &Subscription{c: c, tk: tk, opts: o, msgs: make(chan *Message, o.buffer), gaps: make(chan Gap, 256),
-		expected: map[PublisherID]uint64{}, missing: map[Ref]int{}, seenBad: map[Ref]bool{}, known: map[PublisherID]bool{},
-		pending: map[PublisherID]bool{}, headMissing: map[PublisherID]int{}}
+	// The maps of the delivery state are made on first use (see put): an
+	// idle subscription holds what it needs, not a map of each kind.
+	s := &Subscription{c: c, tk: tk, opts: o, msgs: make(chan *Message, o.buffer), gaps: make(chan Gap, gapBuffer)}
 	if o.durable != "" {
 		s.dur = &durable{s: s, name: o.durable, id: durableID(c.id.PublicKey(), o.durable),
 			ttl: max(o.durableTTL, time.Second), wake: make(chan struct{}, 1)}
@@ -272,7 +306,10 @@ func (c *Client) subscribe(ctx context.Context, topic string, opts []SubscribeOp
 		c.mu.Unlock()
 		return nil, fmt.Errorf("%w: %q", ErrAlreadySubscribed, topic)
 	}
-	s.ctx, s.cancel = context.WithCancel(c.ctx)
+	// Not a child of the client's context: Close unsubscribes (and so
+	// cancels) every subscription itself, and a child would cost an entry
+	// in the parent's set of children for every subscription.
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	c.subs[topic] = s
 	c.mu.Unlock()
 	if s.dur != nil {
@@ -280,6 +317,9 @@ func (c *Client) subscribe(ctx context.Context, topic string, opts []SubscribeOp
 	}
 	if w, ok := c.eng.store.(backend.Watcher); ok && o.push {
 		if err := s.startPush(w); err != nil {
+			s.pollMu.Lock()
+			s.hints = nil
+			s.pollMu.Unlock()
 			c.opts.logger.Warn("stickypub: push unavailable, poll instead", "topic", topic, "err", err)
 		}
 	}
@@ -304,7 +344,7 @@ func (s *Subscription) baseFromHeads(ctx context.Context, st *coordState) error 
 		heads, errs := s.c.eng.readHeads(ctx, s.tk, pids)
 		var again []PublisherID
 		for i, p := range pids {
-			s.known[p] = true
+			put(&s.known, p, true)
 			switch {
 			case heads[i] != nil:
 				s.base[p] = heads[i].Last
@@ -349,6 +389,7 @@ func (c *Client) unsubscribe(ctx context.Context, s *Subscription, keep bool) er
 		delete(c.subs, s.tk.name)
 	}
 	c.mu.Unlock()
+	s.stopPush()
 	s.cancel()
 	s.wg.Wait()
 	s.pollMu.Lock()
