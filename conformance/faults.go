@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/stickypub/stickypub/backend"
+	"github.com/stickypub/stickypub/internal/backoff"
 )
 
 // FaultConfig says which faults Faulty injects. Rates are probabilities per
@@ -126,14 +127,7 @@ func (f *faulty) delay(ctx context.Context) error {
 	f.mu.Lock()
 	d := time.Duration(f.rng.Int64N(int64(f.cfg.MaxLatency) + 1))
 	f.mu.Unlock()
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return backoff.Sleep(ctx, d)
 }
 
 func (f *faulty) injected(op, key string) error {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/stickypub/stickypub/backend"
 	"github.com/stickypub/stickypub/core"
+	"github.com/stickypub/stickypub/internal/backoff"
 )
 
 // Harness gives the suite fresh handles onto one isolated namespace.
@@ -222,16 +223,7 @@ func (f *fixture) mustNotExist(st backend.Store, key string) {
 
 // sleepCtx sleeps for d or until ctx is done, and reports whether ctx is
 // still live.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
+func sleepCtx(ctx context.Context, d time.Duration) bool { return backoff.Sleep(ctx, d) == nil }
 
 // scale returns short under -short and long otherwise.
 func scale(short, long int) int {

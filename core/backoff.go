@@ -6,10 +6,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
-	"time"
 
 	"github.com/stickypub/stickypub/backend"
+	"github.com/stickypub/stickypub/internal/backoff"
 )
 
 // retryable reports whether an error is a transient engine failure worth
@@ -30,20 +29,5 @@ func retryIO(ctx context.Context, fn func() error) error {
 	}
 }
 
-// sleepJitter waits a full-jitter exponential backoff: uniform in
-// [0, min(maxBackoff, baseBackoff<<attempt)].
-func sleepJitter(ctx context.Context, attempt int) error {
-	const baseBackoff, maxBackoff = 100 * time.Microsecond, 50 * time.Millisecond
-	ceil := maxBackoff
-	if attempt < 20 {
-		ceil = min(maxBackoff, baseBackoff<<attempt)
-	}
-	t := time.NewTimer(rand.N(ceil) + time.Microsecond)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
+// sleepJitter waits a full-jitter exponential backoff (backoff.Jitter).
+func sleepJitter(ctx context.Context, attempt int) error { return backoff.Jitter(ctx, attempt) }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/stickypub/stickypub/backend"
+	"github.com/stickypub/stickypub/internal/backoff"
 )
 
 // Shared is a bolt store that several processes can use at once (bbolt
@@ -478,27 +479,9 @@ func (s *Shared) updateRemote(ctx context.Context, key string, fn backend.Update
 		} else if err != nil {
 			return 0, err
 		}
-		if err := backoff(ctx, attempt); err != nil {
+		if err := backoff.Jitter(ctx, attempt); err != nil {
 			return 0, err
 		}
-	}
-}
-
-// backoff waits a random time below a ceiling that doubles with each
-// attempt, from 100µs up to 50ms, or until ctx ends.
-func backoff(ctx context.Context, attempt int) error {
-	const base, ceiling = 100 * time.Microsecond, 50 * time.Millisecond
-	limit := ceiling
-	if attempt < 10 {
-		limit = min(ceiling, base<<attempt)
-	}
-	t := time.NewTimer(rand.N(limit) + time.Microsecond)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }
 

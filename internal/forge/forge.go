@@ -11,11 +11,10 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
-	"math/rand/v2"
-	"time"
 
 	"github.com/stickypub/stickypub/backend"
 	"github.com/stickypub/stickypub/core"
+	"github.com/stickypub/stickypub/internal/backoff"
 	"github.com/stickypub/stickypub/internal/forgehook"
 )
 
@@ -131,20 +130,8 @@ func (f *Forger) overwrite(ctx context.Context, key string, rec []byte) error {
 		if !errors.Is(err, backend.ErrUnavailable) && !errors.Is(err, backend.ErrConflict) || attempt == 20 {
 			return fmt.Errorf("forge: overwrite %q: %w", key, err)
 		}
-		if err := sleep(ctx, attempt); err != nil {
+		if err := backoff.Jitter(ctx, attempt); err != nil {
 			return err
 		}
-	}
-}
-
-// sleep waits a jittered backoff before attempt+1.
-func sleep(ctx context.Context, attempt int) error {
-	t := time.NewTimer(rand.N(min(50*time.Millisecond, 100*time.Microsecond<<min(attempt, 16))) + time.Microsecond)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }
