@@ -148,7 +148,13 @@ func TestInstrumentStoreKeepsInterfaces(t *testing.T) {
 	mem := memory.New()
 	defer mem.Close()
 	type onlyStore struct{ backend.Store }
-	for _, s := range []backend.Store{mem, onlyStore{mem}} {
+	type redisLike struct { // the optional interfaces of the Redis adapter
+		backend.Store
+		backend.Watcher
+		backend.Deleter
+		backend.Lister
+	}
+	for _, s := range []backend.Store{mem, onlyStore{mem}, redisLike{mem, mem, mem, mem}} {
 		w := col.InstrumentStore(s, "x")
 		_, w1 := s.(backend.Watcher)
 		_, w2 := w.(backend.Watcher)
@@ -158,7 +164,9 @@ func TestInstrumentStoreKeepsInterfaces(t *testing.T) {
 		_, d2 := w.(backend.Deleter)
 		_, b1 := s.(backend.Batcher)
 		_, b2 := w.(backend.Batcher)
-		assert.Equal(t, [4]bool{w1, u1, d1, b1}, [4]bool{w2, u2, d2, b2})
+		_, l1 := s.(backend.Lister)
+		_, l2 := w.(backend.Lister)
+		assert.Equal(t, [5]bool{w1, u1, d1, b1, l1}, [5]bool{w2, u2, d2, b2, l2})
 	}
 	_, isW := col.InstrumentStore(mem, "x").(backend.Watcher)
 	assert.True(t, isW)

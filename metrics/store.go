@@ -13,15 +13,34 @@ import (
 // result) and lost compare-and-puts counted in store_conflicts_total. The
 // result has exactly the optional interfaces (Watcher, Updater, Deleter)
 // that s has, and Batcher when s has it beside Updater (the client uses it
-// only then), so the client behaves the same. Closing it closes s.
+// only then), so the client behaves the same; Lister (the orphan sweep)
+// is kept for the sets of the module's adapters (all five: bolt, memory;
+// Watcher, Deleter and Lister: Redis). Closing it closes s.
 func (c *Collector) InstrumentStore(s backend.Store, name string) backend.Store {
 	in := &instrumented{s: s, c: c, name: name}
 	w, isW := s.(backend.Watcher)
 	u, isU := s.(backend.Updater)
 	d, isD := s.(backend.Deleter)
 	b, isB := s.(backend.Batcher)
-	wt, ut, dt, bt := watchFwd{w}, updateFwd{u, in}, deleteFwd{d, in}, batchFwd{b, in}
+	l, isL := s.(backend.Lister)
+	wt, ut, dt, bt, lt := watchFwd{w}, updateFwd{u, in}, deleteFwd{d, in}, batchFwd{b, in}, listFwd{l, in}
 	switch {
+	case isW && isU && isD && isB && isL: // bolt, memory
+		return struct {
+			*instrumented
+			watchFwd
+			updateFwd
+			deleteFwd
+			batchFwd
+			listFwd
+		}{in, wt, ut, dt, bt, lt}
+	case isW && isD && isL && !isU: // Redis
+		return struct {
+			*instrumented
+			watchFwd
+			deleteFwd
+			listFwd
+		}{in, wt, dt, lt}
 	case isW && isU && isD && isB:
 		return struct {
 			*instrumented
@@ -175,4 +194,16 @@ func (f batchFwd) UpdateWith(ctx context.Context, puts []backend.Put, key string
 	v, vers, err := f.b.UpdateWith(ctx, puts, key, fn)
 	f.in.observe("update_with", start, err)
 	return v, vers, err
+}
+
+type listFwd struct {
+	l  backend.Lister
+	in *instrumented
+}
+
+func (f listFwd) List(ctx context.Context, prefix string, fn backend.ListFunc) error {
+	start := time.Now()
+	err := f.l.List(ctx, prefix, fn)
+	f.in.observe("list", start, err)
+	return err
 }
