@@ -144,9 +144,15 @@ func (s *suite) testListConcurrent(t *testing.T) {
 		mu      sync.Mutex
 		written = map[string]bool{}
 	)
+	// However the listing checks end (a failed require ends this goroutine
+	// early), the writers stop before the subtest does.
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
 	for w := range 2 {
+		st := f.open() // here: open fails the test from this goroutine only
 		wg.Go(func() {
-			st := f.open()
 			d, _ := st.(backend.Deleter)
 			for i := 0; ctx.Err() == nil; i++ {
 				k := fmt.Sprintf("c/n/%d/%05d", w, i)
@@ -185,8 +191,6 @@ func (s *suite) testListConcurrent(t *testing.T) {
 		require.Empty(t, missing, "settled keys missing from a listing made while others wrote")
 		require.Empty(t, foreign, "keys listed that nobody wrote under the prefix")
 	}
-	cancel()
-	wg.Wait()
 }
 
 // testListStop: an error from the callback stops the listing and is
