@@ -20,6 +20,12 @@ import (
 // A coordinator stored as a blob may be replaced, and its blob reclaimed,
 // between reading the key and reading the blob: the key is then read again.
 func (e *engine) readCoord(ctx context.Context, tk topicKeys) (*coordState, backend.Version, error) {
+	return e.readCoordWith(ctx, tk, e.decodeCoordValue)
+}
+
+// readCoordWith is readCoord with decode turning the stored value into the
+// state (an error matching backend.ErrNotFound: a reclaimed blob).
+func (e *engine) readCoordWith(ctx context.Context, tk topicKeys, decode func(context.Context, []byte) (*coordState, error)) (*coordState, backend.Version, error) {
 	for attempt := 0; ; attempt++ {
 		ent, err := e.store.Get(ctx, tk.coord)
 		if errors.Is(err, backend.ErrNotFound) {
@@ -28,7 +34,7 @@ func (e *engine) readCoord(ctx context.Context, tk topicKeys) (*coordState, back
 		if err != nil {
 			return nil, 0, fmt.Errorf("core: read coordinator of %q: %w", tk.name, err)
 		}
-		st, err := e.decodeCoordValue(ctx, ent.Value)
+		st, err := decode(ctx, ent.Value)
 		if errors.Is(err, backend.ErrNotFound) && attempt < 5 {
 			continue
 		}
@@ -112,35 +118,25 @@ func (e *engine) groupReads(tk topicKeys, g *coordReads) {
 // readCoordDecoded is readCoord through the engine's per-topic cache of
 // the last decoded value (see readCoordShared).
 func (e *engine) readCoordDecoded(ctx context.Context, tk topicKeys) (*coordState, backend.Version, error) {
-	for attempt := 0; ; attempt++ {
-		ent, err := e.store.Get(ctx, tk.coord)
-		if errors.Is(err, backend.ErrNotFound) {
-			return e.newCoord(), 0, nil
-		}
-		if err != nil {
-			return nil, 0, fmt.Errorf("core: read coordinator of %q: %w", tk.name, err)
-		}
+	return e.readCoordWith(ctx, tk, func(ctx context.Context, raw []byte) (*coordState, error) {
 		e.mu.Lock()
 		d, ok := e.decoded[tk.name]
 		e.mu.Unlock()
-		if ok && bytes.Equal(d.raw, ent.Value) {
-			return d.st, ent.Version, nil
+		if ok && bytes.Equal(d.raw, raw) {
+			return d.st, nil
 		}
-		st, err := e.decodeCoordValue(ctx, ent.Value)
-		if errors.Is(err, backend.ErrNotFound) && attempt < 5 {
-			continue
-		}
+		st, err := e.decodeCoordValue(ctx, raw)
 		if err != nil {
-			return nil, 0, fmt.Errorf("core: coordinator of %q: %w", tk.name, err)
+			return nil, err
 		}
 		e.mu.Lock()
 		if len(e.decoded) >= 1024 {
 			clear(e.decoded) // bounded; it is only a cache
 		}
-		e.decoded[tk.name] = decodedCoord{raw: bytes.Clone(ent.Value), st: st}
+		e.decoded[tk.name] = decodedCoord{raw: bytes.Clone(raw), st: st}
 		e.mu.Unlock()
-		return st, ent.Version, nil
-	}
+		return st, nil
+	})
 }
 
 // decodedCoord is a coordinator value and its decoded state (read-only).
