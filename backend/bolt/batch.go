@@ -48,24 +48,33 @@ func (s *Store) checkBatch(ctx context.Context, puts []backend.Put, key string, 
 	if fn == nil {
 		return errors.New("bolt: UpdateWith with nil UpdateFunc")
 	}
-	if err := backend.CheckKey(key, s.caps); err != nil {
+	if err := checkPuts(puts, key, s.caps); err != nil {
+		return err
+	}
+	if s.readOnly {
+		return s.errReadOnly
+	}
+	return nil
+}
+
+// checkPuts checks the keys and values of a batch: valid, distinct keys
+// (key included) and values within the limit.
+func checkPuts(puts []backend.Put, key string, caps backend.Capabilities) error {
+	if err := backend.CheckKey(key, caps); err != nil {
 		return err
 	}
 	seen := map[string]bool{key: true}
 	for _, p := range puts {
-		if err := backend.CheckKey(p.Key, s.caps); err != nil {
+		if err := backend.CheckKey(p.Key, caps); err != nil {
 			return err
 		}
 		if seen[p.Key] {
 			return fmt.Errorf("%w: %s appears twice in one batch", backend.ErrInvalidKey, quoteKey(p.Key))
 		}
 		seen[p.Key] = true
-		if err := backend.CheckValue(p.Value, s.caps); err != nil {
+		if err := backend.CheckValue(p.Value, caps); err != nil {
 			return err
 		}
-	}
-	if s.readOnly {
-		return s.errReadOnly
 	}
 	return nil
 }

@@ -59,6 +59,7 @@ type Shared struct {
 	closeCh   chan struct{}
 	errClosed error
 	wg        sync.WaitGroup // watch goroutines
+	hints     entryHints     // UpdateWith's last entries per key (share_batch.go)
 
 	mu     sync.Mutex
 	att    attachment

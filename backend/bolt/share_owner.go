@@ -215,7 +215,7 @@ func (sc *serverConn) serve() {
 			return
 		}
 		switch req.Op {
-		case wireGet, wireCAS, wireDelete, wireList:
+		case wireGet, wireCAS, wireDelete, wireList, wireBatch:
 			if !sc.start() {
 				sc.send(&reply{ID: req.ID, Err: &wireError{Code: codeOwnerClosing, Msg: "bolt owner process is closing"}})
 				continue
@@ -266,7 +266,7 @@ func (o *ownerAtt) checkHello(h *request) *wireError {
 	return nil
 }
 
-// do runs one Get, CompareAndPut, Delete or list page and answers it.
+// do runs one Get, CompareAndPut, Delete, list page or batch and answers it.
 func (sc *serverConn) do(ctx context.Context, req *request) {
 	defer sc.wg.Done()
 	r := &reply{ID: req.ID}
@@ -282,6 +282,9 @@ func (sc *serverConn) do(ctx context.Context, req *request) {
 	case wireList:
 		keys, err := sc.o.st.listPage(ctx, req.Key, req.Value)
 		r.Keys, r.Err = keys, encodeError(err)
+	case wireBatch:
+		v, vers, err := sc.o.serveBatch(ctx, req)
+		r.Version, r.Versions, r.Err = uint64(v), vers, encodeError(err)
 	}
 	sc.mu.Lock()
 	if cancel := sc.inflight[req.ID]; cancel != nil {

@@ -232,7 +232,7 @@ func (r *remoteAtt) forget(id uint64) {
 // connection gives errOwnerGone, or errOutcomeUnknown for a write that may
 // have reached the owner; a stalled owner gives errOwnerStalled.
 func (r *remoteAtt) call(ctx context.Context, req *request) (*reply, error) {
-	write := req.Op == wireCAS || req.Op == wireDelete
+	write := req.Op == wireCAS || req.Op == wireDelete || req.Op == wireBatch
 	id, ch, err := r.register()
 	if err != nil {
 		return nil, err

@@ -23,7 +23,7 @@ import (
 // compare-and-put (see Shared.Update).
 
 // shareProto names the protocol; the hello exchange checks it.
-const shareProto = "stickypub-bolt-share/3"
+const shareProto = "stickypub-bolt-share/4"
 
 // wireOp is the operation of a request.
 type wireOp uint8
@@ -38,12 +38,27 @@ const (
 	wireDelete                    // Key, Expect
 	wirePing                      // answered with a Pong at once
 	wireList                      // Key: prefix; Value: the last key of the previous page (none: from the start); reply: Keys
+	wireBatch                     // Puts, then Key, Expect, Sum, Value or Skip (UpdateWith); reply: Version, Versions
 )
 
 // request is one client-to-owner frame.
 type request struct {
 	ID     uint64
 	Op     wireOp
+	Key    string
+	Expect uint64
+	Value  []byte
+	// wireBatch: the compare-and-puts written with the update of Key, and
+	// what the client's update function saw of Key: its version (Expect)
+	// and the SHA-256 of its value (Sum), which the owner checks before
+	// writing Value (or nothing, with Skip).
+	Puts []wirePut
+	Sum  []byte
+	Skip bool
+}
+
+// wirePut is one compare-and-put of a wireBatch request.
+type wirePut struct {
 	Key    string
 	Expect uint64
 	Value  []byte
@@ -64,6 +79,8 @@ type reply struct {
 	Caps *backend.Capabilities
 	// Keys answers wireList: one page of keys.
 	Keys []string
+	// Versions answers wireBatch: the new version of each put, in order.
+	Versions []uint64
 }
 
 // errCode classifies a wireError so that the client can rebuild an error
