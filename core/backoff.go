@@ -23,8 +23,8 @@ func retryIO(ctx context.Context, fn func() error) error {
 		if err == nil || !retryable(err) {
 			return err
 		}
-		if err := sleepJitter(ctx, attempt+4); err != nil {
-			return fmt.Errorf("%w (last error: %w)", err, fn())
+		if serr := sleepJitter(ctx, attempt+4); serr != nil {
+			return fmt.Errorf("%w (last error: %w)", serr, err)
 		}
 	}
 }
