@@ -45,9 +45,11 @@ const (
 // by the script, after it). If the key moved, fn runs again on the entry
 // the script returned, at most maxBatchAttempts times. On Redis Cluster
 // the keys must share a hash slot, else the error matches
-// backend.ErrNoBatch and nothing is sent. An error matching
-// ErrOutcomeUnknown means the script was sent and may have applied the
-// whole batch.
+// backend.ErrNoBatch and nothing is sent. An error from fn is returned
+// only when fn saw an entry read from the server: one it returns for a
+// hinted entry makes UpdateWith read the key and ask fn again. An error
+// matching ErrOutcomeUnknown means the script was sent and may have
+// applied the whole batch.
 func (s *Store) UpdateWith(ctx context.Context, puts []backend.Put, key string, fn backend.UpdateFunc) (backend.Version, []backend.Version, error) {
 	const op = "update-with"
 	if fn == nil {
@@ -80,12 +82,13 @@ func (s *Store) UpdateWith(ctx context.Context, puts []backend.Put, key string, 
 		return 0, nil, fmt.Errorf("redis %s %q: %w: its %d keys are in more than one cluster hash slot", op, key, backend.ErrNoBatch, len(rkeys))
 	}
 
-	cur, ok := s.hints.get(rkey)
-	if !ok {
+	// fresh: cur was read from the server (not taken from the hints), so
+	// that an error from fn is fn's answer, not a stale hint's.
+	cur, hinted := s.hints.get(rkey)
+	fresh := !hinted
+	if fresh {
 		var err error
-		if cur, err = s.Get(ctx, key); errors.Is(err, backend.ErrNotFound) {
-			cur = backend.Entry{}
-		} else if err != nil {
+		if cur, err = s.readEntry(ctx, key); err != nil {
 			return 0, nil, err
 		}
 	}
@@ -93,7 +96,16 @@ func (s *Store) UpdateWith(ctx context.Context, puts []backend.Put, key string, 
 		next, err := fn(cur)
 		skip := errors.Is(err, backend.ErrSkipUpdate)
 		if err != nil && !skip {
-			return 0, nil, err
+			if fresh {
+				return 0, nil, err
+			}
+			// fn refused a hinted entry: ask it again about the current one.
+			s.hints.drop(rkey)
+			if cur, err = s.readEntry(ctx, key); err != nil {
+				return 0, nil, err
+			}
+			fresh = true
+			continue
 		}
 		if !skip {
 			if err := backend.CheckValue(next, s.caps); err != nil {
@@ -125,6 +137,7 @@ func (s *Store) UpdateWith(ctx context.Context, puts []backend.Put, key string, 
 		}
 		// outcomeKeyMoved: fn saw a stale entry (another writer, or a stale hint).
 		s.hints.put(rkey, r.current)
+		fresh = true
 		if attempt >= maxBatchAttempts {
 			return 0, nil, fmt.Errorf("redis %s: %d attempts: %w", op, attempt,
 				&backend.ConflictError{Key: key, Expected: cur.Version, Current: r.current, Known: true})
@@ -134,6 +147,15 @@ func (s *Store) UpdateWith(ctx context.Context, puts []backend.Put, key string, 
 		}
 		cur = r.current
 	}
+}
+
+// readEntry reads key for UpdateWith: a missing key is the zero Entry.
+func (s *Store) readEntry(ctx context.Context, key string) (backend.Entry, error) {
+	e, err := s.Get(ctx, key)
+	if errors.Is(err, backend.ErrNotFound) {
+		return backend.Entry{}, nil
+	}
+	return e, err
 }
 
 // batchBackoff pauses before attempt+1 (not after the first attempt, which
