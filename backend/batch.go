@@ -30,7 +30,9 @@ type Batcher interface {
 	// Updater.Update, after the puts' versions were checked; an error from
 	// fn writes nothing and is returned wrapped, except ErrSkipUpdate,
 	// which leaves key unchanged while the puts still land. A value over
-	// the store's limit fails the whole batch with ErrTooLarge.
+	// the store's limit fails the whole batch with ErrTooLarge. A store that
+	// can batch some key sets but not this one (keys on different shards)
+	// writes nothing and returns an error matching ErrNoBatch.
 	//
 	// On success it returns the version of key (its current one after
 	// ErrSkipUpdate) and the new version of each put, in order. The errors

@@ -26,6 +26,10 @@ var (
 	ErrCorrupt = errors.New("backend: corrupt stored data")
 	// ErrSkipUpdate is returned by an UpdateFunc to leave the key unchanged.
 	ErrSkipUpdate = errors.New("backend: skip update")
+	// ErrNoBatch: Batcher.UpdateWith cannot apply this particular batch in
+	// one atomic step (Redis Cluster: its keys are in more than one hash
+	// slot). Nothing was written; the caller writes the records one by one.
+	ErrNoBatch = errors.New("backend: batch cannot be applied in one step")
 	// ErrUnknownScheme: Open was given a URI whose scheme no adapter registered.
 	ErrUnknownScheme = errors.New("backend: unknown URI scheme")
 	// ErrBadURI: Open was given a URI it cannot parse or whose parameters are invalid.

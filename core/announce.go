@@ -55,10 +55,12 @@ func (e *engine) announceDirect(ctx context.Context, tk topicKeys, op coordOp) (
 
 func (e *engine) mergeCoord(ctx context.Context, tk topicKeys, op coordOp) (*coordState, error) {
 	up, ok := e.store.(backend.Updater)
-	if _, batches := e.store.(backend.Batcher); op.batch != nil && (!ok || !batches) {
+	if _, batches := e.store.(backend.Batcher); op.batch != nil && !batches {
 		return nil, errNoBatch
 	}
-	if !ok {
+	if !ok && op.batch == nil {
+		// A Batcher without Updater (Redis) merges batches through
+		// UpdateWith below and everything else by compare-and-put.
 		return e.casCoord(ctx, tk, op, 0)
 	}
 	var plan *foldPlan
@@ -184,7 +186,8 @@ type blobNeed struct {
 // updateCoord merges op with the engine-side Update (one transaction, which
 // bolt coalesces with concurrent writers into one commit), folding by plan
 // when it still applies. Registry lookups use cached blobs only; misses
-// are returned with errNeedBlobs.
+// are returned with errNeedBlobs. up is nil on a Batcher without Updater,
+// which only comes here with op.batch.
 func (e *engine) updateCoord(ctx context.Context, up backend.Updater, tk topicKeys, op coordOp, plan *foldPlan) (*coordState, blobNeed, error) {
 	var (
 		out  *coordState

@@ -186,7 +186,7 @@ func (a *announcer) mergeAndAnnounce(batch []*annRequest) {
 		}
 	}
 	st, err := a.e.announceDirect(a.e.ctx, a.tk, merged)
-	if err != nil && merged.batch != nil && len(batch) > 1 && (errors.Is(err, backend.ErrConflict) || errors.Is(err, errNoBatch) || errors.Is(err, backend.ErrInvalidKey)) {
+	if err != nil && merged.batch != nil && len(batch) > 1 && (errors.Is(err, backend.ErrConflict) || errors.Is(err, errNoBatch) || errors.Is(err, backend.ErrNoBatch) || errors.Is(err, backend.ErrInvalidKey)) {
 		// Nothing was written. One request's records may be the cause (a
 		// conflict, a key twice): each goes again on its own, so that only
 		// that one fails.

@@ -58,7 +58,7 @@ func (p *topicPublisher) flushBatched(ctx context.Context, b *inflightBatch) (an
 		})
 	}
 	switch {
-	case errors.Is(err, errNoBatch) || errors.Is(err, backend.ErrConflict):
+	case errors.Is(err, errNoBatch) || errors.Is(err, backend.ErrNoBatch) || errors.Is(err, backend.ErrConflict):
 		return false, nil
 	case err != nil:
 		if !refused(err) {

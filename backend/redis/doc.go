@@ -53,6 +53,21 @@
 // pipeline, a write's error also matches ErrOutcomeUnknown (it may have been
 // applied).
 //
+// # Batches
+//
+// Store implements backend.Batcher: UpdateWith reads the updated key (or
+// takes the entry this handle last wrote or was told about there, a hint
+// the script checks), runs the caller's function locally, then sends one
+// script run that checks every put's expected version and the key's
+// version and writes all of them or none, each with the write token and a
+// PUBLISH. A moved key (another writer, a stale hint) returns its current
+// entry in the same reply and the function runs again. On a Redis Cluster
+// one script can only touch one hash slot: a batch whose keys span slots
+// fails with backend.ErrNoBatch before anything is sent, and core then
+// writes the records one by one. A prefix with a hash tag ("{app}:") keeps
+// every key in one slot, and so batches, at the price of putting the whole
+// store on one node.
+//
 // # Logging
 //
 // go-redis logs failed dials and pool notices through one process-wide
@@ -70,8 +85,9 @@
 //
 // # Guarantees
 //
-// Capabilities declare Linearizable (every operation touches one key, on one
-// master) and Persistent, meaning data outlives the Store handle; whether it
+// Capabilities declare Linearizable (every operation is one script or
+// command on one master: a single key, or a batch within one hash slot)
+// and Persistent, meaning data outlives the Store handle; whether it
 // survives a Redis restart depends on the server's RDB/AOF configuration.
 // Redis replication is asynchronous: a failover can lose acknowledged writes
 // and with them the version history of a key.

@@ -23,12 +23,14 @@ const (
 	callAbandoned        // its caller left before it was sent: never sent
 )
 
-// call is one queued Get, CompareAndPut or Delete.
+// call is one queued Get, CompareAndPut, Delete or UpdateWith.
 type call struct {
-	write bool
-	rkey  string
-	args  []any // script arguments (writes)
-	size  int   // value bytes, for the batch bound
+	write  bool
+	rkey   string
+	script *goredis.Script // writes: nil for writeScript on rkey
+	keys   []string        // script keys when script is set
+	args   []any           // script arguments (writes)
+	size   int             // value bytes, for the batch bound
 
 	state int           // guarded by batcher.mu
 	done  chan struct{} // closed once cmd (or err) is set
@@ -196,7 +198,8 @@ func (b *batcher) send(batch []*call) {
 	_, _ = b.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
 		for i, c := range batch {
 			if c.write {
-				cmds[i] = writeScript.EvalSha(ctx, p, []string{c.rkey}, c.args...)
+				script, keys := c.scriptKeys()
+				cmds[i] = script.EvalSha(ctx, p, keys, c.args...)
 			} else {
 				cmds[i] = p.HGetAll(ctx, c.rkey)
 			}
@@ -215,7 +218,8 @@ func (b *batcher) send(batch []*call) {
 		b.mu.Unlock()
 		_, _ = b.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
 			for _, i := range again {
-				cmds[i] = writeScript.Eval(ctx, p, []string{batch[i].rkey}, batch[i].args...)
+				script, keys := batch[i].scriptKeys()
+				cmds[i] = script.Eval(ctx, p, keys, batch[i].args...)
 			}
 			return nil
 		})
@@ -224,6 +228,14 @@ func (b *batcher) send(batch []*call) {
 		c.cmd = cmds[i]
 		close(c.done)
 	}
+}
+
+// scriptKeys returns the script a write call runs and its keys.
+func (c *call) scriptKeys() (*goredis.Script, []string) {
+	if c.script == nil {
+		return writeScript, []string{c.rkey}
+	}
+	return c.script, c.keys
 }
 
 // close fails every queued call with goredis.ErrClosed (they were never

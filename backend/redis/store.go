@@ -17,7 +17,8 @@ import (
 )
 
 // Store is a backend.Store on Redis. It also implements backend.Watcher,
-// backend.Deleter and backend.Lister. It is safe for concurrent use.
+// backend.Deleter, backend.Lister and backend.Batcher (batch.go). It is
+// safe for concurrent use.
 type Store struct {
 	client     goredis.UniversalClient
 	ownsClient bool
@@ -32,9 +33,11 @@ type Store struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	batch *batcher // nil when Options.Pipelines is -1
-	logs  *logSink // go-redis log lines about this store's servers
-	watch watchHub
+	batch   *batcher // nil when Options.Pipelines is -1
+	cluster bool     // a Redis Cluster client: a batch must stay in one hash slot
+	hints   hintCache
+	logs    *logSink // go-redis log lines about this store's servers
+	watch   watchHub
 }
 
 var (
@@ -100,6 +103,7 @@ func newStore(client goredis.UniversalClient, owns bool, o Options, where string
 	if o.Pipelines > 0 {
 		s.batch = newBatcher(client, o.Pipelines)
 	}
+	_, s.cluster = client.(*goredis.ClusterClient)
 	goRedisLogs.register(logs)
 	s.watch.init(s)
 	return s, nil
