@@ -34,6 +34,7 @@ type ContractOptions struct {
 func RunContractWith(t *testing.T, mk MakeHarness, o ContractOptions) {
 	t.Helper()
 	s := &suite{mk: mk, reduced: reduce(o.Reduced)}
+	logReduced(t, s.reduced, "contract")
 	t.Run("Contract", func(t *testing.T) {
 		t.Run("Capabilities", s.testCapabilities)
 		t.Run("Get", func(t *testing.T) {

@@ -56,6 +56,7 @@ const reducedHeavy = 10
 func RunProtocolWith(t *testing.T, mk MakeHarness, o ProtocolOptions) {
 	t.Helper()
 	s := &suite{mk: mk, checkFaults: true, reduced: reduce(o.Reduced)}
+	logReduced(t, s.reduced, "protocol")
 	heavy := o.HeavyMessages
 	if heavy <= 0 {
 		heavy = scale(20, 100)

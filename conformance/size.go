@@ -47,3 +47,11 @@ func (s *suite) sized(reduced, full int) int {
 	}
 	return full
 }
+
+// logReduced says in the test log that a suite runs at the reduced sizes.
+func logReduced(t *testing.T, reduced bool, what string) {
+	t.Helper()
+	if reduced {
+		t.Logf("%s suite at reduced sizes (a second variant of the engine, under -race); %s=1 runs it at full size", what, FullEnv)
+	}
+}
