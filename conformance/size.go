@@ -13,12 +13,17 @@ import (
 // ContractOptions and ProtocolOptions is then ignored.
 const FullEnv = "STICKYPUB_FULL"
 
-// reduce reports whether a suite whose caller asked for Reduced runs at the
-// reduced sizes: only under the race detector, and only when FullEnv is
-// unset.
-func reduce(asked bool) bool {
-	return asked && raceEnabled && os.Getenv(FullEnv) == ""
+// ReducedSizes reports whether suites asked to be Reduced run at the
+// reduced sizes: under the race detector, unless FullEnv is set. An
+// adapter's tests may use it to size their own second-variant workloads
+// (HeavyMessages, say) by the same switch.
+func ReducedSizes() bool {
+	return raceEnabled && os.Getenv(FullEnv) == ""
 }
+
+// reduce reports whether a suite whose caller asked for Reduced runs at the
+// reduced sizes (see ReducedSizes).
+func reduce(asked bool) bool { return asked && ReducedSizes() }
 
 // scale returns short under -short and long otherwise.
 func scale(short, long int) int {
