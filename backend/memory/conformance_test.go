@@ -30,14 +30,11 @@ func TestConformance(t *testing.T) {
 	})
 }
 
-// TestConformanceDefaults runs the contract with the default limits; under
-// -race reduced (every subtest, smaller workloads), since TestConformance
-// runs it at full size on the same engine.
 func TestConformanceDefaults(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the default limits are covered by TestConformance's smaller ones under -short")
 	}
-	conformance.RunContractWith(t, func(context.Context, *testing.T) (conformance.Harness, error) {
+	conformance.RunContract(t, func(context.Context, *testing.T) (conformance.Harness, error) {
 		return harness{memory.NewSpace(memory.Options{})}, nil
-	}, conformance.ContractOptions{Reduced: true})
+	})
 }
