@@ -37,8 +37,13 @@ func TestBrokenInner(t *testing.T) {
 		conformance.RunProtocol(t, mk)
 		return
 	}
-	conformance.RunContract(t, mk)
+	conformance.RunContractWith(t, mk, conformance.ContractOptions{Reduced: os.Getenv(brokenReducedEnv) != ""})
 }
+
+// brokenReducedEnv makes TestBrokenInner run the contract suite with
+// Reduced set: under -race at the reduced sizes that second variants of an
+// engine run at.
+const brokenReducedEnv = "STICKYPUB_CONFORMANCE_BROKEN_REDUCED"
 
 // brokenProtocolEnv makes TestBrokenInner run the protocol suite instead of
 // the contract suite.
@@ -66,49 +71,66 @@ func TestBrokenProtocol(t *testing.T) {
 // TestBroken checks that the suite has teeth: run against each deliberately
 // broken adapter, in a subprocess, it must fail, and fail in the subtests
 // that test for the bug. The control adapter must pass the same way.
+// Adapters whose bug a shrinking workload catches run a second time with
+// Reduced set (under -race the sizes of second variants of an engine): the
+// reduced suite must catch them too.
 func TestBroken(t *testing.T) {
 	cases := []struct {
 		adapter string
 		// mustFail lists subtests (under TestBrokenInner/Contract/) that
 		// must fail; nil means the run must pass.
 		mustFail []string
+		// sized: the bug is caught by subtests whose workload shrinks in
+		// a Reduced suite, so the adapter is also run reduced (the
+		// "-reduced" case): the smaller sizes must catch it too.
+		sized bool
 	}{
-		{"lost-update", []string{"Stress/Counters", "Linearizability"}},
-		{"stale-read", []string{"Linearizability"}},
-		{"reuse-after-reopen", []string{"Versions/TwoHandles", "Versions/Reopen"}},
-		{"backwards", []string{"Versions/Increasing"}},
-		{"ignores-context", []string{"Context/Get", "Context/CompareAndPut", "Context/Deadline"}},
-		{"pooled-buffer", []string{"Values/Aliasing"}},
-		{"silent-watch", []string{"Watch/Many"}},
-		{"update-not-atomic", []string{"Update/Concurrent"}},
-		{"batch-not-atomic", []string{"Batch/AllOrNothing"}},
-		{"watch-never-closes", []string{"Watch/Cancel", "Watch/Close"}},
-		{"delete-reuses-versions", []string{"Versions/AfterDelete", "Delete/Recreate"}},
-		{"list-skips-keys", []string{"List/Pages", "List/Concurrent"}},
-		{"list-foreign-keys", []string{"List/Prefix"}},
-		{"mapper-ok", nil},
+		{"lost-update", []string{"Stress/Counters", "Linearizability"}, true},
+		{"stale-read", []string{"Linearizability"}, true},
+		{"reuse-after-reopen", []string{"Versions/TwoHandles", "Versions/Reopen"}, true},
+		{"backwards", []string{"Versions/Increasing"}, true},
+		{"ignores-context", []string{"Context/Get", "Context/CompareAndPut", "Context/Deadline"}, false},
+		{"pooled-buffer", []string{"Values/Aliasing"}, false},
+		{"silent-watch", []string{"Watch/Many"}, true},
+		{"update-not-atomic", []string{"Update/Concurrent"}, true},
+		{"batch-not-atomic", []string{"Batch/AllOrNothing"}, false},
+		{"watch-never-closes", []string{"Watch/Cancel", "Watch/Close"}, false},
+		{"delete-reuses-versions", []string{"Versions/AfterDelete", "Delete/Recreate"}, false},
+		{"list-skips-keys", []string{"List/Pages", "List/Concurrent"}, true},
+		{"list-foreign-keys", []string{"List/Prefix"}, false},
+		{"mapper-ok", nil, true},
 	}
 	for _, tc := range cases {
-		t.Run(tc.adapter, func(t *testing.T) {
-			t.Parallel()
-			out, err := runInner(t, tc.adapter)
-			failed := failedSubtests(out)
-			t.Logf("%s fails: %v", tc.adapter, failed)
-			require.NotContains(t, out, "panic:", "the suite panicked:\n%s", out)
-			require.NotContains(t, out, "test timed out", "the suite hung:\n%s", out)
-			if tc.mustFail == nil {
-				require.NoError(t, err, "the control adapter failed the suite:\n%s", out)
-				return
-			}
-			var exit *exec.ExitError
-			require.ErrorAs(t, err, &exit, "the suite passed a broken adapter (or did not run):\n%s", out)
-			for _, name := range tc.mustFail {
-				assert.Contains(t, failed, "Contract/"+name, "the suite did not fail %s", name)
-			}
-			if t.Failed() {
-				t.Logf("subprocess output:\n%s", out)
-			}
-		})
+		variants := []string{""}
+		if tc.sized {
+			variants = append(variants, "-reduced")
+		}
+		for _, variant := range variants {
+			t.Run(tc.adapter+variant, func(t *testing.T) {
+				t.Parallel()
+				var env []string
+				if variant != "" {
+					env = append(env, brokenReducedEnv+"=1")
+				}
+				out, err := runInner(t, tc.adapter, env...)
+				failed := failedSubtests(out)
+				t.Logf("%s%s fails: %v", tc.adapter, variant, failed)
+				require.NotContains(t, out, "panic:", "the suite panicked:\n%s", out)
+				require.NotContains(t, out, "test timed out", "the suite hung:\n%s", out)
+				if tc.mustFail == nil {
+					require.NoError(t, err, "the control adapter failed the suite:\n%s", out)
+					return
+				}
+				var exit *exec.ExitError
+				require.ErrorAs(t, err, &exit, "the suite passed a broken adapter (or did not run):\n%s", out)
+				for _, name := range tc.mustFail {
+					assert.Contains(t, failed, "Contract/"+name, "the suite did not fail %s", name)
+				}
+				if t.Failed() {
+					t.Logf("subprocess output:\n%s", out)
+				}
+			})
+		}
 	}
 }
 

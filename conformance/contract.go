@@ -15,7 +15,26 @@ import "testing"
 // linearizable store promises.
 func RunContract(t *testing.T, mk MakeHarness) {
 	t.Helper()
-	s := &suite{mk: mk}
+	RunContractWith(t, mk, ContractOptions{})
+}
+
+// ContractOptions adjusts RunContractWith.
+type ContractOptions struct {
+	// Reduced marks a second variant of an engine whose full-size suite
+	// runs elsewhere in the same test run (another transport to the same
+	// engine, another deployment of the same server): under the race
+	// detector its workloads (keys listed, counters, rounds, watches) take
+	// their -short sizes. Every subtest still runs, and the smaller
+	// listings still span several pages. Without -race, or with FullEnv
+	// set, the suite runs at full size.
+	Reduced bool
+}
+
+// RunContractWith is RunContract with options.
+func RunContractWith(t *testing.T, mk MakeHarness, o ContractOptions) {
+	t.Helper()
+	s := &suite{mk: mk, reduced: reduce(o.Reduced)}
+	logReduced(t, s.reduced, "contract")
 	t.Run("Contract", func(t *testing.T) {
 		t.Run("Capabilities", s.testCapabilities)
 		t.Run("Get", func(t *testing.T) {

@@ -100,7 +100,7 @@ func (s *suite) testBatchConcurrent(t *testing.T) {
 		t.Skip("counting batches needs a linearizable store")
 	}
 	const handles, workers = 4, 8
-	per := scale(10, 40)
+	per := s.scale(10, 40)
 	stores := []backend.Store{f.store}
 	for len(stores) < handles {
 		stores = append(stores, f.open())

@@ -92,7 +92,7 @@ func (s *suite) testListPrefix(t *testing.T) {
 func (s *suite) testListPages(t *testing.T) {
 	f := s.setup(t, stressTimeout)
 	l := lister(t, f.store)
-	n := scale(1500, 3000)
+	n := s.scale(1500, 3000)
 	want := make([]string, n)
 	for i := range n {
 		want[i] = fmt.Sprintf("p/%05d", i)
@@ -132,7 +132,7 @@ func (s *suite) testListDeleted(t *testing.T) {
 func (s *suite) testListConcurrent(t *testing.T) {
 	f := s.setup(t, stressTimeout)
 	l := lister(t, f.store)
-	n := scale(600, 1500)
+	n := s.scale(600, 1500)
 	settled := make([]string, n)
 	for i := range n {
 		settled[i] = fmt.Sprintf("c/s/%05d", i)

@@ -90,7 +90,7 @@ func (s *suite) testWatchMany(t *testing.T) {
 	defer cancel()
 	ch, err := w.Watch(wctx, "k")
 	require.NoError(t, err, "Watch")
-	n := scale(50, 200)
+	n := s.scale(50, 200)
 	lat := make([]time.Duration, 0, n)
 	var v backend.Version
 	for i := range n {
@@ -128,7 +128,7 @@ func (s *suite) testWatchCoalesce(t *testing.T) {
 	require.NoError(t, err, "Watch")
 
 	// Nobody reads ch while these writes run: they must not block.
-	n := scale(50, 200)
+	n := s.scale(50, 200)
 	type result struct {
 		last backend.Version
 		err  error
@@ -315,7 +315,7 @@ func (s *suite) testUpdateConcurrent(t *testing.T) {
 	f := s.setup(t, stressTimeout)
 	updater(t, f.store)
 	const handles, workers = 4, 16
-	per := scale(10, 40)
+	per := s.scale(10, 40)
 	stores := []backend.Store{f.store}
 	for len(stores) < handles {
 		stores = append(stores, f.open())

@@ -23,7 +23,7 @@ func (s *suite) testReadYourWrites(t *testing.T) {
 	f := s.setup(t, basicTimeout)
 	log := newVersionLog()
 	var v backend.Version
-	for i := range scale(10, 40) {
+	for i := range s.scale(10, 40) {
 		val := fmt.Appendf(nil, "write %d", i)
 		for {
 			nv, err := f.store.CompareAndPut(f.ctx, "k", v, val)
@@ -59,7 +59,7 @@ func (s *suite) testStressCounters(t *testing.T) {
 	// Many goroutines on several handles increment a few counters with
 	// Get/CompareAndPut loops.
 	const handles, keys, workers = 4, 2, 16
-	per := scale(15, 60)
+	per := s.scale(15, 60)
 	stores := []backend.Store{f.store}
 	for len(stores) < handles {
 		stores = append(stores, f.open())

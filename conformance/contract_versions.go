@@ -12,7 +12,7 @@ import (
 func (s *suite) testVersionsIncreasing(t *testing.T) {
 	f := s.setup(t, basicTimeout)
 	log := newVersionLog()
-	n := scale(20, 100)
+	n := s.scale(20, 100)
 	cur := map[string]backend.Version{}
 	write := func(key string, i int) {
 		v := f.put(f.store, key, cur[key], fmt.Appendf(nil, "%d", i))
@@ -40,7 +40,7 @@ func (s *suite) testVersionsTwoHandles(t *testing.T) {
 	log := newVersionLog()
 	cur := map[string]backend.Version{}
 	i := 0
-	for round := range scale(12, 40) {
+	for round := range s.scale(12, 40) {
 		// The handles take turns in bursts of different lengths, so that
 		// every write builds on versions the other handle handed out and
 		// the handles issue different numbers of versions.

@@ -20,5 +20,9 @@
 // promise (a single writer eventually reads its own writes, its versions
 // increase) and logs the measured lost-update rate instead of failing.
 //
-// Sizes shrink under -short. Every subtest runs under a context deadline.
+// Sizes shrink under -short, and under the race detector in suites run
+// with Reduced (ContractOptions, ProtocolOptions): a second or third
+// variant of an engine whose full-size suite runs elsewhere in the same
+// test run. Every subtest still runs there; STICKYPUB_FULL=1 (FullEnv)
+// restores the full sizes. Every subtest runs under a context deadline.
 package conformance

@@ -65,6 +65,9 @@ type suite struct {
 	// checkFaults: the protocol tests, where a subtest under
 	// FaultyHarness fails if some enabled fault kind never fired during it.
 	checkFaults bool
+	// reduced: run at the -short sizes whatever the -short flag (see
+	// reduce and suite.scale).
+	reduced bool
 }
 
 // Unwrapper is implemented by test-only store wrappers, such as Faulty,
@@ -224,11 +227,3 @@ func (f *fixture) mustNotExist(st backend.Store, key string) {
 // sleepCtx sleeps for d or until ctx is done, and reports whether ctx is
 // still live.
 func sleepCtx(ctx context.Context, d time.Duration) bool { return backoff.Sleep(ctx, d) == nil }
-
-// scale returns short under -short and long otherwise.
-func scale(short, long int) int {
-	if testing.Short() {
-		return short
-	}
-	return long
-}

@@ -289,7 +289,7 @@ func (s *suite) testLinearizability(t *testing.T) {
 		t.Skipf("store declares %v consistency; linearizability is not promised (see Stress/Counters for the measured lost-update rate)", f.caps.Consistency)
 	}
 	const keys, clientsPerKey, handles = 4, 3, 3
-	ops := scale(60, 120)
+	ops := s.scale(60, 120)
 	stores := []backend.Store{f.store}
 	for len(stores) < handles {
 		stores = append(stores, f.open())

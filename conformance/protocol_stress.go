@@ -10,13 +10,13 @@ import (
 	"github.com/stickypub/stickypub/core"
 )
 
-// testSequential: one publisher, 1000 messages, every integer present once
-// and in order.
+// testSequential: one publisher, 1000 messages (250 in a reduced suite),
+// every integer present once and in order.
 func (s *suite) testSequential(t *testing.T) {
 	f := s.setup(t, stressTimeout)
 	f.writersDoNotRace()
 	topic := testTopic(t)
-	n := 1000
+	n := s.sized(250, 1000)
 	live := f.startLive(topic, n)
 	pub := f.client(f.store)
 	for i := 1; i <= n; i++ {
@@ -72,13 +72,15 @@ func (s *suite) testConcurrent(t *testing.T, n, m int) {
 	t.Logf("%d publishers x %d messages: all %d delivered to the early, live and late subscribers; %d coordinator retries", n, m, n*m, retries)
 }
 
-// testLateJoiner: 500 messages published, then a subscriber from the start
-// receives all 500 without a gap, in the same order as an early subscriber.
+// testLateJoiner: 500 messages published (5 publishers x 100; x 25 in a
+// reduced suite), then a subscriber from the start receives
+// them all without a gap, in the same order as an early subscriber.
 func (s *suite) testLateJoiner(t *testing.T) {
 	f := s.setup(t, stressTimeout)
 	f.writersDoNotRace()
 	topic := testTopic(t)
-	const pubsN, per = 5, 100
+	const pubsN = 5
+	per := s.sized(25, 100)
 	early := f.client(f.store)
 	esub := f.subscribe(early, topic, pubsN*per, core.WithoutPush())
 	pubs := f.clients(f.store, pubsN)

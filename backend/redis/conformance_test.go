@@ -65,21 +65,36 @@ func makeHarness(srv *redistest.Server, limits func(*redis.Options)) conformance
 // smallLimits keeps the size subtests cheap.
 func smallLimits(o *redis.Options) { o.MaxKeySize = 256; o.MaxValueSize = 64 << 10 }
 
-// TestConformanceExternal runs the suite on the machine's Redis (REDIS_ADDR,
-// or 127.0.0.1:6379 when it answers), with the default limits.
-func TestConformanceExternal(t *testing.T) {
-	conformance.Run(t, makeHarness(redistest.External(t), nil))
+// runReduced runs the contract and protocol suites as a second variant of
+// the Redis engine: under -race at the reduced sizes (every subtest, in
+// both orderings, with fewer messages and keys; see
+// conformance.ProtocolOptions.Reduced), since TestConformanceLocal runs
+// both at full size. Without -race, or with STICKYPUB_FULL=1, at full size.
+func runReduced(t *testing.T, mk conformance.MakeHarness) {
+	t.Helper()
+	conformance.RunContractWith(t, mk, conformance.ContractOptions{Reduced: true})
+	conformance.RunProtocolWith(t, mk, conformance.ProtocolOptions{Reduced: true})
 }
 
-// TestConformanceLocal runs the suite on a private redis-server.
+// TestConformanceLocal runs the suite at full size on a private
+// redis-server: the one Redis deployment that no other test run shares.
 func TestConformanceLocal(t *testing.T) {
 	srv := redistest.StartLocal(t, redistest.LocalOptions{}).Server()
 	conformance.Run(t, makeHarness(srv, smallLimits))
 }
 
+// TestConformanceExternal runs the suite on the machine's Redis (REDIS_ADDR,
+// or 127.0.0.1:6379 when it answers), with the default limits; reduced
+// under -race (see runReduced).
+func TestConformanceExternal(t *testing.T) {
+	runReduced(t, makeHarness(redistest.External(t), nil))
+}
+
 // TestConformanceCluster runs the suite on a private three-master Redis
-// Cluster.
+// Cluster, every key routed to a master by its slot. Reduced under -race
+// (see runReduced); TestCluster and the cluster cases of the pipeline tests
+// check the routing itself.
 func TestConformanceCluster(t *testing.T) {
 	srv := redistest.StartCluster(t, redistest.LocalOptions{}).Server()
-	conformance.Run(t, makeHarness(srv, smallLimits))
+	runReduced(t, makeHarness(srv, smallLimits))
 }
