@@ -69,6 +69,7 @@ func (s *suite) testStressCounters(t *testing.T) {
 		conflicts   atomic.Int64
 		incomplete  atomic.Int64
 		unavailable atomic.Int64 // reads that failed transiently, retried
+		unavailW    atomic.Int64 // writes a weak store could not complete in time
 		wg          sync.WaitGroup
 	)
 	// A weak store may be too slow for every worker to finish: stop them a
@@ -122,6 +123,13 @@ func (s *suite) testStressCounters(t *testing.T) {
 				case errors.Is(err, backend.ErrConflict):
 					conflicts.Add(1)
 				case work.Err() != nil:
+				case errors.Is(err, backend.ErrUnavailable) && !f.linearizable():
+					// A weak store's write that did not reach its quorum in
+					// time (a DHT under load): not a success, and it may
+					// have landed on some replicas, which a weak store's
+					// counters tolerate (only linearizable stores are held
+					// to "no lost update" below). Read again and go on.
+					unavailW.Add(1)
 				default:
 					assert.NoError(t, err, "worker %d: CompareAndPut(%q, expect %d)", w, key, e.Version)
 					return
@@ -191,7 +199,7 @@ func (s *suite) testStressCounters(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("%d workers on %d handles and %d keys: %d increments, %d conflicts, %d reads retried (unavailable) in %v (%.0f increments/s)",
-		workers, handles, keys, total, conflicts.Load(), unavailable.Load(), elapsed.Round(time.Millisecond), float64(total)/elapsed.Seconds())
+	t.Logf("%d workers on %d handles and %d keys: %d increments, %d conflicts, %d reads retried and %d writes unavailable in %v (%.0f increments/s)",
+		workers, handles, keys, total, conflicts.Load(), unavailable.Load(), unavailW.Load(), elapsed.Round(time.Millisecond), float64(total)/elapsed.Seconds())
 	require.NotZero(t, total, "no compare-and-put succeeded")
 }
