@@ -68,6 +68,8 @@ type suite struct {
 	// reduced: run at the -short sizes whatever the -short flag (see
 	// reduce and suite.scale).
 	reduced bool
+	// timeScale multiplies subtest deadlines (ProtocolOptions.TimeScale).
+	timeScale int
 }
 
 // Unwrapper is implemented by test-only store wrappers, such as Faulty,
@@ -100,6 +102,9 @@ type fixture struct {
 // harness.
 func (s *suite) setup(t *testing.T, timeout time.Duration) *fixture {
 	t.Helper()
+	if s.timeScale > 1 {
+		timeout *= time.Duration(s.timeScale)
+	}
 	if dl, ok := t.Deadline(); ok {
 		// Leave a margin so that a stuck subtest fails with a message
 		// rather than the whole binary panicking on -timeout.

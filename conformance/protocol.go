@@ -46,6 +46,12 @@ type ProtocolOptions struct {
 	// harnesses (FaultyHarness): every fault kind must fire in each stress
 	// test, which needs the full workloads.
 	Reduced bool
+	// TimeScale multiplies every subtest's deadline (default 1). For
+	// engines where each operation is a round of network requests to many
+	// nodes (a DHT swarm on loopback, all in one process on a few cores):
+	// a stress test must fail on a wrong result, not on a slow machine.
+	// A lost message still fails the test, later.
+	TimeScale int
 }
 
 // reducedHeavy caps the messages per publisher of the 100-publisher stress
@@ -55,7 +61,7 @@ const reducedHeavy = 10
 // RunProtocolWith is RunProtocol with options.
 func RunProtocolWith(t *testing.T, mk MakeHarness, o ProtocolOptions) {
 	t.Helper()
-	s := &suite{mk: mk, checkFaults: true, reduced: reduce(o.Reduced)}
+	s := &suite{mk: mk, checkFaults: true, reduced: reduce(o.Reduced), timeScale: max(o.TimeScale, 1)}
 	logReduced(t, s.reduced, "protocol")
 	heavy := o.HeavyMessages
 	if heavy <= 0 {
