@@ -5,7 +5,6 @@ package core
 
 import (
 	"context"
-	"maps"
 	"slices"
 	"time"
 )
@@ -28,7 +27,23 @@ func WithHeadAudit(d time.Duration) Option { return func(o *options) { o.headAud
 // auditState is a subscription's memory of recently active publishers.
 type auditState struct {
 	last   time.Time
-	recent map[PublisherID]int64 // unix nanoseconds last seen
+	recent []auditSeen // sorted by publisher (a slice: few, and small when idle)
+}
+
+// auditSeen is when a publisher was last seen (unix nanoseconds).
+type auditSeen struct {
+	pub PublisherID
+	at  int64
+}
+
+// seen records that p was seen at unix nanoseconds at.
+func (a *auditState) seen(p PublisherID, at int64) {
+	i, ok := slices.BinarySearchFunc(a.recent, p, func(e auditSeen, p PublisherID) int { return comparePID(e.pub, p) })
+	if ok {
+		a.recent[i].at = at
+		return
+	}
+	a.recent = slices.Insert(a.recent, i, auditSeen{pub: p, at: at})
 }
 
 // auditDue reports whether the periodic audit should run now.
@@ -59,22 +74,19 @@ func (s *Subscription) auditHeads(ctx context.Context, extra ...PublisherID) {
 	if err != nil {
 		return
 	}
-	if s.audit.recent == nil {
-		s.audit.recent = map[PublisherID]int64{}
-	}
+	stamp := now.UnixNano()
 	for _, a := range st.Window {
-		s.audit.recent[a.Pub] = now.UnixNano()
+		s.audit.seen(a.Pub, stamp)
 	}
 	for _, p := range extra {
-		s.audit.recent[p] = now.UnixNano()
+		s.audit.seen(p, stamp)
 	}
 	keep := max(c.opts.headAudit, time.Second) * auditKeepFactor
-	for p, t := range s.audit.recent {
-		if now.UnixNano()-t > int64(keep) {
-			delete(s.audit.recent, p)
-		}
+	s.audit.recent = slices.DeleteFunc(s.audit.recent, func(e auditSeen) bool { return stamp-e.at > int64(keep) })
+	pids := make([]PublisherID, len(s.audit.recent))
+	for i, e := range s.audit.recent {
+		pids[i] = e.pub
 	}
-	pids := slices.SortedFunc(maps.Keys(s.audit.recent), comparePID)
 	heads, _ := c.eng.readHeads(ctx, s.tk, pids)
 	var anns []announcement
 	for i, h := range heads {

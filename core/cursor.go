@@ -193,9 +193,13 @@ type posTracker struct {
 	// Ordered mode: heads[p] is p's highest announced seq before the
 	// cursor index; off holds the publishers whose next seq differs from
 	// heads[p]+1, recomputed for the publishers in dirty.
-	heads map[PublisherID]uint64
-	off   map[PublisherID]uint64
-	dirty map[PublisherID]bool
+	// heads starts as the subscription's base map itself, shared (an
+	// idle subscription holds one map, not two) until either is written:
+	// ownHeads copies it first.
+	heads  map[PublisherID]uint64
+	shared bool
+	off    map[PublisherID]uint64
+	dirty  map[PublisherID]bool
 	// Unordered mode: the position is full overlaid with delta; delta is
 	// folded into a new full map when it grows.
 	full  map[PublisherID]uint64
@@ -224,11 +228,9 @@ func (s *Subscription) setNext(p PublisherID, v uint64) {
 // initPos starts position tracking from the subscription's current state
 // (cursor, base, expected).
 func (s *Subscription) initPos() {
-	s.pos = posTracker{heads: maps.Clone(s.base)}
-	if s.pos.heads == nil {
-		s.pos.heads = map[PublisherID]uint64{}
-	}
+	s.pos = posTracker{}
 	if s.c.eng.ordered {
+		s.pos.heads, s.pos.shared = s.base, true
 		for p := range s.expected {
 			put(&s.pos.dirty, p, true)
 		}
@@ -246,14 +248,26 @@ func (s *Subscription) initPos() {
 // mode): the cursor index moves past it.
 func (s *Subscription) passed(a announcement) {
 	if a.To > s.pos.heads[a.Pub] {
+		s.ownHeads()
 		s.pos.heads[a.Pub] = a.To
 	}
 	put(&s.pos.dirty, a.Pub, true)
 }
 
+// ownHeads gives the ordered-mode heads a map of their own, no longer
+// shared with base, before either is written.
+func (s *Subscription) ownHeads() {
+	if s.pos.shared {
+		s.pos.heads, s.pos.shared = maps.Clone(s.pos.heads), false
+	}
+	if s.pos.heads == nil {
+		s.pos.heads = map[PublisherID]uint64{}
+	}
+}
+
 // rebase sets the ordered-mode heads after the cursor jumped (retention).
 func (s *Subscription) rebase(heads map[PublisherID]uint64) {
-	s.pos.heads = maps.Clone(heads)
+	s.pos.heads, s.pos.shared = maps.Clone(heads), false
 	for p := range heads {
 		put(&s.pos.dirty, p, true)
 	}

@@ -38,8 +38,30 @@ func WithTopicOwner(topic string, owner ed25519.PublicKey) Option {
 
 // policies is a client's view of topic policies.
 type policies struct {
-	mu    sync.Mutex
-	known map[string]*policyView
+	mu sync.Mutex
+	// The first topic's view inline, a map only from the second on: many
+	// clients follow one topic, and a Go map of one entry costs ~250 bytes.
+	firstTopic string
+	first      *policyView
+	known      map[string]*policyView
+}
+
+// view returns the view of topic, nil if none (create: a new one). The
+// caller holds mu.
+func (p *policies) view(topic string, create bool) *policyView {
+	if p.first != nil && p.firstTopic == topic {
+		return p.first
+	}
+	if v := p.known[topic]; v != nil || !create {
+		return v
+	}
+	v := &policyView{}
+	if p.first == nil {
+		p.firstTopic, p.first = topic, v
+	} else {
+		put(&p.known, topic, v)
+	}
+	return v
 }
 
 // policyView is what a client knows of one topic's policy.
@@ -56,14 +78,7 @@ type policyView struct {
 // known, the error is returned (fail closed).
 func (c *Client) readPolicy(ctx context.Context, tk topicKeys, maxAge time.Duration) (*Policy, error) {
 	c.pols.mu.Lock()
-	if c.pols.known == nil {
-		c.pols.known = map[string]*policyView{}
-	}
-	v := c.pols.known[tk.name]
-	if v == nil {
-		v = &policyView{}
-		c.pols.known[tk.name] = v
-	}
+	v := c.pols.view(tk.name, true)
 	if maxAge > 0 && !v.read.IsZero() && c.eng.now().Sub(v.read) < maxAge {
 		p := v.good
 		c.pols.mu.Unlock()
@@ -179,7 +194,7 @@ func (c *Client) Deny(ctx context.Context, topic string, ids ...PublisherID) err
 func (c *Client) knownPolicy(tk topicKeys) *Policy {
 	c.pols.mu.Lock()
 	defer c.pols.mu.Unlock()
-	if v := c.pols.known[tk.name]; v != nil {
+	if v := c.pols.view(tk.name, false); v != nil {
 		return v.good
 	}
 	return nil

@@ -185,6 +185,10 @@ type pushRunner struct {
 	running bool
 	again   bool
 	stopped bool // unsubscribing: start no more
+	// cancel ends the running goroutine's context when the subscription
+	// has no context of its own (nil otherwise, and while idle): an idle
+	// subscription holds no context.
+	cancel context.CancelFunc
 }
 
 // kick makes the subscription poll soon: it starts the poll goroutine, or
@@ -210,23 +214,33 @@ func (s *Subscription) kick(k kickKind) {
 		return
 	}
 	r.running = true
+	ctx := s.ctx
+	if ctx == nil {
+		ctx, r.cancel = context.WithCancel(context.Background())
+	}
 	s.wg.Add(1)
 	r.mu.Unlock()
-	go s.pushRounds()
+	go s.pushRounds(ctx)
 }
 
 // pushRounds polls until a round ends without a new kick.
-func (s *Subscription) pushRounds() {
+func (s *Subscription) pushRounds(ctx context.Context) {
 	defer s.wg.Done()
 	r := &s.runner
+	defer func() {
+		r.mu.Lock()
+		r.running = false
+		if r.cancel != nil {
+			r.cancel()
+			r.cancel = nil
+		}
+		r.mu.Unlock()
+	}()
 	for {
 		r.mu.Lock()
 		r.again = false
 		r.mu.Unlock()
-		if _, err := s.pollEmit(s.ctx); err != nil && s.ctx.Err() != nil {
-			r.mu.Lock()
-			r.running = false
-			r.mu.Unlock()
+		if _, err := s.pollEmit(ctx); err != nil && ctx.Err() != nil {
 			return
 		}
 		if s.hints != nil {
@@ -234,7 +248,6 @@ func (s *Subscription) pushRounds() {
 		}
 		r.mu.Lock()
 		if !r.again || r.stopped {
-			r.running = false
 			r.mu.Unlock()
 			return
 		}
@@ -242,11 +255,15 @@ func (s *Subscription) pushRounds() {
 	}
 }
 
-// stopPush ends push for s: no new poll goroutine starts (the caller then
-// cancels s.ctx and waits for s.wg).
+// stopPush ends push for s: no new poll goroutine starts, and the running
+// one's context is cancelled (the caller then cancels s.ctx, if any, and
+// waits for s.wg).
 func (s *Subscription) stopPush() {
 	s.runner.mu.Lock()
 	s.runner.stopped = true
+	if s.runner.cancel != nil {
+		s.runner.cancel()
+	}
 	s.runner.mu.Unlock()
 	if tp := s.pushTopic; tp != nil {
 		tp.leave(s)

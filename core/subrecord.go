@@ -16,7 +16,7 @@ import (
 // Renew extends the subscription record's TTL from now.
 func (c *Client) Renew(ctx context.Context, topic string) error {
 	c.mu.Lock()
-	s, ok := c.subs[topic]
+	s, ok := c.subs.get(topic)
 	c.mu.Unlock()
 	if !ok {
 		return fmt.Errorf("%w: %q", ErrNotSubscribed, topic)

@@ -24,8 +24,9 @@ const DefaultBuffer = 16
 const DefaultPollBuffer = 1024
 
 // gapBuffer is the capacity of a subscription's Gaps channel (a Gap is 64
-// bytes, held by every subscription). A gap that finds it full is still
-// counted in Stats and sent as an event.
+// bytes; the channel is made when Gaps is first called or the first gap is
+// reported). A gap that finds it full is still counted in Stats and sent
+// as an event.
 const gapBuffer = 4
 
 // SubscribeOption configures Subscribe.
@@ -40,6 +41,14 @@ type subscribeOptions struct {
 	cursor     Cursor
 	durable    string
 	durableTTL time.Duration
+}
+
+// keptOptions are the subscribe options a subscription still needs after
+// Subscribe (kept apart: every subscription holds them).
+type keptOptions struct {
+	ttl       time.Duration
+	fromStart bool
+	noRecord  bool
 }
 
 // FromStart delivers the topic's whole retained history, then new

@@ -24,52 +24,52 @@ import (
 type Subscription struct {
 	c    *Client
 	tk   topicKeys
-	opts subscribeOptions
+	opts keptOptions
 	msgs chan *Message
-	gaps chan Gap
+	// gaps is the Gaps channel, made on first use (Gaps or a gap): most
+	// subscriptions never see a gap, and its buffer is gapBuffer Gaps.
+	gaps atomic.Pointer[chan Gap]
 
-	ctx    context.Context // cancelled by unsubscribe
+	// ctx, cancelled by unsubscribe, is made only for what runs for the
+	// whole subscription (a durable's writer, publisher-order head
+	// watches): nil otherwise; push polls then get a context per run
+	// (pushRunner).
+	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
 	recMu   sync.Mutex
 	recVer  backend.Version
 	expires time.Time
-	keep    bool // unsubscribing by Close: keep the durable position
+	keep    bool // unsubscribing by Close: keep the durable position (recMu)
 
-	// Delivery state, guarded by pollMu.
-	pollMu   sync.Mutex
+	// Delivery state, guarded by pollMu. (The flags sit together, and
+	// what only publisher order uses is behind a pointer: an idle
+	// subscription's struct is what it holds.)
 	closed   bool
-	cursor   uint64
 	jumped   bool // the cursor jumped over dropped announcements (ordered mode)
 	unplaced bool // and the dropped announcements could not be read
-	coordVer backend.Version
-	base     map[PublisherID]uint64
-	expected map[PublisherID]uint64
-	missing  map[Ref]int
-	seenBad  map[Ref]bool
-	known    map[PublisherID]bool // registered publishers (unordered mode)
-	// Unordered mode: when the previous complete poll started, the
-	// publishers to read again whatever the leases say, and how many polls
-	// a registered publisher's head has been missing.
-	lastPoll    time.Time
-	pending     map[PublisherID]bool
-	headMissing map[PublisherID]int
-	sweep       PublisherID            // round-robin position among known publishers
-	hints       *headHints             // head watches (pushed, publisher order)
-	lastCoord   *coordState            // the coordinator the last poll read (publisher order)
-	policy      *Policy                // the topic's write-access policy at this poll (nil: open)
-	denied      map[PublisherID]uint64 // highest seq of each publisher counted as denied
-	pre         map[Ref]*prefetched    // segments prefetched for this poll
-	audit       auditState
-	pos         posTracker // the position, for each message's cursor
-	target      uint64     // the coordinator's count at this poll (ordered)
-	serial      uint64     // messages delivered (their order, for Ack)
 	// lazyBase (ordered mode, resumed from a cursor): a publisher that
 	// neither the cursor nor base names starts at the From of its first
 	// announcement after the cursor index, which is one past its head
 	// before that index.
-	lazyBase bool
+	lazyBase  bool
+	pollMu    sync.Mutex
+	cursor    uint64
+	coordVer  backend.Version
+	base      map[PublisherID]uint64
+	expected  map[PublisherID]uint64
+	missing   map[Ref]int
+	seenBad   map[Ref]bool
+	*pubOrder                        // publisher order only (nil in topic order)
+	hints     *headHints             // head watches (pushed, publisher order)
+	policy    *Policy                // the topic's write-access policy at this poll (nil: open)
+	denied    map[PublisherID]uint64 // highest seq of each publisher counted as denied
+	pre       map[Ref]*prefetched    // segments prefetched for this poll
+	audit     auditState
+	pos       posTracker // the position, for each message's cursor
+	target    uint64     // the coordinator's count at this poll (ordered)
+	serial    uint64     // messages delivered (their order, for Ack)
 
 	dur *durable // nil unless Durable
 
@@ -81,6 +81,20 @@ type Subscription struct {
 	pushTopic *topicPush // the topic's shared watch (nil without push)
 }
 
+// pubOrder is the delivery state only publisher order (unordered mode)
+// uses, guarded by the subscription's pollMu.
+type pubOrder struct {
+	known map[PublisherID]bool // registered publishers
+	// When the previous complete poll started, the publishers to read
+	// again whatever the leases say, and how many polls a registered
+	// publisher's head has been missing.
+	lastPoll    time.Time
+	pending     map[PublisherID]bool
+	headMissing map[PublisherID]int
+	sweep       PublisherID // round-robin position among known publishers
+	lastCoord   *coordState // the coordinator the last poll read
+}
+
 // Topic returns the subscribed topic.
 func (s *Subscription) Topic() string { return s.tk.name }
 
@@ -89,7 +103,35 @@ func (s *Subscription) Messages() <-chan *Message { return s.msgs }
 
 // Gaps returns the channel of reported gaps. It is buffered; when full,
 // further gaps are still counted in Stats and sent as events.
-func (s *Subscription) Gaps() <-chan Gap { return s.gaps }
+func (s *Subscription) Gaps() <-chan Gap { return s.gapsChan() }
+
+// closedGaps is the Gaps channel of a subscription that ended before its
+// channel was made: closed, shared by all of them.
+var closedGaps = func() *chan Gap {
+	ch := make(chan Gap)
+	close(ch)
+	return &ch
+}()
+
+// gapsChan returns the Gaps channel, making it on first use.
+func (s *Subscription) gapsChan() chan Gap {
+	if p := s.gaps.Load(); p != nil {
+		return *p
+	}
+	ch := make(chan Gap, gapBuffer)
+	if s.gaps.CompareAndSwap(nil, &ch) {
+		return ch
+	}
+	return *s.gaps.Load()
+}
+
+// closeGaps closes the Gaps channel (the caller holds pollMu, so no gap is
+// being sent).
+func (s *Subscription) closeGaps() {
+	if !s.gaps.CompareAndSwap(nil, closedGaps) {
+		close(*s.gaps.Load())
+	}
+}
 
 // Expires returns when the subscription record expires unless renewed.
 func (s *Subscription) Expires() time.Time {
@@ -142,7 +184,7 @@ func (c *Client) subscribe(ctx context.Context, topic string, opts []SubscribeOp
 	}
 	tk := newTopicKeys(topic)
 	c.mu.Lock()
-	_, dup := c.subs[topic]
+	_, dup := c.subs.get(topic)
 	closed := c.closed
 	c.mu.Unlock()
 	if closed {
@@ -153,7 +195,11 @@ func (c *Client) subscribe(ctx context.Context, topic string, opts []SubscribeOp
 	}
 	// The maps of the delivery state are made on first use (see put): an
 	// idle subscription holds what it needs, not a map of each kind.
-	s := &Subscription{c: c, tk: tk, opts: o, msgs: make(chan *Message, o.buffer), gaps: make(chan Gap, gapBuffer)}
+	s := &Subscription{c: c, tk: tk, opts: keptOptions{ttl: o.ttl, fromStart: o.fromStart, noRecord: o.noRecord},
+		msgs: make(chan *Message, o.buffer)}
+	if !c.eng.ordered {
+		s.pubOrder = &pubOrder{}
+	}
 	if o.durable != "" {
 		s.dur = &durable{s: s, name: o.durable, id: durableID(c.id.PublicKey(), o.durable),
 			ttl: max(o.durableTTL, time.Second), wake: make(chan struct{}, 1)}
@@ -236,15 +282,17 @@ func (c *Client) subscribe(ctx context.Context, topic string, opts []SubscribeOp
 		return nil, err
 	}
 	c.mu.Lock()
-	if _, dup := c.subs[topic]; dup || c.closed {
+	if _, dup := c.subs.get(topic); dup || c.closed {
 		c.mu.Unlock()
 		return nil, fmt.Errorf("%w: %q", ErrAlreadySubscribed, topic)
 	}
 	// Not a child of the client's context: Close unsubscribes (and so
 	// cancels) every subscription itself, and a child would cost an entry
 	// in the parent's set of children for every subscription.
-	s.ctx, s.cancel = context.WithCancel(context.Background())
-	c.subs[topic] = s
+	if s.dur != nil || (o.push && !c.eng.ordered && canPush(c.eng.store)) {
+		s.ctx, s.cancel = context.WithCancel(context.Background())
+	}
+	c.subs.add(s)
 	c.mu.Unlock()
 	if s.dur != nil {
 		s.wg.Go(func() { s.dur.run(s.ctx) })
@@ -300,7 +348,7 @@ func (s *Subscription) baseFromHeads(ctx context.Context, st *coordState) error 
 // the subscription's channels.
 func (c *Client) Unsubscribe(ctx context.Context, topic string) error {
 	c.mu.Lock()
-	s, ok := c.subs[topic]
+	s, ok := c.subs.get(topic)
 	c.mu.Unlock()
 	if !ok {
 		return fmt.Errorf("%w: %q", ErrNotSubscribed, topic)
@@ -319,18 +367,18 @@ func (c *Client) unsubscribe(ctx context.Context, s *Subscription, keep bool) er
 	s.keep = keep
 	s.recMu.Unlock()
 	c.mu.Lock()
-	if c.subs[s.tk.name] == s {
-		delete(c.subs, s.tk.name)
-	}
+	c.subs.remove(s)
 	c.mu.Unlock()
 	s.stopPush()
-	s.cancel()
+	if s.cancel != nil {
+		s.cancel()
+	}
 	s.wg.Wait()
 	s.pollMu.Lock()
 	if !s.closed {
 		s.closed = true
 		close(s.msgs)
-		close(s.gaps)
+		s.closeGaps()
 	}
 	s.pollMu.Unlock()
 	err := errors.Join(flushErr, s.writeRecord(ctx, time.Time{}))
