@@ -26,7 +26,7 @@ func WithHeadAudit(d time.Duration) Option { return func(o *options) { o.headAud
 
 // auditState is a subscription's memory of recently active publishers.
 type auditState struct {
-	last   time.Time
+	last   int64       // unix nanoseconds of the last audit (0: none yet)
 	recent []auditSeen // sorted by publisher (a slice: few, and small when idle)
 }
 
@@ -50,11 +50,11 @@ func (a *auditState) seen(p PublisherID, at int64) {
 func (s *Subscription) auditDue() bool {
 	d := s.c.opts.headAudit
 	now := s.c.eng.now()
-	if !s.c.eng.ordered || d <= 0 || now.Sub(s.audit.last) < d {
+	if !s.c.eng.ordered || d <= 0 || (s.audit.last != 0 && now.UnixNano()-s.audit.last < int64(d)) {
 		return false
 	}
 	if tp := s.pushTopic; tp != nil && !tp.claimAudit(now, d) {
-		s.audit.last = now // another subscription of the engine audited the topic
+		s.audit.last = now.UnixNano() // another subscription of the engine audited the topic
 		return false
 	}
 	return true
@@ -69,7 +69,7 @@ func (s *Subscription) auditDue() bool {
 func (s *Subscription) auditHeads(ctx context.Context, extra ...PublisherID) {
 	c := s.c
 	now := c.eng.now()
-	s.audit.last = now
+	s.audit.last = now.UnixNano()
 	st, _, err := c.eng.readCoordShared(ctx, s.tk)
 	if err != nil {
 		return

@@ -193,13 +193,11 @@ type posTracker struct {
 	// Ordered mode: heads[p] is p's highest announced seq before the
 	// cursor index; off holds the publishers whose next seq differs from
 	// heads[p]+1, recomputed for the publishers in dirty.
-	// heads starts as the subscription's base map itself, shared (an
-	// idle subscription holds one map, not two) until either is written:
-	// ownHeads copies it first.
-	heads  map[PublisherID]uint64
-	shared bool
-	off    map[PublisherID]uint64
-	dirty  map[PublisherID]bool
+	// heads starts as the subscription's base map itself (see
+	// Subscription.headsShared).
+	heads map[PublisherID]uint64
+	off   map[PublisherID]uint64
+	dirty map[PublisherID]bool
 	// Unordered mode: the position is full overlaid with delta; delta is
 	// folded into a new full map when it grows.
 	full  map[PublisherID]uint64
@@ -230,7 +228,7 @@ func (s *Subscription) setNext(p PublisherID, v uint64) {
 func (s *Subscription) initPos() {
 	s.pos = posTracker{}
 	if s.c.eng.ordered {
-		s.pos.heads, s.pos.shared = s.base, true
+		s.pos.heads, s.headsShared = s.base, true
 		for p := range s.expected {
 			put(&s.pos.dirty, p, true)
 		}
@@ -257,8 +255,8 @@ func (s *Subscription) passed(a announcement) {
 // ownHeads gives the ordered-mode heads a map of their own, no longer
 // shared with base, before either is written.
 func (s *Subscription) ownHeads() {
-	if s.pos.shared {
-		s.pos.heads, s.pos.shared = maps.Clone(s.pos.heads), false
+	if s.headsShared {
+		s.pos.heads, s.headsShared = maps.Clone(s.pos.heads), false
 	}
 	if s.pos.heads == nil {
 		s.pos.heads = map[PublisherID]uint64{}
@@ -267,7 +265,7 @@ func (s *Subscription) ownHeads() {
 
 // rebase sets the ordered-mode heads after the cursor jumped (retention).
 func (s *Subscription) rebase(heads map[PublisherID]uint64) {
-	s.pos.heads, s.pos.shared = maps.Clone(heads), false
+	s.pos.heads, s.headsShared = maps.Clone(heads), false
 	for p := range heads {
 		put(&s.pos.dirty, p, true)
 	}

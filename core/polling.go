@@ -75,7 +75,7 @@ func (c *Client) renewDue(ctx context.Context) {
 	c.mu.Lock()
 	var due []string
 	for _, s := range c.subs.list() {
-		if !s.opts.noRecord && time.Until(s.Expires()) < s.opts.ttl/3 {
+		if !s.opts.noRecord && time.Until(s.Expires()) < s.ttl/3 {
 			due = append(due, s.tk.name)
 		}
 	}

@@ -185,10 +185,6 @@ type pushRunner struct {
 	running bool
 	again   bool
 	stopped bool // unsubscribing: start no more
-	// cancel ends the running goroutine's context when the subscription
-	// has no context of its own (nil otherwise, and while idle): an idle
-	// subscription holds no context.
-	cancel context.CancelFunc
 }
 
 // kick makes the subscription poll soon: it starts the poll goroutine, or
@@ -214,9 +210,11 @@ func (s *Subscription) kick(k kickKind) {
 		return
 	}
 	r.running = true
-	ctx := s.ctx
-	if ctx == nil {
-		ctx, r.cancel = context.WithCancel(context.Background())
+	var ctx context.Context
+	if s.life != nil {
+		ctx = s.life.ctx
+	} else {
+		ctx, s.runCancel = context.WithCancel(context.Background())
 	}
 	s.wg.Add(1)
 	r.mu.Unlock()
@@ -230,9 +228,9 @@ func (s *Subscription) pushRounds(ctx context.Context) {
 	defer func() {
 		r.mu.Lock()
 		r.running = false
-		if r.cancel != nil {
-			r.cancel()
-			r.cancel = nil
+		if s.runCancel != nil {
+			s.runCancel()
+			s.runCancel = nil
 		}
 		r.mu.Unlock()
 	}()
@@ -244,7 +242,7 @@ func (s *Subscription) pushRounds(ctx context.Context) {
 			return
 		}
 		if s.hints != nil {
-			s.hints.watchNew(s.ctx, s.tk, s.knownPublishers())
+			s.hints.watchNew(s.life.ctx, s.tk, s.knownPublishers())
 		}
 		r.mu.Lock()
 		if !r.again || r.stopped {
@@ -256,13 +254,13 @@ func (s *Subscription) pushRounds(ctx context.Context) {
 }
 
 // stopPush ends push for s: no new poll goroutine starts, and the running
-// one's context is cancelled (the caller then cancels s.ctx, if any, and
+// one's context is cancelled (the caller then cancels s.life, if any, and
 // waits for s.wg).
 func (s *Subscription) stopPush() {
 	s.runner.mu.Lock()
 	s.runner.stopped = true
-	if s.runner.cancel != nil {
-		s.runner.cancel()
+	if s.runCancel != nil {
+		s.runCancel()
 	}
 	s.runner.mu.Unlock()
 	if tp := s.pushTopic; tp != nil {

@@ -21,7 +21,7 @@ func (c *Client) Renew(ctx context.Context, topic string) error {
 	if !ok {
 		return fmt.Errorf("%w: %q", ErrNotSubscribed, topic)
 	}
-	if err := s.writeRecord(ctx, c.eng.now().Add(s.opts.ttl)); err != nil {
+	if err := s.writeRecord(ctx, c.eng.now().Add(s.ttl)); err != nil {
 		c.stats.failures.Add(1)
 		c.emit(Event{Kind: EventSubscribeError, Topic: topic, Err: err})
 		return err

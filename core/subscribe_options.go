@@ -43,10 +43,10 @@ type subscribeOptions struct {
 	durableTTL time.Duration
 }
 
-// keptOptions are the subscribe options a subscription still needs after
-// Subscribe (kept apart: every subscription holds them).
+// keptOptions are the subscribe flags a subscription still needs after
+// Subscribe (kept apart: every subscription holds them; the TTL is
+// Subscription.ttl).
 type keptOptions struct {
-	ttl       time.Duration
 	fromStart bool
 	noRecord  bool
 }

@@ -24,28 +24,26 @@ import (
 type Subscription struct {
 	c    *Client
 	tk   topicKeys
-	opts keptOptions
+	ttl  time.Duration // the subscription record's (WithSubscriptionTTL)
 	msgs chan *Message
 	// gaps is the Gaps channel, made on first use (Gaps or a gap): most
 	// subscriptions never see a gap, and its buffer is gapBuffer Gaps.
 	gaps atomic.Pointer[chan Gap]
-
-	// ctx, cancelled by unsubscribe, is made only for what runs for the
+	// life is the context, cancelled by unsubscribe, of what runs for the
 	// whole subscription (a durable's writer, publisher-order head
-	// watches): nil otherwise; push polls then get a context per run
-	// (pushRunner).
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	// watches): nil without them; push polls then get a context per run
+	// (runCancel), so an idle subscription holds none.
+	life *subLife
+	wg   sync.WaitGroup
 
-	recMu   sync.Mutex
-	recVer  backend.Version
-	expires time.Time
-	keep    bool // unsubscribing by Close: keep the durable position (recMu)
-
-	// Delivery state, guarded by pollMu. (The flags sit together, and
-	// what only publisher order uses is behind a pointer: an idle
-	// subscription's struct is what it holds.)
+	// The locks and flags sit together (the struct is what an idle
+	// subscription holds; padding counts).
+	recMu  sync.Mutex // guards recVer, expires, keep
+	pollMu sync.Mutex // guards the delivery state below
+	runner pushRunner // the on-demand poll goroutine of push
+	keep   bool       // unsubscribing by Close: keep the durable position
+	opts   keptOptions
+	// Delivery state, guarded by pollMu.
 	closed   bool
 	jumped   bool // the cursor jumped over dropped announcements (ordered mode)
 	unplaced bool // and the dropped announcements could not be read
@@ -53,8 +51,14 @@ type Subscription struct {
 	// neither the cursor nor base names starts at the From of its first
 	// announcement after the cursor index, which is one past its head
 	// before that index.
-	lazyBase  bool
-	pollMu    sync.Mutex
+	lazyBase bool
+	// headsShared: pos.heads is base itself, shared until either is
+	// written (ownHeads copies it first): an idle subscription holds one
+	// map, not two.
+	headsShared bool
+
+	recVer    backend.Version
+	expires   time.Time
 	cursor    uint64
 	coordVer  backend.Version
 	base      map[PublisherID]uint64
@@ -73,12 +77,20 @@ type Subscription struct {
 
 	dur *durable // nil unless Durable
 
-	runner pushRunner // the on-demand poll goroutine of push
+	// runCancel ends the running push poll's context (nil while idle, and
+	// when the poll runs in life's context). Guarded by runner.mu.
+	runCancel context.CancelFunc
 	// idleAt is the coordinator version at which the last poll ended
 	// complete (topic order), 0 if it did not: a safety poll skips the
 	// subscription while the coordinator is still at that version.
 	idleAt    atomic.Uint64
 	pushTopic *topicPush // the topic's shared watch (nil without push)
+}
+
+// subLife is a subscription's long-lived context (see Subscription.life).
+type subLife struct {
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 // pubOrder is the delivery state only publisher order (unordered mode)
@@ -195,7 +207,7 @@ func (c *Client) subscribe(ctx context.Context, topic string, opts []SubscribeOp
 	}
 	// The maps of the delivery state are made on first use (see put): an
 	// idle subscription holds what it needs, not a map of each kind.
-	s := &Subscription{c: c, tk: tk, opts: keptOptions{ttl: o.ttl, fromStart: o.fromStart, noRecord: o.noRecord},
+	s := &Subscription{c: c, tk: tk, ttl: o.ttl, opts: keptOptions{fromStart: o.fromStart, noRecord: o.noRecord},
 		msgs: make(chan *Message, o.buffer)}
 	if !c.eng.ordered {
 		s.pubOrder = &pubOrder{}
@@ -290,12 +302,13 @@ func (c *Client) subscribe(ctx context.Context, topic string, opts []SubscribeOp
 	// cancels) every subscription itself, and a child would cost an entry
 	// in the parent's set of children for every subscription.
 	if s.dur != nil || (o.push && !c.eng.ordered && canPush(c.eng.store)) {
-		s.ctx, s.cancel = context.WithCancel(context.Background())
+		ctx, cancel := context.WithCancel(context.Background())
+		s.life = &subLife{ctx: ctx, cancel: cancel}
 	}
 	c.subs.add(s)
 	c.mu.Unlock()
 	if s.dur != nil {
-		s.wg.Go(func() { s.dur.run(s.ctx) })
+		s.wg.Go(func() { s.dur.run(s.life.ctx) })
 	}
 	if w, ok := c.eng.store.(backend.Watcher); ok && o.push {
 		if err := s.startPush(w); err != nil {
@@ -370,8 +383,8 @@ func (c *Client) unsubscribe(ctx context.Context, s *Subscription, keep bool) er
 	c.subs.remove(s)
 	c.mu.Unlock()
 	s.stopPush()
-	if s.cancel != nil {
-		s.cancel()
+	if s.life != nil {
+		s.life.cancel()
 	}
 	s.wg.Wait()
 	s.pollMu.Lock()
