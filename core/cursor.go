@@ -252,6 +252,19 @@ func (s *Subscription) passed(a announcement) {
 	put(&s.pos.dirty, a.Pub, true)
 }
 
+// ownBase gives base a map of its own, no longer shared with other
+// subscriptions nor with pos.heads, before it is written.
+func (s *Subscription) ownBase() {
+	if s.baseShared || s.headsShared {
+		s.base, s.baseShared = maps.Clone(s.base), false
+		// pos.heads keeps the old map, still marked shared: it is copied
+		// in turn before it is written.
+	}
+	if s.base == nil {
+		s.base = map[PublisherID]uint64{}
+	}
+}
+
 // ownHeads gives the ordered-mode heads a map of their own, no longer
 // shared with base, before either is written.
 func (s *Subscription) ownHeads() {

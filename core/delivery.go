@@ -218,7 +218,7 @@ func (s *Subscription) placeDropped(ctx context.Context, st *coordState) bool {
 		for _, a := range anns[:min(uint64(len(anns)), left)] {
 			_, seen := s.expected[a.Pub]
 			if _, based := s.base[a.Pub]; !seen && !based && a.From > 0 {
-				s.ownHeads() // base is written: heads stop sharing it
+				s.ownBase()
 				s.base[a.Pub] = a.From - 1
 			}
 		}

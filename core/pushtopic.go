@@ -6,6 +6,7 @@ package core
 
 import (
 	"context"
+	"maps"
 	"sync"
 	"time"
 
@@ -33,6 +34,45 @@ type topicPush struct {
 	// audited is when one of the subscriptions last ran the topic's
 	// periodic head audit.
 	audited time.Time
+	// base is the registered heads the last FromNow subscription started
+	// from (see registeredShared).
+	base *sharedBase
+}
+
+// sharedBase is a registered-heads map (never written) and what it was
+// computed from: the coordinator's registry root and hot heads.
+type sharedBase struct {
+	registry Ref
+	hot      map[PublisherID]uint64
+	heads    map[PublisherID]uint64
+}
+
+// registeredShared returns e.registered(tk, st) and whether the map is
+// shared: while the topic has a push on this engine, subscriptions
+// starting FromNow at the same registry and hot heads (most of them: a
+// subscription changes only the coordinator's subscriber list) share one
+// map, which none of them writes (see Subscription.ownBase), instead of
+// each holding a copy.
+func (e *engine) registeredShared(ctx context.Context, tk topicKeys, st *coordState) (map[PublisherID]uint64, bool, error) {
+	e.mu.Lock()
+	tp := e.pushes[tk.name]
+	e.mu.Unlock()
+	if tp != nil {
+		tp.mu.Lock()
+		b := tp.base
+		tp.mu.Unlock()
+		if b != nil && b.registry == st.Registry && maps.Equal(b.hot, st.hot) {
+			return b.heads, true, nil
+		}
+	}
+	heads, err := e.registered(ctx, tk, st)
+	if err != nil || tp == nil {
+		return heads, false, err
+	}
+	tp.mu.Lock()
+	tp.base = &sharedBase{registry: st.Registry, hot: maps.Clone(st.hot), heads: heads}
+	tp.mu.Unlock()
+	return heads, true, nil
 }
 
 // kickKind says why a subscription is kicked.

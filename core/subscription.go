@@ -54,8 +54,10 @@ type Subscription struct {
 	lazyBase bool
 	// headsShared: pos.heads is base itself, shared until either is
 	// written (ownHeads copies it first): an idle subscription holds one
-	// map, not two.
+	// map, not two. baseShared: base is shared with other subscriptions
+	// of the topic (registeredShared; ownBase copies it before a write).
 	headsShared bool
+	baseShared  bool
 
 	recVer    backend.Version
 	expires   time.Time
@@ -262,7 +264,7 @@ func (c *Client) subscribe(ctx context.Context, topic string, opts []SubscribeOp
 		if c.eng.ordered {
 			for attempt := 0; ; attempt++ {
 				err = retryIO(ctx, func() (err error) {
-					s.base, err = c.eng.registered(ctx, tk, st)
+					s.base, s.baseShared, err = c.eng.registeredShared(ctx, tk, st)
 					return err
 				})
 				if !errors.Is(err, backend.ErrNotFound) || attempt >= 5 {
