@@ -47,6 +47,18 @@ type sharedBase struct {
 	heads    map[PublisherID]uint64
 }
 
+// pushKeys returns the keys of topic, those of its push on this engine
+// if it has one: the subscriptions of a topic then share their strings.
+func (e *engine) pushKeys(topic string) topicKeys {
+	e.mu.Lock()
+	tp := e.pushes[topic]
+	e.mu.Unlock()
+	if tp != nil {
+		return tp.tk
+	}
+	return newTopicKeys(topic)
+}
+
 // registeredShared returns e.registered(tk, st) and whether the map is
 // shared: while the topic has a push on this engine, subscriptions
 // starting FromNow at the same registry and hot heads (most of them: a

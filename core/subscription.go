@@ -196,7 +196,7 @@ func (c *Client) subscribe(ctx context.Context, topic string, opts []SubscribeOp
 			o.buffer = DefaultPollBuffer
 		}
 	}
-	tk := newTopicKeys(topic)
+	tk := c.eng.pushKeys(topic)
 	c.mu.Lock()
 	_, dup := c.subs.get(topic)
 	closed := c.closed
