@@ -70,7 +70,7 @@ func (s *Subscription) auditHeads(ctx context.Context, extra ...PublisherID) {
 	c := s.c
 	now := c.eng.now()
 	s.audit.last = now.UnixNano()
-	st, _, err := c.eng.readCoordShared(ctx, s.tk)
+	st, _, err := c.eng.readCoordShared(ctx, *s.tk)
 	if err != nil {
 		return
 	}
@@ -87,13 +87,13 @@ func (s *Subscription) auditHeads(ctx context.Context, extra ...PublisherID) {
 	for i, e := range s.audit.recent {
 		pids[i] = e.pub
 	}
-	heads, _ := c.eng.readHeads(ctx, s.tk, pids)
+	heads, _ := c.eng.readHeads(ctx, *s.tk, pids)
 	var anns []announcement
 	for i, h := range heads {
 		if h == nil {
 			continue
 		}
-		if ann, err := c.eng.headOf(ctx, s.tk, st, pids[i]); err != nil || h.Last <= ann {
+		if ann, err := c.eng.headOf(ctx, *s.tk, st, pids[i]); err != nil || h.Last <= ann {
 			continue // announced, or the registry unreadable: later
 		}
 		sg, err := s.loadSegment(ctx, h.Seg, pids[i])
@@ -105,7 +105,7 @@ func (s *Subscription) auditHeads(ctx context.Context, extra ...PublisherID) {
 	if len(anns) == 0 {
 		return
 	}
-	if _, err := c.eng.announce(ctx, s.tk, coordOp{anns: anns}); err != nil {
+	if _, err := c.eng.announce(ctx, *s.tk, coordOp{anns: anns}); err != nil {
 		c.opts.logger.Warn("stickypub: announcing an unannounced head failed", "topic", s.tk.name, "err", err)
 	}
 }

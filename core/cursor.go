@@ -198,10 +198,8 @@ type posTracker struct {
 	heads map[PublisherID]uint64
 	off   map[PublisherID]uint64
 	dirty map[PublisherID]bool
-	// Unordered mode: the position is full overlaid with delta; delta is
-	// folded into a new full map when it grows.
-	full  map[PublisherID]uint64
-	delta map[PublisherID]uint64
+	// Unordered mode: pubOrder.posFull and posDelta (only that mode
+	// holds them).
 }
 
 // unorderedDeltaMax bounds the overrides copied into each message's cursor.
@@ -214,12 +212,12 @@ func (s *Subscription) setNext(p PublisherID, v uint64) {
 		put(&s.pos.dirty, p, true)
 		return
 	}
-	put(&s.pos.delta, p, v)
-	if len(s.pos.delta) > unorderedDeltaMax {
-		full := make(map[PublisherID]uint64, len(s.pos.full)+len(s.pos.delta))
-		maps.Copy(full, s.pos.full)
-		maps.Copy(full, s.pos.delta)
-		s.pos.full, s.pos.delta = full, nil
+	put(&s.posDelta, p, v)
+	if len(s.posDelta) > unorderedDeltaMax {
+		full := make(map[PublisherID]uint64, len(s.posFull)+len(s.posDelta))
+		maps.Copy(full, s.posFull)
+		maps.Copy(full, s.posDelta)
+		s.posFull, s.posDelta = full, nil
 	}
 }
 
@@ -239,7 +237,7 @@ func (s *Subscription) initPos() {
 		full[p] = h + 1
 	}
 	maps.Copy(full, s.expected)
-	s.pos.full = full
+	s.posFull, s.posDelta = full, nil
 }
 
 // passed records that the subscription processed announcement a (ordered
@@ -315,7 +313,7 @@ func (s *Subscription) cursorAfter(p PublisherID, v uint64) Cursor {
 func (s *Subscription) current() Cursor {
 	c := Cursor{topic: s.tk.id, ordered: s.c.eng.ordered, index: s.cursor}
 	if !s.c.eng.ordered {
-		c.full, c.delta = s.pos.full, maps.Clone(s.pos.delta)
+		c.full, c.delta = s.posFull, maps.Clone(s.posDelta)
 		return c
 	}
 	s.refreshOff()

@@ -77,7 +77,7 @@ func (s *Subscription) poll(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("%w: %q", ErrNotSubscribed, s.tk.name)
 	}
 	c := s.c
-	pol, err := c.readPolicy(ctx, s.tk, policyRefresh)
+	pol, err := c.readPolicy(ctx, *s.tk, policyRefresh)
 	if err != nil {
 		return 0, err
 	}
@@ -89,7 +89,7 @@ func (s *Subscription) poll(ctx context.Context) (int, error) {
 	if s.auditDue() {
 		s.auditHeads(ctx)
 	}
-	st, v, err := c.eng.readCoordShared(ctx, s.tk)
+	st, v, err := c.eng.readCoordShared(ctx, *s.tk)
 	if err != nil {
 		return 0, err
 	}
@@ -154,7 +154,7 @@ func (s *Subscription) poll(ctx context.Context) (int, error) {
 			// The dropped announcements could not be read: a publisher
 			// registered since this FromNow subscription started (it read
 			// every head registered then) is owed from seq 1.
-			reg, err := c.eng.registryAll(ctx, s.tk, st.Registry)
+			reg, err := c.eng.registryAll(ctx, *s.tk, st.Registry)
 			if err != nil {
 				return n, err
 			}
@@ -165,7 +165,7 @@ func (s *Subscription) poll(ctx context.Context) (int, error) {
 			}
 		}
 		for _, p := range slices.SortedFunc(maps.Keys(known), comparePID) {
-			h, err := c.eng.headOf(ctx, s.tk, st, p)
+			h, err := c.eng.headOf(ctx, *s.tk, st, p)
 			if err != nil {
 				return n, err // s.jumped stays: done at the next poll
 			}

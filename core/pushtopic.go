@@ -49,14 +49,15 @@ type sharedBase struct {
 
 // pushKeys returns the keys of topic, those of its push on this engine
 // if it has one: the subscriptions of a topic then share their strings.
-func (e *engine) pushKeys(topic string) topicKeys {
+func (e *engine) pushKeys(topic string) *topicKeys {
 	e.mu.Lock()
 	tp := e.pushes[topic]
 	e.mu.Unlock()
 	if tp != nil {
-		return tp.tk
+		return &tp.tk
 	}
-	return newTopicKeys(topic)
+	tk := newTopicKeys(topic)
+	return &tk
 }
 
 // registeredShared returns e.registered(tk, st) and whether the map is
@@ -111,7 +112,7 @@ func (e *engine) joinPush(w backend.Watcher, s *Subscription) error {
 				cancel()
 				return err
 			}
-			tp = &topicPush{e: e, tk: s.tk, cancel: cancel, subs: map[*Subscription]struct{}{}}
+			tp = &topicPush{e: e, tk: *s.tk, cancel: cancel, subs: map[*Subscription]struct{}{}}
 			e.pushes[s.tk.name] = tp
 			e.wg.Go(func() { tp.run(ctx, ch) })
 		}
@@ -206,7 +207,7 @@ func (tp *topicPush) kickStale(ctx context.Context) {
 	var subs []*Subscription
 	first := true
 	for s := range tp.subs {
-		if first || err != nil || v == 0 || s.hints != nil || s.idleAt.Load() != uint64(v) {
+		if first || err != nil || v == 0 || s.headHints() != nil || s.idleAt.Load() != uint64(v) {
 			subs = append(subs, s)
 		}
 		first = false
@@ -242,7 +243,7 @@ type pushRunner struct {
 // kick makes the subscription poll soon: it starts the poll goroutine, or
 // asks the running one for another round.
 func (s *Subscription) kick(k kickKind) {
-	if h := s.hints; h != nil {
+	if h := s.headHints(); h != nil {
 		switch k {
 		case kickCoord:
 			h.setCoord()
@@ -293,8 +294,8 @@ func (s *Subscription) pushRounds(ctx context.Context) {
 		if _, err := s.pollEmit(ctx); err != nil && ctx.Err() != nil {
 			return
 		}
-		if s.hints != nil {
-			s.hints.watchNew(s.life.ctx, s.tk, s.knownPublishers())
+		if h := s.headHints(); h != nil {
+			h.watchNew(s.life.ctx, *s.tk, s.knownPublishers())
 		}
 		r.mu.Lock()
 		if !r.again || r.stopped {

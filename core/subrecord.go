@@ -133,7 +133,7 @@ func (s *Subscription) writeRecord(ctx context.Context, expires time.Time) error
 		}
 	}
 	if len(op.subs) > 0 {
-		if _, err := c.eng.announce(ctx, s.tk, op); err != nil {
+		if _, err := c.eng.announce(ctx, *s.tk, op); err != nil {
 			return err
 		}
 	}

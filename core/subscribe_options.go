@@ -14,8 +14,8 @@ const DefaultSubscriptionTTL = 10 * time.Minute
 // subscription holds its buffer (8 bytes a slot) even when idle; push
 // delivers from a goroutine of its own that waits when the channel is full,
 // so a small buffer loses nothing (it only hands messages over in smaller
-// steps).
-const DefaultBuffer = 16
+// steps; 4 catches up as fast as 16 did, see docs/benchmarks.md).
+const DefaultBuffer = 4
 
 // DefaultPollBuffer is the capacity of the Messages channel of a
 // subscription made WithoutPush unless WithBuffer sets another: there Poll

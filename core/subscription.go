@@ -23,7 +23,7 @@ import (
 // Unsubscribe and Close.
 type Subscription struct {
 	c    *Client
-	tk   topicKeys
+	tk   *topicKeys    // shared with the topic's push, if any (never written)
 	ttl  time.Duration // the subscription record's (WithSubscriptionTTL)
 	msgs chan *Message
 	// gaps is the Gaps channel, made on first use (Gaps or a gap): most
@@ -68,7 +68,6 @@ type Subscription struct {
 	missing   map[Ref]int
 	seenBad   map[Ref]bool
 	*pubOrder                        // publisher order only (nil in topic order)
-	hints     *headHints             // head watches (pushed, publisher order)
 	policy    *Policy                // the topic's write-access policy at this poll (nil: open)
 	denied    map[PublisherID]uint64 // highest seq of each publisher counted as denied
 	pre       map[Ref]*prefetched    // segments prefetched for this poll
@@ -107,6 +106,21 @@ type pubOrder struct {
 	headMissing map[PublisherID]int
 	sweep       PublisherID // round-robin position among known publishers
 	lastCoord   *coordState // the coordinator the last poll read
+	hints       *headHints  // head watches (pushed; see headHints)
+	// The position, for each message's cursor (see posTracker): full
+	// overlaid with delta; delta is folded into a new full map when it
+	// grows.
+	posFull  map[PublisherID]uint64
+	posDelta map[PublisherID]uint64
+}
+
+// headHints returns the subscription's head watches (nil: none, and
+// always in topic order).
+func (s *Subscription) headHints() *headHints {
+	if s.pubOrder == nil {
+		return nil
+	}
+	return s.hints
 }
 
 // Topic returns the subscribed topic.
@@ -196,7 +210,8 @@ func (c *Client) subscribe(ctx context.Context, topic string, opts []SubscribeOp
 			o.buffer = DefaultPollBuffer
 		}
 	}
-	tk := c.eng.pushKeys(topic)
+	tkp := c.eng.pushKeys(topic)
+	tk := *tkp
 	c.mu.Lock()
 	_, dup := c.subs.get(topic)
 	closed := c.closed
@@ -209,7 +224,7 @@ func (c *Client) subscribe(ctx context.Context, topic string, opts []SubscribeOp
 	}
 	// The maps of the delivery state are made on first use (see put): an
 	// idle subscription holds what it needs, not a map of each kind.
-	s := &Subscription{c: c, tk: tk, ttl: o.ttl, opts: keptOptions{fromStart: o.fromStart, noRecord: o.noRecord},
+	s := &Subscription{c: c, tk: tkp, ttl: o.ttl, opts: keptOptions{fromStart: o.fromStart, noRecord: o.noRecord},
 		msgs: make(chan *Message, o.buffer)}
 	if !c.eng.ordered {
 		s.pubOrder = &pubOrder{}
@@ -314,9 +329,11 @@ func (c *Client) subscribe(ctx context.Context, topic string, opts []SubscribeOp
 	}
 	if w, ok := c.eng.store.(backend.Watcher); ok && o.push {
 		if err := s.startPush(w); err != nil {
-			s.pollMu.Lock()
-			s.hints = nil
-			s.pollMu.Unlock()
+			if s.pubOrder != nil {
+				s.pollMu.Lock()
+				s.hints = nil
+				s.pollMu.Unlock()
+			}
 			c.opts.logger.Warn("stickypub: push unavailable, poll instead", "topic", topic, "err", err)
 		}
 	}
@@ -330,7 +347,7 @@ func (s *Subscription) baseFromHeads(ctx context.Context, st *coordState) error 
 	start := s.c.eng.now()
 	var reg map[PublisherID]uint64
 	err := retryIO(ctx, func() (err error) {
-		reg, err = s.c.eng.registered(ctx, s.tk, st)
+		reg, err = s.c.eng.registered(ctx, *s.tk, st)
 		return err
 	})
 	if err != nil {
@@ -338,7 +355,7 @@ func (s *Subscription) baseFromHeads(ctx context.Context, st *coordState) error 
 	}
 	pids := slices.SortedFunc(maps.Keys(reg), comparePID)
 	for attempt := 0; len(pids) > 0; attempt++ {
-		heads, errs := s.c.eng.readHeads(ctx, s.tk, pids)
+		heads, errs := s.c.eng.readHeads(ctx, *s.tk, pids)
 		var again []PublisherID
 		for i, p := range pids {
 			put(&s.known, p, true)
