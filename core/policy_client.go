@@ -66,9 +66,9 @@ func (p *policies) view(topic string, create bool) *policyView {
 
 // policyView is what a client knows of one topic's policy.
 type policyView struct {
-	good     *Policy   // the newest policy that verified (nil: none seen)
-	read     time.Time // when it was last read
-	rejected []byte    // the last record rejected (reported once)
+	good     *Policy // the newest policy that verified (nil: none seen)
+	read     int64   // when it was last read (unix nanoseconds; 0: never)
+	rejected []byte  // the last record rejected (reported once)
 }
 
 // readPolicy returns the topic's policy in force for this client (nil: the
@@ -79,7 +79,7 @@ type policyView struct {
 func (c *Client) readPolicy(ctx context.Context, tk topicKeys, maxAge time.Duration) (*Policy, error) {
 	c.pols.mu.Lock()
 	v := c.pols.view(tk.name, true)
-	if maxAge > 0 && !v.read.IsZero() && c.eng.now().Sub(v.read) < maxAge {
+	if maxAge > 0 && v.read != 0 && c.eng.now().UnixNano()-v.read < int64(maxAge) {
 		p := v.good
 		c.pols.mu.Unlock()
 		return p, nil
@@ -95,7 +95,7 @@ func (c *Client) readPolicy(ctx context.Context, tk topicKeys, maxAge time.Durat
 		if v.good != nil && c.eng.caps.Consistency >= backend.Linearizable {
 			c.policyRejected(tk, v, nil, fmt.Errorf("%w: %q: the policy record is gone; keeping version %d", ErrForgedPolicy, tk.name, v.good.Version))
 		}
-		v.read = c.eng.now()
+		v.read = c.eng.now().UnixNano()
 		return v.good, nil
 	case err != nil:
 		return nil, fmt.Errorf("core: read the policy of %q: %w", tk.name, err)
@@ -117,13 +117,13 @@ func (c *Client) readPolicy(ctx context.Context, tk topicKeys, maxAge time.Durat
 	}
 	if err != nil {
 		c.policyRejected(tk, v, e.Value, err)
-		v.read = c.eng.now()
+		v.read = c.eng.now().UnixNano()
 		if v.good == nil {
 			return nil, err
 		}
 		return v.good, nil
 	}
-	v.good, v.read = p, c.eng.now()
+	v.good, v.read = p, c.eng.now().UnixNano()
 	return p, nil
 }
 

@@ -7,6 +7,7 @@ package core
 import (
 	"context"
 	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -28,8 +29,11 @@ type topicPush struct {
 	tk     topicKeys
 	cancel context.CancelFunc
 
-	mu   sync.Mutex // guards subs and dead
-	subs map[*Subscription]struct{}
+	mu sync.Mutex // guards subs, each one's pushIdx, rr and dead
+	// subs are the subscriptions, each at its pushIdx (a slice: 8 bytes
+	// a subscription, where a map's slots cost about three times that).
+	subs []*Subscription
+	rr   int  // which subscription the next safety tick kicks anyway
 	dead bool // the watch ended (store or engine closed): join no more
 	// audited is when one of the subscriptions last ran the topic's
 	// periodic head audit.
@@ -112,7 +116,7 @@ func (e *engine) joinPush(w backend.Watcher, s *Subscription) error {
 				cancel()
 				return err
 			}
-			tp = &topicPush{e: e, tk: *s.tk, cancel: cancel, subs: map[*Subscription]struct{}{}}
+			tp = &topicPush{e: e, tk: *s.tk, cancel: cancel}
 			e.pushes[s.tk.name] = tp
 			e.wg.Go(func() { tp.run(ctx, ch) })
 		}
@@ -123,7 +127,8 @@ func (e *engine) joinPush(w backend.Watcher, s *Subscription) error {
 			e.dropPush(tp)
 			continue
 		}
-		tp.subs[s] = struct{}{}
+		s.pushIdx = int32(len(tp.subs))
+		tp.subs = append(tp.subs, s)
 		tp.mu.Unlock()
 		s.pushTopic = tp
 		s.kick(kickStart)
@@ -134,7 +139,16 @@ func (e *engine) joinPush(w backend.Watcher, s *Subscription) error {
 // leave removes s; the last subscription to leave stops the watch.
 func (tp *topicPush) leave(s *Subscription) {
 	tp.mu.Lock()
-	delete(tp.subs, s)
+	if i := int(s.pushIdx); i < len(tp.subs) && tp.subs[i] == s {
+		n := len(tp.subs) - 1
+		tp.subs[i] = tp.subs[n]
+		tp.subs[i].pushIdx = int32(i)
+		tp.subs[n] = nil
+		tp.subs = tp.subs[:n]
+		if cap(tp.subs) > 64 && n < cap(tp.subs)/4 {
+			tp.subs = slices.Clone(tp.subs) // most left: give the room back
+		}
+	}
 	last := len(tp.subs) == 0 && !tp.dead
 	if last {
 		tp.dead = true
@@ -184,10 +198,7 @@ func (tp *topicPush) run(ctx context.Context, ch <-chan backend.Version) {
 
 func (tp *topicPush) kickAll(k kickKind) {
 	tp.mu.Lock()
-	subs := make([]*Subscription, 0, len(tp.subs))
-	for s := range tp.subs {
-		subs = append(subs, s)
-	}
+	subs := slices.Clone(tp.subs)
 	tp.mu.Unlock()
 	for _, s := range subs {
 		s.kick(k)
@@ -205,12 +216,13 @@ func (tp *topicPush) kickStale(ctx context.Context) {
 	_, v, err := tp.e.readCoordShared(ctx, tp.tk)
 	tp.mu.Lock()
 	var subs []*Subscription
-	first := true
-	for s := range tp.subs {
-		if first || err != nil || v == 0 || s.headHints() != nil || s.idleAt.Load() != uint64(v) {
+	if n := len(tp.subs); n > 0 {
+		tp.rr = (tp.rr + 1) % n // the one kicked anyway, in turn
+	}
+	for i, s := range tp.subs {
+		if i == tp.rr || err != nil || v == 0 || s.headHints() != nil || s.idleAt.Load() != uint64(v) {
 			subs = append(subs, s)
 		}
-		first = false
 	}
 	tp.mu.Unlock()
 	for _, s := range subs {
@@ -232,9 +244,9 @@ func (tp *topicPush) claimAudit(now time.Time, d time.Duration) bool {
 }
 
 // pushRunner is a subscription's on-demand poll goroutine: at most one
-// runs, and a kick while it runs makes it poll once more.
+// runs, and a kick while it runs makes it poll once more. Guarded by the
+// subscription's runMu (kept apart so that the flags pack with others).
 type pushRunner struct {
-	mu      sync.Mutex
 	running bool
 	again   bool
 	stopped bool // unsubscribing: start no more
@@ -252,14 +264,14 @@ func (s *Subscription) kick(k kickKind) {
 		}
 	}
 	r := &s.runner
-	r.mu.Lock()
+	s.runMu.Lock()
 	if r.stopped {
-		r.mu.Unlock()
+		s.runMu.Unlock()
 		return
 	}
 	if r.running {
 		r.again = true
-		r.mu.Unlock()
+		s.runMu.Unlock()
 		return
 	}
 	r.running = true
@@ -270,7 +282,7 @@ func (s *Subscription) kick(k kickKind) {
 		ctx, s.runCancel = context.WithCancel(context.Background())
 	}
 	s.wg.Add(1)
-	r.mu.Unlock()
+	s.runMu.Unlock()
 	go s.pushRounds(ctx)
 }
 
@@ -279,30 +291,30 @@ func (s *Subscription) pushRounds(ctx context.Context) {
 	defer s.wg.Done()
 	r := &s.runner
 	defer func() {
-		r.mu.Lock()
+		s.runMu.Lock()
 		r.running = false
 		if s.runCancel != nil {
 			s.runCancel()
 			s.runCancel = nil
 		}
-		r.mu.Unlock()
+		s.runMu.Unlock()
 	}()
 	for {
-		r.mu.Lock()
+		s.runMu.Lock()
 		r.again = false
-		r.mu.Unlock()
+		s.runMu.Unlock()
 		if _, err := s.pollEmit(ctx); err != nil && ctx.Err() != nil {
 			return
 		}
 		if h := s.headHints(); h != nil {
 			h.watchNew(s.life.ctx, *s.tk, s.knownPublishers())
 		}
-		r.mu.Lock()
+		s.runMu.Lock()
 		if !r.again || r.stopped {
-			r.mu.Unlock()
+			s.runMu.Unlock()
 			return
 		}
-		r.mu.Unlock()
+		s.runMu.Unlock()
 	}
 }
 
@@ -310,12 +322,12 @@ func (s *Subscription) pushRounds(ctx context.Context) {
 // one's context is cancelled (the caller then cancels s.life, if any, and
 // waits for s.wg).
 func (s *Subscription) stopPush() {
-	s.runner.mu.Lock()
+	s.runMu.Lock()
 	s.runner.stopped = true
 	if s.runCancel != nil {
 		s.runCancel()
 	}
-	s.runner.mu.Unlock()
+	s.runMu.Unlock()
 	if tp := s.pushTopic; tp != nil {
 		tp.leave(s)
 	}

@@ -40,6 +40,7 @@ type Subscription struct {
 	// subscription holds; padding counts).
 	recMu  sync.Mutex // guards recVer, expires, keep
 	pollMu sync.Mutex // guards the delivery state below
+	runMu  sync.Mutex // guards runner and runCancel
 	runner pushRunner // the on-demand poll goroutine of push
 	keep   bool       // unsubscribing by Close: keep the durable position
 	opts   keptOptions
@@ -58,6 +59,9 @@ type Subscription struct {
 	// of the topic (registeredShared; ownBase copies it before a write).
 	headsShared bool
 	baseShared  bool
+	// pushIdx is the subscription's index in its topicPush's subs
+	// (guarded by that push's mu).
+	pushIdx int32
 
 	recVer    backend.Version
 	expires   time.Time
@@ -79,7 +83,7 @@ type Subscription struct {
 	dur *durable // nil unless Durable
 
 	// runCancel ends the running push poll's context (nil while idle, and
-	// when the poll runs in life's context). Guarded by runner.mu.
+	// when the poll runs in life's context). Guarded by runMu.
 	runCancel context.CancelFunc
 	// idleAt is the coordinator version at which the last poll ended
 	// complete (topic order), 0 if it did not: a safety poll skips the
