@@ -48,6 +48,12 @@ var (
 	catchUpPrefetchFlag = flag.Int("catchup-prefetch", 0, "WithPrefetchBytes of BenchmarkCatchUpMemory's subscriber (0: default)")
 )
 
+// idleNoRecordFlag makes BenchmarkIdleSubscriptions subscribe
+// WithoutRecord: no subscription record and no coordinator entry, so that
+// on the mem store B/sub leaves out the store's share (the store holds
+// both in the same heap).
+var idleNoRecordFlag = flag.Bool("idle-without-record", false, "BenchmarkIdleSubscriptions subscribes WithoutRecord")
+
 // idleProfileFlag names a file prefix: BenchmarkIdleSubscriptions writes
 // the heap profile of each store's idle subscriptions to PREFIX-STORE.pprof.
 var idleProfileFlag = flag.String("idle-heap-profile", "", "heap profile prefix of BenchmarkIdleSubscriptions")
@@ -145,11 +151,15 @@ func BenchmarkIdleSubscriptions(b *testing.B) {
 			}
 			m1 := liveBytes()
 			subs := make([]*core.Subscription, idleSubs)
+			var sopts []core.SubscribeOption
+			if *idleNoRecordFlag {
+				sopts = append(sopts, core.WithoutRecord())
+			}
 			start := time.Now()
 			_, err = timeWorkers(idleSubs, 100, func(w, n int) error {
 				for i := range n {
 					k := w + i*100
-					s, err := clients[k].Subscribe(ctx, topic)
+					s, err := clients[k].Subscribe(ctx, topic, sopts...)
 					if err != nil {
 						return err
 					}

@@ -5,7 +5,6 @@ package core
 
 import (
 	"context"
-	"maps"
 	"slices"
 	"time"
 )
@@ -27,19 +26,35 @@ func WithHeadAudit(d time.Duration) Option { return func(o *options) { o.headAud
 
 // auditState is a subscription's memory of recently active publishers.
 type auditState struct {
-	last   time.Time
-	recent map[PublisherID]int64 // unix nanoseconds last seen
+	last   int64       // unix nanoseconds of the last audit (0: none yet)
+	recent []auditSeen // sorted by publisher (a slice: few, and small when idle)
+}
+
+// auditSeen is when a publisher was last seen (unix nanoseconds).
+type auditSeen struct {
+	pub PublisherID
+	at  int64
+}
+
+// seen records that p was seen at unix nanoseconds at.
+func (a *auditState) seen(p PublisherID, at int64) {
+	i, ok := slices.BinarySearchFunc(a.recent, p, func(e auditSeen, p PublisherID) int { return comparePID(e.pub, p) })
+	if ok {
+		a.recent[i].at = at
+		return
+	}
+	a.recent = slices.Insert(a.recent, i, auditSeen{pub: p, at: at})
 }
 
 // auditDue reports whether the periodic audit should run now.
 func (s *Subscription) auditDue() bool {
 	d := s.c.opts.headAudit
 	now := s.c.eng.now()
-	if !s.c.eng.ordered || d <= 0 || now.Sub(s.audit.last) < d {
+	if !s.c.eng.ordered || d <= 0 || (s.audit.last != 0 && now.UnixNano()-s.audit.last < int64(d)) {
 		return false
 	}
 	if tp := s.pushTopic; tp != nil && !tp.claimAudit(now, d) {
-		s.audit.last = now // another subscription of the engine audited the topic
+		s.audit.last = now.UnixNano() // another subscription of the engine audited the topic
 		return false
 	}
 	return true
@@ -54,34 +69,31 @@ func (s *Subscription) auditDue() bool {
 func (s *Subscription) auditHeads(ctx context.Context, extra ...PublisherID) {
 	c := s.c
 	now := c.eng.now()
-	s.audit.last = now
-	st, _, err := c.eng.readCoordShared(ctx, s.tk)
+	s.audit.last = now.UnixNano()
+	st, _, err := c.eng.readCoordShared(ctx, *s.tk)
 	if err != nil {
 		return
 	}
-	if s.audit.recent == nil {
-		s.audit.recent = map[PublisherID]int64{}
-	}
+	stamp := now.UnixNano()
 	for _, a := range st.Window {
-		s.audit.recent[a.Pub] = now.UnixNano()
+		s.audit.seen(a.Pub, stamp)
 	}
 	for _, p := range extra {
-		s.audit.recent[p] = now.UnixNano()
+		s.audit.seen(p, stamp)
 	}
 	keep := max(c.opts.headAudit, time.Second) * auditKeepFactor
-	for p, t := range s.audit.recent {
-		if now.UnixNano()-t > int64(keep) {
-			delete(s.audit.recent, p)
-		}
+	s.audit.recent = slices.DeleteFunc(s.audit.recent, func(e auditSeen) bool { return stamp-e.at > int64(keep) })
+	pids := make([]PublisherID, len(s.audit.recent))
+	for i, e := range s.audit.recent {
+		pids[i] = e.pub
 	}
-	pids := slices.SortedFunc(maps.Keys(s.audit.recent), comparePID)
-	heads, _ := c.eng.readHeads(ctx, s.tk, pids)
+	heads, _ := c.eng.readHeads(ctx, *s.tk, pids)
 	var anns []announcement
 	for i, h := range heads {
 		if h == nil {
 			continue
 		}
-		if ann, err := c.eng.headOf(ctx, s.tk, st, pids[i]); err != nil || h.Last <= ann {
+		if ann, err := c.eng.headOf(ctx, *s.tk, st, pids[i]); err != nil || h.Last <= ann {
 			continue // announced, or the registry unreadable: later
 		}
 		sg, err := s.loadSegment(ctx, h.Seg, pids[i])
@@ -93,7 +105,7 @@ func (s *Subscription) auditHeads(ctx context.Context, extra ...PublisherID) {
 	if len(anns) == 0 {
 		return
 	}
-	if _, err := c.eng.announce(ctx, s.tk, coordOp{anns: anns}); err != nil {
+	if _, err := c.eng.announce(ctx, *s.tk, coordOp{anns: anns}); err != nil {
 		c.opts.logger.Warn("stickypub: announcing an unannounced head failed", "topic", s.tk.name, "err", err)
 	}
 }

@@ -46,7 +46,7 @@ type Client struct {
 	mu     sync.Mutex
 	closed bool
 	pubs   map[string]*topicPublisher
-	subs   map[string]*Subscription
+	subs   subSet
 	poller *poller
 	stats  counters
 	pols   policies
@@ -183,7 +183,7 @@ func New(store backend.Store, id *Identity, opts ...Option) (*Client, error) {
 	return &Client{
 		eng: e, ownEngine: own, id: id, pid: id.ID(), opts: o,
 		ctx: ctx, cancel: cancel,
-		pubs: map[string]*topicPublisher{}, subs: map[string]*Subscription{},
+		pubs: map[string]*topicPublisher{},
 	}, nil
 }
 
@@ -211,10 +211,7 @@ func (c *Client) Close(ctx context.Context) error {
 	for _, p := range c.pubs {
 		pubs = append(pubs, p)
 	}
-	subs := make([]*Subscription, 0, len(c.subs))
-	for _, s := range c.subs {
-		subs = append(subs, s)
-	}
+	subs := c.subs.list()
 	c.mu.Unlock()
 
 	c.StopPolling()

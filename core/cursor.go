@@ -193,13 +193,13 @@ type posTracker struct {
 	// Ordered mode: heads[p] is p's highest announced seq before the
 	// cursor index; off holds the publishers whose next seq differs from
 	// heads[p]+1, recomputed for the publishers in dirty.
+	// heads starts as the subscription's base map itself (see
+	// Subscription.headsShared).
 	heads map[PublisherID]uint64
 	off   map[PublisherID]uint64
 	dirty map[PublisherID]bool
-	// Unordered mode: the position is full overlaid with delta; delta is
-	// folded into a new full map when it grows.
-	full  map[PublisherID]uint64
-	delta map[PublisherID]uint64
+	// Unordered mode: pubOrder.posFull and posDelta (only that mode
+	// holds them).
 }
 
 // unorderedDeltaMax bounds the overrides copied into each message's cursor.
@@ -212,23 +212,21 @@ func (s *Subscription) setNext(p PublisherID, v uint64) {
 		put(&s.pos.dirty, p, true)
 		return
 	}
-	put(&s.pos.delta, p, v)
-	if len(s.pos.delta) > unorderedDeltaMax {
-		full := make(map[PublisherID]uint64, len(s.pos.full)+len(s.pos.delta))
-		maps.Copy(full, s.pos.full)
-		maps.Copy(full, s.pos.delta)
-		s.pos.full, s.pos.delta = full, nil
+	put(&s.posDelta, p, v)
+	if len(s.posDelta) > unorderedDeltaMax {
+		full := make(map[PublisherID]uint64, len(s.posFull)+len(s.posDelta))
+		maps.Copy(full, s.posFull)
+		maps.Copy(full, s.posDelta)
+		s.posFull, s.posDelta = full, nil
 	}
 }
 
 // initPos starts position tracking from the subscription's current state
 // (cursor, base, expected).
 func (s *Subscription) initPos() {
-	s.pos = posTracker{heads: maps.Clone(s.base)}
-	if s.pos.heads == nil {
-		s.pos.heads = map[PublisherID]uint64{}
-	}
+	s.pos = posTracker{}
 	if s.c.eng.ordered {
+		s.pos.heads, s.headsShared = s.base, true
 		for p := range s.expected {
 			put(&s.pos.dirty, p, true)
 		}
@@ -239,21 +237,46 @@ func (s *Subscription) initPos() {
 		full[p] = h + 1
 	}
 	maps.Copy(full, s.expected)
-	s.pos.full = full
+	s.posFull, s.posDelta = full, nil
 }
 
 // passed records that the subscription processed announcement a (ordered
 // mode): the cursor index moves past it.
 func (s *Subscription) passed(a announcement) {
 	if a.To > s.pos.heads[a.Pub] {
+		s.ownHeads()
 		s.pos.heads[a.Pub] = a.To
 	}
 	put(&s.pos.dirty, a.Pub, true)
 }
 
+// ownBase gives base a map of its own, no longer shared with other
+// subscriptions nor with pos.heads, before it is written.
+func (s *Subscription) ownBase() {
+	if s.baseShared || s.headsShared {
+		s.base, s.baseShared = maps.Clone(s.base), false
+		// pos.heads keeps the old map, still marked shared: it is copied
+		// in turn before it is written.
+	}
+	if s.base == nil {
+		s.base = map[PublisherID]uint64{}
+	}
+}
+
+// ownHeads gives the ordered-mode heads a map of their own, no longer
+// shared with base, before either is written.
+func (s *Subscription) ownHeads() {
+	if s.headsShared {
+		s.pos.heads, s.headsShared = maps.Clone(s.pos.heads), false
+	}
+	if s.pos.heads == nil {
+		s.pos.heads = map[PublisherID]uint64{}
+	}
+}
+
 // rebase sets the ordered-mode heads after the cursor jumped (retention).
 func (s *Subscription) rebase(heads map[PublisherID]uint64) {
-	s.pos.heads = maps.Clone(heads)
+	s.pos.heads, s.headsShared = maps.Clone(heads), false
 	for p := range heads {
 		put(&s.pos.dirty, p, true)
 	}
@@ -290,7 +313,7 @@ func (s *Subscription) cursorAfter(p PublisherID, v uint64) Cursor {
 func (s *Subscription) current() Cursor {
 	c := Cursor{topic: s.tk.id, ordered: s.c.eng.ordered, index: s.cursor}
 	if !s.c.eng.ordered {
-		c.full, c.delta = s.pos.full, maps.Clone(s.pos.delta)
+		c.full, c.delta = s.posFull, maps.Clone(s.posDelta)
 		return c
 	}
 	s.refreshOff()

@@ -27,7 +27,7 @@ const reasonRetention = "dropped by retention before delivery"
 // delivered.
 func (c *Client) Poll(ctx context.Context, topic string) (int, error) {
 	c.mu.Lock()
-	s, ok := c.subs[topic]
+	s, ok := c.subs.get(topic)
 	c.mu.Unlock()
 	if !ok {
 		return 0, fmt.Errorf("%w: %q", ErrNotSubscribed, topic)
@@ -38,10 +38,7 @@ func (c *Client) Poll(ctx context.Context, topic string) (int, error) {
 // PollAll polls every subscription and returns the total delivered.
 func (c *Client) PollAll(ctx context.Context) (int, error) {
 	c.mu.Lock()
-	subs := make([]*Subscription, 0, len(c.subs))
-	for _, s := range c.subs {
-		subs = append(subs, s)
-	}
+	subs := c.subs.list()
 	c.mu.Unlock()
 	total := 0
 	var errs []error
@@ -80,7 +77,7 @@ func (s *Subscription) poll(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("%w: %q", ErrNotSubscribed, s.tk.name)
 	}
 	c := s.c
-	pol, err := c.readPolicy(ctx, s.tk, policyRefresh)
+	pol, err := c.readPolicy(ctx, *s.tk, policyRefresh)
 	if err != nil {
 		return 0, err
 	}
@@ -92,7 +89,7 @@ func (s *Subscription) poll(ctx context.Context) (int, error) {
 	if s.auditDue() {
 		s.auditHeads(ctx)
 	}
-	st, v, err := c.eng.readCoordShared(ctx, s.tk)
+	st, v, err := c.eng.readCoordShared(ctx, *s.tk)
 	if err != nil {
 		return 0, err
 	}
@@ -157,7 +154,7 @@ func (s *Subscription) poll(ctx context.Context) (int, error) {
 			// The dropped announcements could not be read: a publisher
 			// registered since this FromNow subscription started (it read
 			// every head registered then) is owed from seq 1.
-			reg, err := c.eng.registryAll(ctx, s.tk, st.Registry)
+			reg, err := c.eng.registryAll(ctx, *s.tk, st.Registry)
 			if err != nil {
 				return n, err
 			}
@@ -168,7 +165,7 @@ func (s *Subscription) poll(ctx context.Context) (int, error) {
 			}
 		}
 		for _, p := range slices.SortedFunc(maps.Keys(known), comparePID) {
-			h, err := c.eng.headOf(ctx, s.tk, st, p)
+			h, err := c.eng.headOf(ctx, *s.tk, st, p)
 			if err != nil {
 				return n, err // s.jumped stays: done at the next poll
 			}
@@ -221,6 +218,7 @@ func (s *Subscription) placeDropped(ctx context.Context, st *coordState) bool {
 		for _, a := range anns[:min(uint64(len(anns)), left)] {
 			_, seen := s.expected[a.Pub]
 			if _, based := s.base[a.Pub]; !seen && !based && a.From > 0 {
+				s.ownBase()
 				s.base[a.Pub] = a.From - 1
 			}
 		}
@@ -292,6 +290,7 @@ func (s *Subscription) deliver(ctx context.Context, a announcement) (int, error)
 			// placed those in dropped announcements), so its head before
 			// the index is From-1 and nothing before is owed.
 			if _, ok := s.pos.heads[a.Pub]; !ok {
+				s.ownHeads()
 				s.pos.heads[a.Pub] = a.From - 1
 			}
 			s.setNext(a.Pub, a.From)

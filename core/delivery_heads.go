@@ -38,13 +38,13 @@ func (s *Subscription) pollHeads(ctx context.Context) (int, error) {
 		// (registrations and leases); a missed hint is caught by the next
 		// safety poll, which reads everything.
 		var err error
-		if st, _, err = c.eng.readCoordShared(ctx, s.tk); err != nil {
+		if st, _, err = c.eng.readCoordShared(ctx, *s.tk); err != nil {
 			s.untakeHints(wide, dirty)
 			return 0, err
 		}
 		s.lastCoord = st
 	}
-	want, full, err := changedSince(st, func() (map[PublisherID]uint64, error) { return c.eng.registered(ctx, s.tk, st) }, s.lastPoll, start)
+	want, full, err := changedSince(st, func() (map[PublisherID]uint64, error) { return c.eng.registered(ctx, *s.tk, st) }, s.lastPoll, start)
 	if err != nil {
 		s.untakeHints(wide, dirty)
 		return 0, err
@@ -70,7 +70,7 @@ func (s *Subscription) pollHeads(ctx context.Context) (int, error) {
 		}
 	}
 	pids := slices.SortedFunc(maps.Keys(want), comparePID)
-	heads, errs := c.eng.readHeadRecords(ctx, s.tk, pids, false)
+	heads, errs := c.eng.readHeadRecords(ctx, *s.tk, pids, false)
 	// Read and verify the segments to deliver, publishers in parallel.
 	tips := make([]announcement, 0, len(heads))
 	for i, h := range heads {

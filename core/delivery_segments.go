@@ -290,7 +290,7 @@ func (s *Subscription) gap(p PublisherID, from, to uint64, reason string) {
 	s.c.stats.gaps.Add(1)
 	s.c.emit(Event{Kind: EventGap, Topic: s.tk.name, Gap: &g})
 	select {
-	case s.gaps <- g:
+	case s.gapsChan() <- g:
 	default:
 	}
 }

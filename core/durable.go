@@ -71,7 +71,7 @@ type durable struct {
 // a zero Cursor when the name is new (or its record expired or was deleted).
 func (d *durable) open(ctx context.Context) (Cursor, error) {
 	s := d.s
-	r, e, err := s.c.eng.readDurableNewest(ctx, s.tk, d.id)
+	r, e, err := s.c.eng.readDurableNewest(ctx, *s.tk, d.id)
 	switch {
 	case errors.Is(err, backend.ErrNotFound):
 		return Cursor{}, nil

@@ -38,15 +38,37 @@ func WithTopicOwner(topic string, owner ed25519.PublicKey) Option {
 
 // policies is a client's view of topic policies.
 type policies struct {
-	mu    sync.Mutex
-	known map[string]*policyView
+	mu sync.Mutex
+	// The first topic's view inline, a map only from the second on: many
+	// clients follow one topic, and a Go map of one entry costs ~250 bytes.
+	firstTopic string
+	first      *policyView
+	known      map[string]*policyView
+}
+
+// view returns the view of topic, nil if none (create: a new one). The
+// caller holds mu.
+func (p *policies) view(topic string, create bool) *policyView {
+	if p.first != nil && p.firstTopic == topic {
+		return p.first
+	}
+	if v := p.known[topic]; v != nil || !create {
+		return v
+	}
+	v := &policyView{}
+	if p.first == nil {
+		p.firstTopic, p.first = topic, v
+	} else {
+		put(&p.known, topic, v)
+	}
+	return v
 }
 
 // policyView is what a client knows of one topic's policy.
 type policyView struct {
-	good     *Policy   // the newest policy that verified (nil: none seen)
-	read     time.Time // when it was last read
-	rejected []byte    // the last record rejected (reported once)
+	good     *Policy // the newest policy that verified (nil: none seen)
+	read     int64   // when it was last read (unix nanoseconds; 0: never)
+	rejected []byte  // the last record rejected (reported once)
 }
 
 // readPolicy returns the topic's policy in force for this client (nil: the
@@ -56,15 +78,8 @@ type policyView struct {
 // known, the error is returned (fail closed).
 func (c *Client) readPolicy(ctx context.Context, tk topicKeys, maxAge time.Duration) (*Policy, error) {
 	c.pols.mu.Lock()
-	if c.pols.known == nil {
-		c.pols.known = map[string]*policyView{}
-	}
-	v := c.pols.known[tk.name]
-	if v == nil {
-		v = &policyView{}
-		c.pols.known[tk.name] = v
-	}
-	if maxAge > 0 && !v.read.IsZero() && c.eng.now().Sub(v.read) < maxAge {
+	v := c.pols.view(tk.name, true)
+	if maxAge > 0 && v.read != 0 && c.eng.now().UnixNano()-v.read < int64(maxAge) {
 		p := v.good
 		c.pols.mu.Unlock()
 		return p, nil
@@ -80,7 +95,7 @@ func (c *Client) readPolicy(ctx context.Context, tk topicKeys, maxAge time.Durat
 		if v.good != nil && c.eng.caps.Consistency >= backend.Linearizable {
 			c.policyRejected(tk, v, nil, fmt.Errorf("%w: %q: the policy record is gone; keeping version %d", ErrForgedPolicy, tk.name, v.good.Version))
 		}
-		v.read = c.eng.now()
+		v.read = c.eng.now().UnixNano()
 		return v.good, nil
 	case err != nil:
 		return nil, fmt.Errorf("core: read the policy of %q: %w", tk.name, err)
@@ -102,13 +117,13 @@ func (c *Client) readPolicy(ctx context.Context, tk topicKeys, maxAge time.Durat
 	}
 	if err != nil {
 		c.policyRejected(tk, v, e.Value, err)
-		v.read = c.eng.now()
+		v.read = c.eng.now().UnixNano()
 		if v.good == nil {
 			return nil, err
 		}
 		return v.good, nil
 	}
-	v.good, v.read = p, c.eng.now()
+	v.good, v.read = p, c.eng.now().UnixNano()
 	return p, nil
 }
 
@@ -179,7 +194,7 @@ func (c *Client) Deny(ctx context.Context, topic string, ids ...PublisherID) err
 func (c *Client) knownPolicy(tk topicKeys) *Policy {
 	c.pols.mu.Lock()
 	defer c.pols.mu.Unlock()
-	if v := c.pols.known[tk.name]; v != nil {
+	if v := c.pols.view(tk.name, false); v != nil {
 		return v.good
 	}
 	return nil

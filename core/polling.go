@@ -74,9 +74,9 @@ func (c *Client) Polling() bool {
 func (c *Client) renewDue(ctx context.Context) {
 	c.mu.Lock()
 	var due []string
-	for topic, s := range c.subs {
-		if !s.opts.noRecord && time.Until(s.Expires()) < s.opts.ttl/3 {
-			due = append(due, topic)
+	for _, s := range c.subs.list() {
+		if !s.opts.noRecord && time.Until(s.Expires()) < s.ttl/3 {
+			due = append(due, s.tk.name)
 		}
 	}
 	c.mu.Unlock()

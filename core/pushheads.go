@@ -160,7 +160,7 @@ func narrowHeads(want, dirty, watched map[PublisherID]bool) {
 
 // untakeHints gives back the hints a failed poll took.
 func (s *Subscription) untakeHints(wide bool, dirty map[PublisherID]bool) {
-	if s.hints != nil {
-		s.hints.untake(wide, dirty)
+	if h := s.headHints(); h != nil {
+		h.untake(wide, dirty)
 	}
 }

@@ -6,6 +6,8 @@ package core
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -27,12 +29,67 @@ type topicPush struct {
 	tk     topicKeys
 	cancel context.CancelFunc
 
-	mu   sync.Mutex // guards subs and dead
-	subs map[*Subscription]struct{}
+	mu sync.Mutex // guards subs, each one's pushIdx, rr and dead
+	// subs are the subscriptions, each at its pushIdx (a slice: 8 bytes
+	// a subscription, where a map's slots cost about three times that).
+	subs []*Subscription
+	rr   int  // which subscription the next safety tick kicks anyway
 	dead bool // the watch ended (store or engine closed): join no more
 	// audited is when one of the subscriptions last ran the topic's
 	// periodic head audit.
 	audited time.Time
+	// base is the registered heads the last FromNow subscription started
+	// from (see registeredShared).
+	base *sharedBase
+}
+
+// sharedBase is a registered-heads map (never written) and what it was
+// computed from: the coordinator's registry root and hot heads.
+type sharedBase struct {
+	registry Ref
+	hot      map[PublisherID]uint64
+	heads    map[PublisherID]uint64
+}
+
+// pushKeys returns the keys of topic, those of its push on this engine
+// if it has one: the subscriptions of a topic then share their strings.
+func (e *engine) pushKeys(topic string) *topicKeys {
+	e.mu.Lock()
+	tp := e.pushes[topic]
+	e.mu.Unlock()
+	if tp != nil {
+		return &tp.tk
+	}
+	tk := newTopicKeys(topic)
+	return &tk
+}
+
+// registeredShared returns e.registered(tk, st) and whether the map is
+// shared: while the topic has a push on this engine, subscriptions
+// starting FromNow at the same registry and hot heads (most of them: a
+// subscription changes only the coordinator's subscriber list) share one
+// map, which none of them writes (see Subscription.ownBase), instead of
+// each holding a copy.
+func (e *engine) registeredShared(ctx context.Context, tk topicKeys, st *coordState) (map[PublisherID]uint64, bool, error) {
+	e.mu.Lock()
+	tp := e.pushes[tk.name]
+	e.mu.Unlock()
+	if tp != nil {
+		tp.mu.Lock()
+		b := tp.base
+		tp.mu.Unlock()
+		if b != nil && b.registry == st.Registry && maps.Equal(b.hot, st.hot) {
+			return b.heads, true, nil
+		}
+	}
+	heads, err := e.registered(ctx, tk, st)
+	if err != nil || tp == nil {
+		return heads, false, err
+	}
+	tp.mu.Lock()
+	tp.base = &sharedBase{registry: st.Registry, hot: maps.Clone(st.hot), heads: heads}
+	tp.mu.Unlock()
+	return heads, true, nil
 }
 
 // kickKind says why a subscription is kicked.
@@ -59,7 +116,7 @@ func (e *engine) joinPush(w backend.Watcher, s *Subscription) error {
 				cancel()
 				return err
 			}
-			tp = &topicPush{e: e, tk: s.tk, cancel: cancel, subs: map[*Subscription]struct{}{}}
+			tp = &topicPush{e: e, tk: *s.tk, cancel: cancel}
 			e.pushes[s.tk.name] = tp
 			e.wg.Go(func() { tp.run(ctx, ch) })
 		}
@@ -70,7 +127,8 @@ func (e *engine) joinPush(w backend.Watcher, s *Subscription) error {
 			e.dropPush(tp)
 			continue
 		}
-		tp.subs[s] = struct{}{}
+		s.pushIdx = int32(len(tp.subs))
+		tp.subs = append(tp.subs, s)
 		tp.mu.Unlock()
 		s.pushTopic = tp
 		s.kick(kickStart)
@@ -81,7 +139,16 @@ func (e *engine) joinPush(w backend.Watcher, s *Subscription) error {
 // leave removes s; the last subscription to leave stops the watch.
 func (tp *topicPush) leave(s *Subscription) {
 	tp.mu.Lock()
-	delete(tp.subs, s)
+	if i := int(s.pushIdx); i < len(tp.subs) && tp.subs[i] == s {
+		n := len(tp.subs) - 1
+		tp.subs[i] = tp.subs[n]
+		tp.subs[i].pushIdx = int32(i)
+		tp.subs[n] = nil
+		tp.subs = tp.subs[:n]
+		if cap(tp.subs) > 64 && n < cap(tp.subs)/4 {
+			tp.subs = slices.Clone(tp.subs) // most left: give the room back
+		}
+	}
 	last := len(tp.subs) == 0 && !tp.dead
 	if last {
 		tp.dead = true
@@ -131,10 +198,7 @@ func (tp *topicPush) run(ctx context.Context, ch <-chan backend.Version) {
 
 func (tp *topicPush) kickAll(k kickKind) {
 	tp.mu.Lock()
-	subs := make([]*Subscription, 0, len(tp.subs))
-	for s := range tp.subs {
-		subs = append(subs, s)
-	}
+	subs := slices.Clone(tp.subs)
 	tp.mu.Unlock()
 	for _, s := range subs {
 		s.kick(k)
@@ -152,12 +216,13 @@ func (tp *topicPush) kickStale(ctx context.Context) {
 	_, v, err := tp.e.readCoordShared(ctx, tp.tk)
 	tp.mu.Lock()
 	var subs []*Subscription
-	first := true
-	for s := range tp.subs {
-		if first || err != nil || v == 0 || s.hints != nil || s.idleAt.Load() != uint64(v) {
+	if n := len(tp.subs); n > 0 {
+		tp.rr = (tp.rr + 1) % n // the one kicked anyway, in turn
+	}
+	for i, s := range tp.subs {
+		if i == tp.rr || err != nil || v == 0 || s.headHints() != nil || s.idleAt.Load() != uint64(v) {
 			subs = append(subs, s)
 		}
-		first = false
 	}
 	tp.mu.Unlock()
 	for _, s := range subs {
@@ -179,9 +244,9 @@ func (tp *topicPush) claimAudit(now time.Time, d time.Duration) bool {
 }
 
 // pushRunner is a subscription's on-demand poll goroutine: at most one
-// runs, and a kick while it runs makes it poll once more.
+// runs, and a kick while it runs makes it poll once more. Guarded by the
+// subscription's runMu (kept apart so that the flags pack with others).
 type pushRunner struct {
-	mu      sync.Mutex
 	running bool
 	again   bool
 	stopped bool // unsubscribing: start no more
@@ -190,7 +255,7 @@ type pushRunner struct {
 // kick makes the subscription poll soon: it starts the poll goroutine, or
 // asks the running one for another round.
 func (s *Subscription) kick(k kickKind) {
-	if h := s.hints; h != nil {
+	if h := s.headHints(); h != nil {
 		switch k {
 		case kickCoord:
 			h.setCoord()
@@ -199,55 +264,70 @@ func (s *Subscription) kick(k kickKind) {
 		}
 	}
 	r := &s.runner
-	r.mu.Lock()
+	s.runMu.Lock()
 	if r.stopped {
-		r.mu.Unlock()
+		s.runMu.Unlock()
 		return
 	}
 	if r.running {
 		r.again = true
-		r.mu.Unlock()
+		s.runMu.Unlock()
 		return
 	}
 	r.running = true
+	var ctx context.Context
+	if s.life != nil {
+		ctx = s.life.ctx
+	} else {
+		ctx, s.runCancel = context.WithCancel(context.Background())
+	}
 	s.wg.Add(1)
-	r.mu.Unlock()
-	go s.pushRounds()
+	s.runMu.Unlock()
+	go s.pushRounds(ctx)
 }
 
 // pushRounds polls until a round ends without a new kick.
-func (s *Subscription) pushRounds() {
+func (s *Subscription) pushRounds(ctx context.Context) {
 	defer s.wg.Done()
 	r := &s.runner
+	defer func() {
+		s.runMu.Lock()
+		r.running = false
+		if s.runCancel != nil {
+			s.runCancel()
+			s.runCancel = nil
+		}
+		s.runMu.Unlock()
+	}()
 	for {
-		r.mu.Lock()
+		s.runMu.Lock()
 		r.again = false
-		r.mu.Unlock()
-		if _, err := s.pollEmit(s.ctx); err != nil && s.ctx.Err() != nil {
-			r.mu.Lock()
-			r.running = false
-			r.mu.Unlock()
+		s.runMu.Unlock()
+		if _, err := s.pollEmit(ctx); err != nil && ctx.Err() != nil {
 			return
 		}
-		if s.hints != nil {
-			s.hints.watchNew(s.ctx, s.tk, s.knownPublishers())
+		if h := s.headHints(); h != nil {
+			h.watchNew(s.life.ctx, *s.tk, s.knownPublishers())
 		}
-		r.mu.Lock()
+		s.runMu.Lock()
 		if !r.again || r.stopped {
-			r.running = false
-			r.mu.Unlock()
+			s.runMu.Unlock()
 			return
 		}
-		r.mu.Unlock()
+		s.runMu.Unlock()
 	}
 }
 
-// stopPush ends push for s: no new poll goroutine starts (the caller then
-// cancels s.ctx and waits for s.wg).
+// stopPush ends push for s: no new poll goroutine starts, and the running
+// one's context is cancelled (the caller then cancels s.life, if any, and
+// waits for s.wg).
 func (s *Subscription) stopPush() {
-	s.runner.mu.Lock()
+	s.runMu.Lock()
 	s.runner.stopped = true
-	s.runner.mu.Unlock()
+	if s.runCancel != nil {
+		s.runCancel()
+	}
+	s.runMu.Unlock()
 	if tp := s.pushTopic; tp != nil {
 		tp.leave(s)
 	}

@@ -36,7 +36,7 @@ type counters struct {
 // Stats returns the client's statistics.
 func (c *Client) Stats() Stats {
 	c.mu.Lock()
-	active, polling := len(c.subs), c.poller != nil
+	active, polling := c.subs.len(), c.poller != nil
 	c.mu.Unlock()
 	s := &c.stats
 	return Stats{

@@ -16,12 +16,12 @@ import (
 // Renew extends the subscription record's TTL from now.
 func (c *Client) Renew(ctx context.Context, topic string) error {
 	c.mu.Lock()
-	s, ok := c.subs[topic]
+	s, ok := c.subs.get(topic)
 	c.mu.Unlock()
 	if !ok {
 		return fmt.Errorf("%w: %q", ErrNotSubscribed, topic)
 	}
-	if err := s.writeRecord(ctx, c.eng.now().Add(s.opts.ttl)); err != nil {
+	if err := s.writeRecord(ctx, c.eng.now().Add(s.ttl)); err != nil {
 		c.stats.failures.Add(1)
 		c.emit(Event{Kind: EventSubscribeError, Topic: topic, Err: err})
 		return err
@@ -133,7 +133,7 @@ func (s *Subscription) writeRecord(ctx context.Context, expires time.Time) error
 		}
 	}
 	if len(op.subs) > 0 {
-		if _, err := c.eng.announce(ctx, s.tk, op); err != nil {
+		if _, err := c.eng.announce(ctx, *s.tk, op); err != nil {
 			return err
 		}
 	}

@@ -14,8 +14,8 @@ const DefaultSubscriptionTTL = 10 * time.Minute
 // subscription holds its buffer (8 bytes a slot) even when idle; push
 // delivers from a goroutine of its own that waits when the channel is full,
 // so a small buffer loses nothing (it only hands messages over in smaller
-// steps).
-const DefaultBuffer = 16
+// steps; 4 catches up as fast as 16 did, see docs/benchmarks.md).
+const DefaultBuffer = 4
 
 // DefaultPollBuffer is the capacity of the Messages channel of a
 // subscription made WithoutPush unless WithBuffer sets another: there Poll
@@ -24,8 +24,9 @@ const DefaultBuffer = 16
 const DefaultPollBuffer = 1024
 
 // gapBuffer is the capacity of a subscription's Gaps channel (a Gap is 64
-// bytes, held by every subscription). A gap that finds it full is still
-// counted in Stats and sent as an event.
+// bytes; the channel is made when Gaps is first called or the first gap is
+// reported). A gap that finds it full is still counted in Stats and sent
+// as an event.
 const gapBuffer = 4
 
 // SubscribeOption configures Subscribe.
@@ -40,6 +41,14 @@ type subscribeOptions struct {
 	cursor     Cursor
 	durable    string
 	durableTTL time.Duration
+}
+
+// keptOptions are the subscribe flags a subscription still needs after
+// Subscribe (kept apart: every subscription holds them; the TTL is
+// Subscription.ttl).
+type keptOptions struct {
+	fromStart bool
+	noRecord  bool
 }
 
 // FromStart delivers the topic's whole retained history, then new

@@ -23,62 +23,108 @@ import (
 // Unsubscribe and Close.
 type Subscription struct {
 	c    *Client
-	tk   topicKeys
-	opts subscribeOptions
+	tk   *topicKeys    // shared with the topic's push, if any (never written)
+	ttl  time.Duration // the subscription record's (WithSubscriptionTTL)
 	msgs chan *Message
-	gaps chan Gap
+	// gaps is the Gaps channel, made on first use (Gaps or a gap): most
+	// subscriptions never see a gap, and its buffer is gapBuffer Gaps.
+	gaps atomic.Pointer[chan Gap]
+	// life is the context, cancelled by unsubscribe, of what runs for the
+	// whole subscription (a durable's writer, publisher-order head
+	// watches): nil without them; push polls then get a context per run
+	// (runCancel), so an idle subscription holds none.
+	life *subLife
+	wg   sync.WaitGroup
 
-	ctx    context.Context // cancelled by unsubscribe
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-
-	recMu   sync.Mutex
-	recVer  backend.Version
-	expires time.Time
-	keep    bool // unsubscribing by Close: keep the durable position
-
+	// The locks and flags sit together (the struct is what an idle
+	// subscription holds; padding counts).
+	recMu  sync.Mutex // guards recVer, expires, keep
+	pollMu sync.Mutex // guards the delivery state below
+	runMu  sync.Mutex // guards runner and runCancel
+	runner pushRunner // the on-demand poll goroutine of push
+	keep   bool       // unsubscribing by Close: keep the durable position
+	opts   keptOptions
 	// Delivery state, guarded by pollMu.
-	pollMu   sync.Mutex
 	closed   bool
-	cursor   uint64
 	jumped   bool // the cursor jumped over dropped announcements (ordered mode)
 	unplaced bool // and the dropped announcements could not be read
-	coordVer backend.Version
-	base     map[PublisherID]uint64
-	expected map[PublisherID]uint64
-	missing  map[Ref]int
-	seenBad  map[Ref]bool
-	known    map[PublisherID]bool // registered publishers (unordered mode)
-	// Unordered mode: when the previous complete poll started, the
-	// publishers to read again whatever the leases say, and how many polls
-	// a registered publisher's head has been missing.
-	lastPoll    time.Time
-	pending     map[PublisherID]bool
-	headMissing map[PublisherID]int
-	sweep       PublisherID            // round-robin position among known publishers
-	hints       *headHints             // head watches (pushed, publisher order)
-	lastCoord   *coordState            // the coordinator the last poll read (publisher order)
-	policy      *Policy                // the topic's write-access policy at this poll (nil: open)
-	denied      map[PublisherID]uint64 // highest seq of each publisher counted as denied
-	pre         map[Ref]*prefetched    // segments prefetched for this poll
-	audit       auditState
-	pos         posTracker // the position, for each message's cursor
-	target      uint64     // the coordinator's count at this poll (ordered)
-	serial      uint64     // messages delivered (their order, for Ack)
 	// lazyBase (ordered mode, resumed from a cursor): a publisher that
 	// neither the cursor nor base names starts at the From of its first
 	// announcement after the cursor index, which is one past its head
 	// before that index.
 	lazyBase bool
+	// headsShared: pos.heads is base itself, shared until either is
+	// written (ownHeads copies it first): an idle subscription holds one
+	// map, not two. baseShared: base is shared with other subscriptions
+	// of the topic (registeredShared; ownBase copies it before a write).
+	headsShared bool
+	baseShared  bool
+	// pushIdx is the subscription's index in its topicPush's subs
+	// (guarded by that push's mu).
+	pushIdx int32
+
+	recVer    backend.Version
+	expires   time.Time
+	cursor    uint64
+	coordVer  backend.Version
+	base      map[PublisherID]uint64
+	expected  map[PublisherID]uint64
+	missing   map[Ref]int
+	seenBad   map[Ref]bool
+	*pubOrder                        // publisher order only (nil in topic order)
+	policy    *Policy                // the topic's write-access policy at this poll (nil: open)
+	denied    map[PublisherID]uint64 // highest seq of each publisher counted as denied
+	pre       map[Ref]*prefetched    // segments prefetched for this poll
+	audit     auditState
+	pos       posTracker // the position, for each message's cursor
+	target    uint64     // the coordinator's count at this poll (ordered)
+	serial    uint64     // messages delivered (their order, for Ack)
 
 	dur *durable // nil unless Durable
 
-	runner pushRunner // the on-demand poll goroutine of push
+	// runCancel ends the running push poll's context (nil while idle, and
+	// when the poll runs in life's context). Guarded by runMu.
+	runCancel context.CancelFunc
 	// idleAt is the coordinator version at which the last poll ended
 	// complete (topic order), 0 if it did not: a safety poll skips the
 	// subscription while the coordinator is still at that version.
 	idleAt    atomic.Uint64
 	pushTopic *topicPush // the topic's shared watch (nil without push)
+}
+
+// subLife is a subscription's long-lived context (see Subscription.life).
+type subLife struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// pubOrder is the delivery state only publisher order (unordered mode)
+// uses, guarded by the subscription's pollMu.
+type pubOrder struct {
+	known map[PublisherID]bool // registered publishers
+	// When the previous complete poll started, the publishers to read
+	// again whatever the leases say, and how many polls a registered
+	// publisher's head has been missing.
+	lastPoll    time.Time
+	pending     map[PublisherID]bool
+	headMissing map[PublisherID]int
+	sweep       PublisherID // round-robin position among known publishers
+	lastCoord   *coordState // the coordinator the last poll read
+	hints       *headHints  // head watches (pushed; see headHints)
+	// The position, for each message's cursor (see posTracker): full
+	// overlaid with delta; delta is folded into a new full map when it
+	// grows.
+	posFull  map[PublisherID]uint64
+	posDelta map[PublisherID]uint64
+}
+
+// headHints returns the subscription's head watches (nil: none, and
+// always in topic order).
+func (s *Subscription) headHints() *headHints {
+	if s.pubOrder == nil {
+		return nil
+	}
+	return s.hints
 }
 
 // Topic returns the subscribed topic.
@@ -89,7 +135,35 @@ func (s *Subscription) Messages() <-chan *Message { return s.msgs }
 
 // Gaps returns the channel of reported gaps. It is buffered; when full,
 // further gaps are still counted in Stats and sent as events.
-func (s *Subscription) Gaps() <-chan Gap { return s.gaps }
+func (s *Subscription) Gaps() <-chan Gap { return s.gapsChan() }
+
+// closedGaps is the Gaps channel of a subscription that ended before its
+// channel was made: closed, shared by all of them.
+var closedGaps = func() *chan Gap {
+	ch := make(chan Gap)
+	close(ch)
+	return &ch
+}()
+
+// gapsChan returns the Gaps channel, making it on first use.
+func (s *Subscription) gapsChan() chan Gap {
+	if p := s.gaps.Load(); p != nil {
+		return *p
+	}
+	ch := make(chan Gap, gapBuffer)
+	if s.gaps.CompareAndSwap(nil, &ch) {
+		return ch
+	}
+	return *s.gaps.Load()
+}
+
+// closeGaps closes the Gaps channel (the caller holds pollMu, so no gap is
+// being sent).
+func (s *Subscription) closeGaps() {
+	if !s.gaps.CompareAndSwap(nil, closedGaps) {
+		close(*s.gaps.Load())
+	}
+}
 
 // Expires returns when the subscription record expires unless renewed.
 func (s *Subscription) Expires() time.Time {
@@ -140,9 +214,10 @@ func (c *Client) subscribe(ctx context.Context, topic string, opts []SubscribeOp
 			o.buffer = DefaultPollBuffer
 		}
 	}
-	tk := newTopicKeys(topic)
+	tkp := c.eng.pushKeys(topic)
+	tk := *tkp
 	c.mu.Lock()
-	_, dup := c.subs[topic]
+	_, dup := c.subs.get(topic)
 	closed := c.closed
 	c.mu.Unlock()
 	if closed {
@@ -153,7 +228,11 @@ func (c *Client) subscribe(ctx context.Context, topic string, opts []SubscribeOp
 	}
 	// The maps of the delivery state are made on first use (see put): an
 	// idle subscription holds what it needs, not a map of each kind.
-	s := &Subscription{c: c, tk: tk, opts: o, msgs: make(chan *Message, o.buffer), gaps: make(chan Gap, gapBuffer)}
+	s := &Subscription{c: c, tk: tkp, ttl: o.ttl, opts: keptOptions{fromStart: o.fromStart, noRecord: o.noRecord},
+		msgs: make(chan *Message, o.buffer)}
+	if !c.eng.ordered {
+		s.pubOrder = &pubOrder{}
+	}
 	if o.durable != "" {
 		s.dur = &durable{s: s, name: o.durable, id: durableID(c.id.PublicKey(), o.durable),
 			ttl: max(o.durableTTL, time.Second), wake: make(chan struct{}, 1)}
@@ -204,7 +283,7 @@ func (c *Client) subscribe(ctx context.Context, topic string, opts []SubscribeOp
 		if c.eng.ordered {
 			for attempt := 0; ; attempt++ {
 				err = retryIO(ctx, func() (err error) {
-					s.base, err = c.eng.registered(ctx, tk, st)
+					s.base, s.baseShared, err = c.eng.registeredShared(ctx, tk, st)
 					return err
 				})
 				if !errors.Is(err, backend.ErrNotFound) || attempt >= 5 {
@@ -236,24 +315,29 @@ func (c *Client) subscribe(ctx context.Context, topic string, opts []SubscribeOp
 		return nil, err
 	}
 	c.mu.Lock()
-	if _, dup := c.subs[topic]; dup || c.closed {
+	if _, dup := c.subs.get(topic); dup || c.closed {
 		c.mu.Unlock()
 		return nil, fmt.Errorf("%w: %q", ErrAlreadySubscribed, topic)
 	}
 	// Not a child of the client's context: Close unsubscribes (and so
 	// cancels) every subscription itself, and a child would cost an entry
 	// in the parent's set of children for every subscription.
-	s.ctx, s.cancel = context.WithCancel(context.Background())
-	c.subs[topic] = s
+	if s.dur != nil || (o.push && !c.eng.ordered && canPush(c.eng.store)) {
+		ctx, cancel := context.WithCancel(context.Background())
+		s.life = &subLife{ctx: ctx, cancel: cancel}
+	}
+	c.subs.add(s)
 	c.mu.Unlock()
 	if s.dur != nil {
-		s.wg.Go(func() { s.dur.run(s.ctx) })
+		s.wg.Go(func() { s.dur.run(s.life.ctx) })
 	}
 	if w, ok := c.eng.store.(backend.Watcher); ok && o.push {
 		if err := s.startPush(w); err != nil {
-			s.pollMu.Lock()
-			s.hints = nil
-			s.pollMu.Unlock()
+			if s.pubOrder != nil {
+				s.pollMu.Lock()
+				s.hints = nil
+				s.pollMu.Unlock()
+			}
 			c.opts.logger.Warn("stickypub: push unavailable, poll instead", "topic", topic, "err", err)
 		}
 	}
@@ -267,7 +351,7 @@ func (s *Subscription) baseFromHeads(ctx context.Context, st *coordState) error 
 	start := s.c.eng.now()
 	var reg map[PublisherID]uint64
 	err := retryIO(ctx, func() (err error) {
-		reg, err = s.c.eng.registered(ctx, s.tk, st)
+		reg, err = s.c.eng.registered(ctx, *s.tk, st)
 		return err
 	})
 	if err != nil {
@@ -275,7 +359,7 @@ func (s *Subscription) baseFromHeads(ctx context.Context, st *coordState) error 
 	}
 	pids := slices.SortedFunc(maps.Keys(reg), comparePID)
 	for attempt := 0; len(pids) > 0; attempt++ {
-		heads, errs := s.c.eng.readHeads(ctx, s.tk, pids)
+		heads, errs := s.c.eng.readHeads(ctx, *s.tk, pids)
 		var again []PublisherID
 		for i, p := range pids {
 			put(&s.known, p, true)
@@ -300,7 +384,7 @@ func (s *Subscription) baseFromHeads(ctx context.Context, st *coordState) error 
 // the subscription's channels.
 func (c *Client) Unsubscribe(ctx context.Context, topic string) error {
 	c.mu.Lock()
-	s, ok := c.subs[topic]
+	s, ok := c.subs.get(topic)
 	c.mu.Unlock()
 	if !ok {
 		return fmt.Errorf("%w: %q", ErrNotSubscribed, topic)
@@ -319,18 +403,18 @@ func (c *Client) unsubscribe(ctx context.Context, s *Subscription, keep bool) er
 	s.keep = keep
 	s.recMu.Unlock()
 	c.mu.Lock()
-	if c.subs[s.tk.name] == s {
-		delete(c.subs, s.tk.name)
-	}
+	c.subs.remove(s)
 	c.mu.Unlock()
 	s.stopPush()
-	s.cancel()
+	if s.life != nil {
+		s.life.cancel()
+	}
 	s.wg.Wait()
 	s.pollMu.Lock()
 	if !s.closed {
 		s.closed = true
 		close(s.msgs)
-		close(s.gaps)
+		s.closeGaps()
 	}
 	s.pollMu.Unlock()
 	err := errors.Join(flushErr, s.writeRecord(ctx, time.Time{}))
