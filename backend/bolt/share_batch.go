@@ -56,12 +56,19 @@ func (s *Shared) UpdateWith(ctx context.Context, puts []backend.Put, key string,
 // batchRemote runs fn here and sends the batch; a conflict on key (it moved
 // since fn saw it) runs fn again on the entry the owner returned.
 func (s *Shared) batchRemote(ctx context.Context, puts []backend.Put, key string, fn backend.UpdateFunc) (backend.Version, []backend.Version, error) {
-	cur, ok := s.hints.get(key)
-	if !ok {
-		var err error
+	// fresh: cur came from the owner (a read or a refusal), not from the
+	// hints, so an error from fn is fn's answer, not a stale hint's.
+	cur, hinted := s.hints.get(key)
+	fresh := !hinted
+	read := func() (err error) {
 		if cur, err = s.Get(ctx, key); errors.Is(err, backend.ErrNotFound) {
-			cur = backend.Entry{}
-		} else if err != nil {
+			cur, err = backend.Entry{}, nil
+		}
+		fresh = true
+		return err
+	}
+	if fresh {
+		if err := read(); err != nil {
 			return 0, nil, err
 		}
 	}
@@ -69,7 +76,17 @@ func (s *Shared) batchRemote(ctx context.Context, puts []backend.Put, key string
 		val, err := fn(cloneEntry(cur))
 		skip := errors.Is(err, backend.ErrSkipUpdate)
 		if err != nil && !skip {
-			return 0, nil, fmt.Errorf("bolt: update %s: %w", quoteKey(key), err)
+			if fresh {
+				return 0, nil, fmt.Errorf("bolt: update %s: %w", quoteKey(key), err)
+			}
+			// fn refused a hinted entry (a caller's update can depend on
+			// more than the key, e.g. blobs the entry names): ask it again
+			// about the current one.
+			s.hints.drop(key)
+			if err := read(); err != nil {
+				return 0, nil, err
+			}
+			continue
 		}
 		if !skip {
 			if val == nil {
@@ -84,15 +101,14 @@ func (s *Shared) batchRemote(ctx context.Context, puts []backend.Put, key string
 		var ce *backend.ConflictError
 		if errors.As(err, &ce) && ce.Key == key {
 			s.hints.drop(key)
+			stale := !fresh // a stale hint, not contention: no pause
 			if ce.Known {
-				cur = ce.Current
-			} else if cur, err = s.Get(ctx, key); errors.Is(err, backend.ErrNotFound) {
-				cur = backend.Entry{}
-			} else if err != nil {
+				cur, fresh = ce.Current, true
+			} else if err := read(); err != nil {
 				return 0, nil, err
 			}
-			if attempt > 0 { // the first retry is a stale hint, not contention
-				if err := backoff.Jitter(ctx, attempt-1); err != nil {
+			if !stale {
+				if err := backoff.Jitter(ctx, attempt); err != nil {
 					return 0, nil, err
 				}
 			}

@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"errors"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -81,4 +82,38 @@ func TestSharedBatchSameVersionOtherValue(t *testing.T) {
 	})
 	require.NoError(t, err)
 	require.Equal(t, []string{"stale", "real"}, saw)
+}
+
+// TestSharedBatchFnRefusesHint: an update function that fails on the
+// entry it was given is asked again about the current entry when what it
+// saw was only a hint (a caller's function can depend on more than the
+// key, e.g. blobs a stale entry names): its error is returned only for an
+// entry read from the owner.
+func TestSharedBatchFnRefusesHint(t *testing.T) {
+	ctx := testCtx(t)
+	path := filepath.Join(t.TempDir(), "f.db")
+	owner, err := OpenShared(ctx, path, remoteOpts...)
+	require.NoError(t, err)
+	defer owner.Close()
+	a, err := OpenShared(ctx, path, remoteOpts...)
+	require.NoError(t, err)
+	defer a.Close()
+	v, err := owner.CompareAndPut(ctx, "k", 0, []byte("real"))
+	require.NoError(t, err)
+	a.hints.put("k", backend.Entry{Version: v - 1, Value: []byte("stale")})
+	errStale := errors.New("names a blob that is gone")
+	fn := func(cur backend.Entry) ([]byte, error) {
+		if string(cur.Value) == "stale" {
+			return nil, errStale
+		}
+		return []byte("next"), nil
+	}
+	_, _, err = a.UpdateWith(ctx, nil, "k", fn)
+	require.NoError(t, err, "fn's refusal of a hint is not the caller's error")
+
+	// On an entry read from the owner, fn's error is returned.
+	_, err = owner.CompareAndPut(ctx, "k2", 0, []byte("stale"))
+	require.NoError(t, err)
+	_, _, err = a.UpdateWith(ctx, nil, "k2", fn)
+	require.ErrorIs(t, err, errStale)
 }
