@@ -12,6 +12,7 @@ import (
 
 	"github.com/stickypub/stickypub/backend"
 	"github.com/stickypub/stickypub/internal/backoff"
+	"github.com/stickypub/stickypub/internal/hints"
 )
 
 // Shared is a bolt store that several processes can use at once (bbolt
@@ -59,7 +60,7 @@ type Shared struct {
 	closeCh   chan struct{}
 	errClosed error
 	wg        sync.WaitGroup // watch goroutines
-	hints     entryHints     // UpdateWith's last entries per key (share_batch.go)
+	hints     hints.Cache    // UpdateWith's last entries per key (share_batch.go)
 
 	mu     sync.Mutex
 	att    attachment

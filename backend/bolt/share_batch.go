@@ -12,7 +12,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"sync"
 
 	"github.com/stickypub/stickypub/backend"
 	"github.com/stickypub/stickypub/internal/backoff"
@@ -58,7 +57,7 @@ func (s *Shared) UpdateWith(ctx context.Context, puts []backend.Put, key string,
 func (s *Shared) batchRemote(ctx context.Context, puts []backend.Put, key string, fn backend.UpdateFunc) (backend.Version, []backend.Version, error) {
 	// fresh: cur came from the owner (a read or a refusal), not from the
 	// hints, so an error from fn is fn's answer, not a stale hint's.
-	cur, hinted := s.hints.get(key)
+	cur, hinted := s.hints.Get(key)
 	fresh := !hinted
 	read := func() (err error) {
 		if cur, err = s.Get(ctx, key); errors.Is(err, backend.ErrNotFound) {
@@ -82,7 +81,7 @@ func (s *Shared) batchRemote(ctx context.Context, puts []backend.Put, key string
 			// fn refused a hinted entry (a caller's update can depend on
 			// more than the key, e.g. blobs the entry names): ask it again
 			// about the current one.
-			s.hints.drop(key)
+			s.hints.Drop(key)
 			if err := read(); err != nil {
 				return 0, nil, err
 			}
@@ -100,7 +99,7 @@ func (s *Shared) batchRemote(ctx context.Context, puts []backend.Put, key string
 		v, vers, err := s.sendBatch(ctx, req)
 		var ce *backend.ConflictError
 		if errors.As(err, &ce) && ce.Key == key {
-			s.hints.drop(key)
+			s.hints.Drop(key)
 			stale := !fresh // a stale hint, not contention: no pause
 			if ce.Known {
 				cur, fresh = ce.Current, true
@@ -116,11 +115,11 @@ func (s *Shared) batchRemote(ctx context.Context, puts []backend.Put, key string
 		}
 		switch {
 		case err != nil:
-			s.hints.drop(key)
+			s.hints.Drop(key)
 		case !skip:
-			s.hints.put(key, backend.Entry{Value: bytes.Clone(val), Version: v})
+			s.hints.Put(key, backend.Entry{Value: val, Version: v})
 		default:
-			s.hints.put(key, cur)
+			s.hints.Put(key, cur)
 		}
 		return v, vers, err
 	}
@@ -218,43 +217,4 @@ func (o *ownerAtt) serveBatch(ctx context.Context, req *request) (backend.Versio
 		out[i] = uint64(pv)
 	}
 	return v, out, err
-}
-
-// hintCap bounds the entries a Shared handle remembers for UpdateWith.
-const hintCap = 1024
-
-// entryHints remembers, per key, the entry this handle last wrote or read
-// through UpdateWith: where an update function would otherwise need a read
-// first. A hint is never trusted: the owner checks it.
-type entryHints struct {
-	mu sync.Mutex
-	m  map[string]backend.Entry
-}
-
-func (h *entryHints) get(key string) (backend.Entry, bool) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	e, ok := h.m[key]
-	return e, ok
-}
-
-func (h *entryHints) put(key string, e backend.Entry) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.m == nil {
-		h.m = make(map[string]backend.Entry)
-	}
-	if _, ok := h.m[key]; !ok && len(h.m) >= hintCap {
-		for k := range h.m { // drop one at random
-			delete(h.m, k)
-			break
-		}
-	}
-	h.m[key] = e
-}
-
-func (h *entryHints) drop(key string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	delete(h.m, key)
 }

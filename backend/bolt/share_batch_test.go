@@ -74,7 +74,7 @@ func TestSharedBatchSameVersionOtherValue(t *testing.T) {
 	defer a.Close()
 	v, err := owner.CompareAndPut(ctx, "k", 0, []byte("real"))
 	require.NoError(t, err)
-	a.hints.put("k", backend.Entry{Version: v, Value: []byte("stale")})
+	a.hints.Put("k", backend.Entry{Version: v, Value: []byte("stale")})
 	var saw []string
 	_, _, err = a.UpdateWith(ctx, nil, "k", func(cur backend.Entry) ([]byte, error) {
 		saw = append(saw, string(cur.Value))
@@ -100,7 +100,7 @@ func TestSharedBatchFnRefusesHint(t *testing.T) {
 	defer a.Close()
 	v, err := owner.CompareAndPut(ctx, "k", 0, []byte("real"))
 	require.NoError(t, err)
-	a.hints.put("k", backend.Entry{Version: v - 1, Value: []byte("stale")})
+	a.hints.Put("k", backend.Entry{Version: v - 1, Value: []byte("stale")})
 	errStale := errors.New("names a blob that is gone")
 	fn := func(cur backend.Entry) ([]byte, error) {
 		if string(cur.Value) == "stale" {

@@ -6,13 +6,11 @@ package redis
 // nothing.
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strconv"
-	"sync"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -84,7 +82,7 @@ func (s *Store) UpdateWith(ctx context.Context, puts []backend.Put, key string, 
 
 	// fresh: cur was read from the server (not taken from the hints), so
 	// that an error from fn is fn's answer, not a stale hint's.
-	cur, hinted := s.hints.get(rkey)
+	cur, hinted := s.hints.Get(rkey)
 	fresh := !hinted
 	if fresh {
 		var err error
@@ -100,7 +98,7 @@ func (s *Store) UpdateWith(ctx context.Context, puts []backend.Put, key string, 
 				return 0, nil, err
 			}
 			// fn refused a hinted entry: ask it again about the current one.
-			s.hints.drop(rkey)
+			s.hints.Drop(rkey)
 			if cur, err = s.readEntry(ctx, key); err != nil {
 				return 0, nil, err
 			}
@@ -117,7 +115,7 @@ func (s *Store) UpdateWith(ctx context.Context, puts []backend.Put, key string, 
 		}
 		r, err := s.runBatch(ctx, rkeys, puts, cur.Version, next, skip, size)
 		if err != nil {
-			s.hints.drop(rkey)
+			s.hints.Drop(rkey)
 			return 0, nil, err
 		}
 		switch r.outcome {
@@ -129,14 +127,14 @@ func (s *Store) UpdateWith(ctx context.Context, puts []backend.Put, key string, 
 				}
 				cur = backend.Entry{Value: next, Version: r.keyVer}
 			}
-			s.hints.put(rkey, cur)
+			s.hints.Put(rkey, cur)
 			return r.keyVer, r.vers, nil
 		case outcomePutConflict:
 			p := puts[r.put]
 			return 0, nil, conflict(p.Key, p.Expect, writeReply{version: r.current.Version, value: r.current.Value})
 		}
 		// outcomeKeyMoved: fn saw a stale entry (another writer, or a stale hint).
-		s.hints.put(rkey, r.current)
+		s.hints.Put(rkey, r.current)
 		fresh = true
 		if attempt >= maxBatchAttempts {
 			return 0, nil, fmt.Errorf("redis %s: %d attempts: %w", op, attempt,
@@ -215,44 +213,4 @@ func (s *Store) runBatch(ctx context.Context, rkeys []string, puts []backend.Put
 		return batchReply{}, fmt.Errorf("redis %s %q on %s: %w", op, key, s.where, err)
 	}
 	return r, nil
-}
-
-// maxHints bounds a handle's hint cache; past it the cache starts over.
-const maxHints = 1024
-
-// hintCache remembers, per Redis key updated through UpdateWith, the entry
-// this handle last wrote or was told about there, so that the next
-// UpdateWith of that key can skip its read. It is only a hint: the batch
-// script checks the version, and a stale entry costs one more script run
-// (whose conflict reply carries the current entry), not a wrong write.
-type hintCache struct {
-	mu sync.Mutex
-	m  map[string]backend.Entry
-}
-
-// get returns a copy of the entry remembered for rkey.
-func (h *hintCache) get(rkey string) (backend.Entry, bool) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	e, ok := h.m[rkey]
-	e.Value = bytes.Clone(e.Value)
-	return e, ok
-}
-
-// put remembers e (copied) as rkey's entry.
-func (h *hintCache) put(rkey string, e backend.Entry) {
-	e.Value = bytes.Clone(e.Value)
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.m == nil || len(h.m) >= maxHints {
-		h.m = make(map[string]backend.Entry)
-	}
-	h.m[rkey] = e
-}
-
-// drop forgets rkey (after an error: the outcome may be unknown).
-func (h *hintCache) drop(rkey string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	delete(h.m, rkey)
 }

@@ -14,6 +14,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/stickypub/stickypub/backend"
+	"github.com/stickypub/stickypub/internal/hints"
 )
 
 // Store is a backend.Store on Redis. It also implements backend.Watcher,
@@ -35,7 +36,7 @@ type Store struct {
 
 	batch   *batcher // nil when Options.Pipelines is -1
 	cluster bool     // a Redis Cluster client: a batch must stay in one hash slot
-	hints   hintCache
+	hints   hints.Cache
 	logs    *logSink // go-redis log lines about this store's servers
 	watch   watchHub
 }
