@@ -222,6 +222,38 @@ func BenchmarkIndependentRedis(b *testing.B) {
 	}
 }
 
+// BenchmarkLiveRedis is issue 11's measure: one client (one identity and
+// store handle) publishing b.N messages of 100 bytes from P goroutines in
+// topic order (Redis's default), while a live pushed subscriber on its own
+// client and handle receives and verifies every message; the timed region
+// ends when every message is acknowledged and delivered. Then, in the same
+// run, b.N XADDs by P goroutines sharing one go-redis client (the same
+// number of clients) on the same server.
+//
+//	one-client/P=n  msgs/s (acknowledged and delivered), acked-msgs/s,
+//	                retries/msg, xadd-ops/s, x-xadd (msgs/s / XADD rate)
+func BenchmarkLiveRedis(b *testing.B) {
+	srv := redistest.Require(b)
+	for _, p := range []int{1, 100} {
+		b.Run(fmt.Sprintf("one-client/P=%d", p), func(b *testing.B) {
+			ctx := benchCtx(b)
+			prefix := redistest.Prefix(b)
+			redistest.CleanupPrefix(b, srv, prefix)
+			open := func() backend.Store { return openRedisPrefix(b, srv, prefix) }
+			clients := newClients(b, 1, core.TopicOrder, func(int) backend.Store { return open() })
+			warmUp(b, ctx, benchTopic, clients)
+			b.ResetTimer()
+			elapsed, retries := independentRun(b, ctx, benchTopic, core.TopicOrder, p, open(), clients,
+				func(int) *core.Client { return clients[0] }, "acked-msgs/s")
+			b.StopTimer()
+			rate := reportIndependent(b, elapsed, retries)
+			xadd := xaddClients(b, ctx, srv, prefix+"xadd", p, 1)
+			b.ReportMetric(xadd, "xadd-ops/s")
+			b.ReportMetric(rate/xadd, "x-xadd")
+		})
+	}
+}
+
 // openRedisPrefix opens one more Store handle on srv under prefix (the
 // caller cleans the prefix up); it is closed when the run ends.
 func openRedisPrefix(b *testing.B, srv *redistest.Server, prefix string) *redis.Store {
@@ -240,8 +272,15 @@ func openRedisPrefix(b *testing.B, srv *redistest.Server, prefix string) *redis.
 // xaddSeparate runs b.N XADDs of payloadSize bytes to one stream from p
 // goroutines, each with its own go-redis client, and returns their rate.
 func xaddSeparate(b *testing.B, ctx context.Context, srv *redistest.Server, stream string, p int) float64 {
+	return xaddClients(b, ctx, srv, stream, p, p)
+}
+
+// xaddClients runs b.N XADDs of payloadSize bytes to one stream from p
+// goroutines sharing n go-redis clients (goroutine w uses client w mod n),
+// and returns their rate.
+func xaddClients(b *testing.B, ctx context.Context, srv *redistest.Server, stream string, p, n int) float64 {
 	b.Helper()
-	clients := make([]goredis.UniversalClient, p)
+	clients := make([]goredis.UniversalClient, n)
 	for i := range clients {
 		clients[i] = srv.NewClient()
 		if err := clients[i].Ping(ctx).Err(); err != nil {
@@ -256,7 +295,7 @@ func xaddSeparate(b *testing.B, ctx context.Context, srv *redistest.Server, stre
 	}()
 	d, err := timeWorkers(b.N, p, func(w, n int) error {
 		for i := range n {
-			if err := clients[w].XAdd(ctx, &goredis.XAddArgs{Stream: stream, Values: []any{"v", payload(w, i)}}).Err(); err != nil {
+			if err := clients[w%n].XAdd(ctx, &goredis.XAddArgs{Stream: stream, Values: []any{"v", payload(w, i)}}).Err(); err != nil {
 				return err
 			}
 		}
