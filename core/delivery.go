@@ -364,17 +364,24 @@ func (s *Subscription) deliver(ctx context.Context, a announcement) (int, error)
 			m.Cursor, m.sub = s.cursorAfter(a.Pub, seq+1), s
 			s.serial++
 			m.serial = s.serial
+			// Counted and reported before the hand-over, so that whoever
+			// receives the message and then reads Stats (or a metric fed
+			// by the event) sees it; taken back if the send is abandoned.
+			s.c.stats.received.Add(1)
+			if m.Redelivered {
+				s.c.stats.redelivered.Add(1)
+			}
 			select {
 			case s.msgs <- m:
 			case <-ctx.Done():
+				s.c.stats.received.Add(^uint64(0))
+				if m.Redelivered {
+					s.c.stats.redelivered.Add(^uint64(0))
+				}
 				return n, ctx.Err()
 			}
 			s.setNext(a.Pub, seq+1)
 			n++
-			if m.Redelivered {
-				s.c.stats.redelivered.Add(1)
-			}
-			s.c.stats.received.Add(1)
 			s.c.emit(Event{Kind: EventMessage, Topic: s.tk.name, Seq: seq, Message: m})
 		}
 	}

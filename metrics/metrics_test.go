@@ -119,7 +119,13 @@ func TestScrapeCountersMoveWithTraffic(t *testing.T) {
 	_, err = store.CompareAndPut(ctx, "metrics-test/conflict", 0, []byte("b"))
 	require.ErrorIs(t, err, backend.ErrConflict)
 
-	after := scrape(t, srv.URL)
+	// The lag is observed from the delivery event, which the delivering
+	// goroutine emits just after handing the message over: wait for it.
+	var after map[string]*dto.MetricFamily
+	require.Eventually(t, func() bool {
+		after = scrape(t, srv.URL)
+		return value(after, "stickypub_subscription_lag_seconds") >= 10
+	}, 10*time.Second, 5*time.Millisecond, "one lag sample per delivery")
 	assert.Equal(t, 10.0, value(after, "stickypub_published_messages_total", "client", "pub"))
 	assert.Equal(t, 10.0, value(after, "stickypub_delivered_messages_total", "client", "sub"))
 	assert.Equal(t, 0.0, value(after, "stickypub_delivered_messages_total", "client", "pub"))
