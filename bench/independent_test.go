@@ -278,9 +278,9 @@ func xaddSeparate(b *testing.B, ctx context.Context, srv *redistest.Server, stre
 // xaddClients runs b.N XADDs of payloadSize bytes to one stream from p
 // goroutines sharing n go-redis clients (goroutine w uses client w mod n),
 // and returns their rate.
-func xaddClients(b *testing.B, ctx context.Context, srv *redistest.Server, stream string, p, n int) float64 {
+func xaddClients(b *testing.B, ctx context.Context, srv *redistest.Server, stream string, p, nClients int) float64 {
 	b.Helper()
-	clients := make([]goredis.UniversalClient, n)
+	clients := make([]goredis.UniversalClient, nClients)
 	for i := range clients {
 		clients[i] = srv.NewClient()
 		if err := clients[i].Ping(ctx).Err(); err != nil {
@@ -295,7 +295,7 @@ func xaddClients(b *testing.B, ctx context.Context, srv *redistest.Server, strea
 	}()
 	d, err := timeWorkers(b.N, p, func(w, n int) error {
 		for i := range n {
-			if err := clients[w%n].XAdd(ctx, &goredis.XAddArgs{Stream: stream, Values: []any{"v", payload(w, i)}}).Err(); err != nil {
+			if err := clients[w%nClients].XAdd(ctx, &goredis.XAddArgs{Stream: stream, Values: []any{"v", payload(w, i)}}).Err(); err != nil {
 				return err
 			}
 		}
