@@ -95,27 +95,7 @@ func benchBittorrentPublish(b *testing.B, sw *bittorrent.Swarm, p int) {
 		}
 		clients[i] = c
 	}
-	start := time.Now()
-	startRetries := warmUp(b, ctx, benchTopic, clients)
-	warm := time.Since(start)
-	var before uint64
-	for _, c := range clients {
-		before += c.Stats().Retries
-	}
-	elapsed := runWorkers(b, p, "msgs/s", func(w, n int) error {
-		for i := range n {
-			if _, err := clients[w].Publish(ctx, benchTopic, payload(w, i)); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	var retries uint64
-	for _, c := range clients {
-		retries += c.Stats().Retries
-	}
-	b.ReportMetric(float64(retries-before)/float64(b.N), "retries/msg")
-	b.ReportMetric(startRetries, "start-retries/pub") // after runWorkers: ResetTimer drops metrics
+	elapsed, warm := steadyPublish(b, ctx, clients)
 	// The paired baseline: raw compare-and-puts through the same handles.
 	d, err := timeWorkers(b.N, p, func(w, n int) error {
 		key := fmt.Sprintf("raw/%d", w)

@@ -180,6 +180,36 @@ func warmUp(b *testing.B, ctx context.Context, topic string, clients []*core.Cli
 	return float64(after-before) / float64(len(clients))
 }
 
+// steadyPublish has every client publish once at the same time (warmUp:
+// their registrations, untimed), then times b.N publishes to benchTopic by
+// one goroutine per client; it reports msgs/s, retries/msg of the timed
+// region and start-retries/pub, and returns the timed region and the
+// warm-up's duration.
+func steadyPublish(b *testing.B, ctx context.Context, clients []*core.Client) (elapsed, warm time.Duration) {
+	b.Helper()
+	start := time.Now()
+	startRetries := warmUp(b, ctx, benchTopic, clients)
+	warm = time.Since(start)
+	retries := func() (n uint64) {
+		for _, c := range clients {
+			n += c.Stats().Retries
+		}
+		return n
+	}
+	before := retries()
+	elapsed = runWorkers(b, len(clients), "msgs/s", func(w, n int) error {
+		for i := range n {
+			if _, err := clients[w].Publish(ctx, benchTopic, payload(w, i)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	b.ReportMetric(float64(retries()-before)/float64(b.N), "retries/msg")
+	b.ReportMetric(startRetries, "start-retries/pub") // after runWorkers: ResetTimer drops metrics
+	return elapsed, warm
+}
+
 // reportIndependent reports msgs/s and retries/msg of a run.
 func reportIndependent(b *testing.B, elapsed time.Duration, retries uint64) float64 {
 	rate := float64(b.N) / elapsed.Seconds()

@@ -94,27 +94,7 @@ func benchLibp2pPublish(b *testing.B, opts libp2p.Options, p int) {
 			b.Fatal(err)
 		}
 	}
-	start := time.Now()
-	startRetries := warmUp(b, ctx, benchTopic, clients)
-	warm := time.Since(start)
-	var before uint64
-	for _, c := range clients {
-		before += c.Stats().Retries
-	}
-	elapsed := runWorkers(b, p, "msgs/s", func(w, n int) error {
-		for i := range n {
-			if _, err := clients[w].Publish(ctx, benchTopic, payload(w, i)); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	var retries uint64
-	for _, c := range clients {
-		retries += c.Stats().Retries
-	}
-	b.ReportMetric(float64(retries-before)/float64(b.N), "retries/msg")
-	b.ReportMetric(startRetries, "start-retries/pub") // after runWorkers: ResetTimer drops metrics
+	elapsed, warm := steadyPublish(b, ctx, clients)
 
 	// The library's PutValue from the same handles, fresh keys.
 	value := libp2p.CreateRecord(payload(0, 0))

@@ -17,14 +17,7 @@ import (
 // on the current entry: nothing written on a stale view.
 func TestSharedBatchStaleHint(t *testing.T) {
 	ctx := testCtx(t)
-	path := filepath.Join(t.TempDir(), "h.db")
-	owner, err := OpenShared(ctx, path, remoteOpts...)
-	require.NoError(t, err)
-	defer owner.Close()
-	a, err := OpenShared(ctx, path, remoteOpts...)
-	require.NoError(t, err)
-	defer a.Close()
-	require.False(t, a.IsOwner())
+	owner, a := ownerAndRemote(t)
 
 	var calls int
 	incr := func(cur backend.Entry) ([]byte, error) {
@@ -65,13 +58,7 @@ func TestSharedBatchStaleHint(t *testing.T) {
 // whose value differs (a file restored from a copy) is refused.
 func TestSharedBatchSameVersionOtherValue(t *testing.T) {
 	ctx := testCtx(t)
-	path := filepath.Join(t.TempDir(), "s.db")
-	owner, err := OpenShared(ctx, path, remoteOpts...)
-	require.NoError(t, err)
-	defer owner.Close()
-	a, err := OpenShared(ctx, path, remoteOpts...)
-	require.NoError(t, err)
-	defer a.Close()
+	owner, a := ownerAndRemote(t)
 	v, err := owner.CompareAndPut(ctx, "k", 0, []byte("real"))
 	require.NoError(t, err)
 	a.hints.Put("k", backend.Entry{Version: v, Value: []byte("stale")})
@@ -91,13 +78,7 @@ func TestSharedBatchSameVersionOtherValue(t *testing.T) {
 // entry read from the owner.
 func TestSharedBatchFnRefusesHint(t *testing.T) {
 	ctx := testCtx(t)
-	path := filepath.Join(t.TempDir(), "f.db")
-	owner, err := OpenShared(ctx, path, remoteOpts...)
-	require.NoError(t, err)
-	defer owner.Close()
-	a, err := OpenShared(ctx, path, remoteOpts...)
-	require.NoError(t, err)
-	defer a.Close()
+	owner, a := ownerAndRemote(t)
 	v, err := owner.CompareAndPut(ctx, "k", 0, []byte("real"))
 	require.NoError(t, err)
 	a.hints.Put("k", backend.Entry{Version: v - 1, Value: []byte("stale")})
@@ -116,4 +97,20 @@ func TestSharedBatchFnRefusesHint(t *testing.T) {
 	require.NoError(t, err)
 	_, _, err = a.UpdateWith(ctx, nil, "k2", fn)
 	require.ErrorIs(t, err, errStale)
+}
+
+// ownerAndRemote opens a shared file twice: the owner, and a handle that
+// reaches it through the socket; both are closed when the test ends.
+func ownerAndRemote(t *testing.T) (owner, remote *Shared) {
+	t.Helper()
+	ctx := testCtx(t)
+	path := filepath.Join(t.TempDir(), "b.db")
+	owner, err := OpenShared(ctx, path, remoteOpts...)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = owner.Close() })
+	remote, err = OpenShared(ctx, path, remoteOpts...)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = remote.Close() })
+	require.False(t, remote.IsOwner())
+	return owner, remote
 }
