@@ -53,6 +53,11 @@ type topicPublisher struct {
 	// (guarded by mu; kept across reloads): a reload that finds the log
 	// shorter reports ErrLogRegressed and continues after it.
 	ackedMax uint64
+	// Idle verification (run goroutine) backs off while it keeps finding
+	// the records in place (see paceVerify): calmVerifies in a row, none
+	// before nextVerify.
+	calmVerifies int
+	nextVerify   time.Time
 }
 
 // segSpan remembers a segment written in this session, for age retention.
@@ -220,6 +225,7 @@ func (p *topicPublisher) flushLoop(tick <-chan time.Time) bool {
 		err := p.flush(ctx, b)
 		if err == nil {
 			failures = 0
+			p.calmVerifies, p.nextVerify = 0, time.Time{} // check the new announcement soon
 			p.finish(b, nil, false)
 			p.maybeReclaimOwn(ctx)
 			continue
@@ -258,6 +264,7 @@ func (p *topicPublisher) reset(b *inflightBatch, err error) {
 	// What it knew of the coordinator and its own records is re-learnt
 	// after the next load.
 	p.leaseUntil, p.announced, p.refreshed = 0, 0, time.Time{}
+	p.calmVerifies, p.nextVerify = 0, time.Time{}
 	p.mu.Unlock()
 	p.finish(b, err, b.outcomeUnknown())
 	if len(rest) > 0 {

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/stickypub/stickypub/backend"
 )
@@ -140,10 +141,14 @@ func (p *topicPublisher) checkOwnHead(ctx context.Context) {
 // lost it (possible on backends that are not linearizable, or after a crash
 // between the head write and the announcement). In unordered mode only the
 // registration matters: subscribers read the head record itself.
+// While it keeps finding everything in place it runs less and less often
+// (see paceVerify).
 func (p *topicPublisher) verify(ctx context.Context) {
-	if p.lastAnn.To == 0 {
+	if p.lastAnn.To == 0 || time.Now().Before(p.nextVerify) {
 		return
 	}
+	calm := false
+	defer func() { p.paceVerify(calm) }()
 	c := p.c
 	if !c.eng.ordered {
 		p.checkOwnHead(ctx)
@@ -153,6 +158,7 @@ func (p *topicPublisher) verify(ctx context.Context) {
 		return
 	}
 	if !c.eng.ordered && p.leaseUntil > 0 && st.Active[c.pid] >= p.leaseUntil {
+		calm = true
 		return // the lease is there, so subscribers read this publisher's head
 	}
 	h, err := c.eng.headOf(ctx, p.tk, st, c.pid)
@@ -162,6 +168,7 @@ func (p *topicPublisher) verify(ctx context.Context) {
 	leaseOK := c.eng.ordered || p.leaseUntil <= c.eng.now().UnixNano() || st.Active[c.pid] >= p.leaseUntil
 	if leaseOK && ((c.eng.ordered && h >= p.lastAnn.To) || (!c.eng.ordered && h > 0)) {
 		p.announced = max(p.announced, min(h, p.lastAnn.To))
+		calm = true
 		return
 	}
 	op := coordOp{anns: []announcement{p.lastAnn}}
@@ -172,4 +179,27 @@ func (p *topicPublisher) verify(ctx context.Context) {
 	if _, err := c.eng.announce(ctx, p.tk, op); err != nil {
 		c.opts.logger.Warn("stickypub: re-announce failed", "topic", p.tk.name, "err", err)
 	}
+}
+
+// maxVerifyBackoff bounds the idle verification's back-off: at most one
+// verification per verifyInterval<<maxVerifyBackoff while it finds the
+// records in place.
+const maxVerifyBackoff = 5
+
+// paceVerify schedules the next idle verification. Each verification
+// reads the publisher's head and the coordinator (on a DHT, fresh blobs
+// found by walks): a hundred idle publishers verifying every interval kept
+// a loaded swarm too busy for the publishers still writing, which starved.
+// After calm verifications in a row it waits about
+// verifyInterval<<min(calm, maxVerifyBackoff); a verification that found
+// something missing or failed, a flush and a reset check again at the next
+// tick. The pacing uses the wall clock, like the ticker.
+func (p *topicPublisher) paceVerify(calm bool) {
+	if !calm {
+		p.calmVerifies, p.nextVerify = 0, time.Time{}
+		return
+	}
+	p.calmVerifies++
+	iv := p.c.opts.verifyInterval
+	p.nextVerify = time.Now().Add(iv<<min(p.calmVerifies, maxVerifyBackoff) - iv/2)
 }

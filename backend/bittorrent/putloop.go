@@ -99,30 +99,34 @@ func (v *view) best() (item, bool) {
 // read fetches the item of target from its closest nodes. When the handle
 // traversed towards target within ViewTTL it asks the nodes found then,
 // directly and in parallel (one round trip); if any of them does not
-// answer (churn), or there is no recent view, it traverses the DHT. Every
-// item returned is verified; it fails unless ReadQuorum distinct nodes
-// answered.
-func (s *Store) read(ctx context.Context, target Target, salt []byte) (*view, error) {
-	if addrs := s.views.get(target, s.opts.ViewTTL); len(addrs) > 0 && !s.anyDead(addrs) {
+// answer (churn), if they are fewer than need, or if there is no recent
+// view, it traverses the DHT. Every item returned is verified; it fails
+// unless need distinct nodes answered (ReadQuorum for a read, WriteQuorum
+// for the read before a write: a write through fewer nodes cannot reach
+// its quorum, and a closest set found while some nodes were not answering
+// must not keep every write of the next ViewTTL from reaching it).
+func (s *Store) read(ctx context.Context, target Target, salt []byte, need int) (*view, error) {
+	if addrs := s.views.get(target, s.opts.ViewTTL); len(addrs) >= need && !s.anyDead(addrs) {
 		peers := s.directRound(ctx, target, salt, addrs)
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
 		if len(peers) == len(addrs) {
 			s.stats.direct.Add(1)
-			return s.closest(target, salt, peers)
+			return s.closest(target, salt, peers, need)
 		}
 	}
 	s.stats.traversals.Add(1)
 	peers, err := s.traverse(ctx, target, salt, true)
-	if err == nil && len(peers) < s.opts.ReadQuorum {
+	if err == nil && len(peers) < need {
 		// Too many nodes are being skipped as dead: ask them anyway.
+		s.stats.retraversals.Add(1)
 		peers, err = s.traverse(ctx, target, salt, false)
 	}
 	if err != nil {
 		return nil, err
 	}
-	v, err := s.closest(target, salt, peers)
+	v, err := s.closest(target, salt, peers, need)
 	if err != nil {
 		return nil, err
 	}
@@ -135,8 +139,8 @@ func (s *Store) read(ctx context.Context, target Target, salt []byte) (*view, er
 }
 
 // closest keeps the Replicas answers closest to target, nearest first, and
-// checks the read quorum.
-func (s *Store) closest(target Target, salt []byte, peers []*peer) (*view, error) {
+// checks that at least need nodes answered.
+func (s *Store) closest(target Target, salt []byte, peers []*peer, need int) (*view, error) {
 	t := int160.FromByteArray(target)
 	slices.SortFunc(peers, func(a, b *peer) int {
 		return int160.FromByteArray(a.id).Distance(t).Cmp(int160.FromByteArray(b.id).Distance(t))
@@ -144,8 +148,9 @@ func (s *Store) closest(target Target, salt []byte, peers []*peer) (*view, error
 	if len(peers) > s.opts.Replicas {
 		peers = peers[:s.opts.Replicas]
 	}
-	if len(peers) < s.opts.ReadQuorum {
-		return nil, fmt.Errorf("%d storing nodes answered (need %d): %w: %w", len(peers), s.opts.ReadQuorum, ErrNoQuorum, backend.ErrUnavailable)
+	if len(peers) < need {
+		s.stats.shortReads.Add(1)
+		return nil, fmt.Errorf("%d storing nodes answered (need %d): %w: %w", len(peers), need, ErrNoQuorum, backend.ErrUnavailable)
 	}
 	return &view{target: target, salt: salt, peers: peers}, nil
 }
@@ -428,6 +433,7 @@ func (s *Store) noteAnswer(addr *net.UDPAddr, res dht.QueryResult, caller contex
 	case res.Err == nil:
 		s.dead.alive(addr)
 	case caller.Err() == nil && (errors.Is(res.Err, dht.TransactionTimeout) || errors.Is(res.Err, context.DeadlineExceeded)):
+		s.stats.timeouts.Add(1)
 		s.dead.mark(addr)
 	}
 }

@@ -116,7 +116,7 @@ func (s *Store) RepublishNow() {
 		if s.ctx.Err() != nil {
 			return
 		}
-		v, err := s.read(s.ctx, target, e.salt)
+		v, err := s.read(s.ctx, target, e.salt, s.opts.ReadQuorum)
 		if err != nil {
 			s.opts.Logger.Debug("bittorrent: republish read failed", "err", err)
 			continue

@@ -178,7 +178,7 @@ func (s *Store) Get(ctx context.Context, key string) (backend.Entry, error) {
 	defer cancel()
 	salt := keySalt(s.opts.SaltPrefix, key)
 	target := MutableTarget(s.opts.PublicKey, salt)
-	v, err := s.read(octx, target, salt)
+	v, err := s.read(octx, target, salt, s.opts.ReadQuorum)
 	if err != nil {
 		return backend.Entry{}, s.finish(ctx, fmt.Errorf("bittorrent: get %q: %w", key, err))
 	}
@@ -220,7 +220,7 @@ func (s *Store) CompareAndPut(ctx context.Context, key string, expect backend.Ve
 	if err := s.contended.wait(octx, target); err != nil {
 		return 0, s.finish(ctx, err)
 	}
-	v, err := s.read(octx, target, salt)
+	v, err := s.read(octx, target, salt, s.opts.WriteQuorum)
 	if err != nil {
 		return 0, s.finish(ctx, fmt.Errorf("bittorrent: put %q: %w", key, err))
 	}
@@ -256,6 +256,10 @@ func (s *Store) CompareAndPut(ctx context.Context, key string, expect backend.Ve
 		return 0, fmt.Errorf("bittorrent: put %q: %d of %d nodes accepted, %d refused with a conflict: %w",
 			key, res.accepted, res.sent, res.conflicts, &backend.ConflictError{Key: key, Expected: expect})
 	}
+	// Some of the closest nodes did not answer: find them afresh next time
+	// rather than asking the same ones directly for ViewTTL.
+	s.views.drop(target)
+	s.stats.noQuorum.Add(1)
 	return 0, fmt.Errorf("bittorrent: put %q: %d of %d nodes accepted (need %d): %w: %w",
 		key, res.accepted, res.sent, s.opts.WriteQuorum, ErrNoQuorum, backend.ErrUnavailable)
 }

@@ -46,3 +46,10 @@ func (c *viewCache) put(t Target, addrs []*net.UDPAddr) {
 	}
 	c.m[t] = cachedView{addrs: addrs, at: time.Now()}
 }
+
+// drop forgets the closest set of t.
+func (c *viewCache) drop(t Target) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.m, t)
+}
