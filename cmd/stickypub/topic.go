@@ -70,10 +70,12 @@ func newTopicChangeCmd(a *app, allow bool) *cobra.Command {
 	if !allow {
 		use, short = "deny TOPIC PUBLISHER...", "Withdraw publishers' right to publish on a topic (owner only)"
 	}
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   use,
 		Short: short,
-		Args:  usageArgs(cobra.MinimumNArgs(2)),
+		Long: short + ".\n\nFlags go before TOPIC: everything after it is a publisher ID, so an ID that\n" +
+			"starts with '-' (one in 64 does) is read as an ID, not as a flag.",
+		Args: usageArgs(cobra.MinimumNArgs(2)),
 		RunE: func(cmd *cobra.Command, args []string) (err error) {
 			ids, err := parseIDs(args[1:])
 			if err != nil {
@@ -96,6 +98,9 @@ func newTopicChangeCmd(a *app, allow bool) *cobra.Command {
 			})
 		},
 	}
+	// Publisher IDs are base64url: some start with '-'.
+	cmd.Flags().SetInterspersed(false)
+	return cmd
 }
 
 func newTopicShowCmd(a *app) *cobra.Command {

@@ -1,9 +1,13 @@
 package main
 
 import (
+	"encoding/binary"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/stickypub/stickypub/core"
 )
 
 // TestTopicPolicyCLI: topic create/allow/deny/show, and a publisher the
@@ -45,4 +49,22 @@ func TestTopicPolicyCLI(t *testing.T) {
 	if r.code != 2 {
 		t.Fatalf("bad ID: exit %d, stderr %q", r.code, r.stderr)
 	}
+}
+
+// TestTopicAllowDashID: publisher IDs are base64url, and one in 64 starts
+// with '-'; after TOPIC such an ID is an argument, not a flag (CI once
+// failed on a random identity whose ID began with "-E").
+func TestTopicAllowDashID(t *testing.T) {
+	e := newEnv(t)
+	var dash string
+	for i := 0; !strings.HasPrefix(dash, "-"); i++ { // about 64 tries
+		dash = core.PublisherIDOf(binary.BigEndian.AppendUint64(make([]byte, 24), uint64(i))).String()
+	}
+	e.ok("topic", "create", "--self", "locked")
+	e.ok("topic", "allow", "locked", dash)
+	p := decode[jsonPolicy](t, e.ok("topic", "show", "--json", "locked"))
+	if !slices.Contains(p.Allowed, dash) {
+		t.Fatalf("allowed %v, want %s among them", p.Allowed, dash)
+	}
+	e.ok("topic", "deny", "locked", dash)
 }
