@@ -173,3 +173,60 @@ func TestMergedBatchConflict(t *testing.T) {
 	require.Contains(t, st.hot, PublisherID{1}, "the good announcement landed")
 	require.NotContains(t, st.hot, PublisherID{2}, "the failed one did not")
 }
+
+// rerunBatcher is a memory store whose UpdateWith behaves like one that
+// runs the update function away from the data under contention (Redis, a
+// remote handle of a shared bolt file): it finds the key moved and runs
+// the function again, up to reruns times, before writing.
+type rerunBatcher struct {
+	*memory.Store
+	reruns int
+	mu     sync.Mutex
+	most   int // the most runs of fn seen in one UpdateWith
+}
+
+func (s *rerunBatcher) UpdateWith(ctx context.Context, puts []backend.Put, key string, fn backend.UpdateFunc) (backend.Version, []backend.Version, error) {
+	runs := 0
+	defer func() {
+		s.mu.Lock()
+		s.most = max(s.most, runs)
+		s.mu.Unlock()
+	}()
+	cur, err := s.Get(ctx, key)
+	if errors.Is(err, backend.ErrNotFound) {
+		cur, err = backend.Entry{}, nil
+	}
+	if err != nil {
+		return 0, nil, err
+	}
+	for ; runs < s.reruns; runs++ {
+		if _, err := fn(cur); err != nil && !errors.Is(err, backend.ErrSkipUpdate) {
+			runs++
+			return 0, nil, err // the function's answer on an entry read from the store
+		}
+	}
+	return s.Store.UpdateWith(ctx, puts, key, func(e backend.Entry) ([]byte, error) { runs++; return fn(e) })
+}
+
+// TestContendedBatchFallsBack: a batched coordinator update that keeps
+// finding the coordinator moved stops after maxBatchRuns runs and the
+// publish takes the step-by-step path (rerunning the whole batch lost to
+// it: Redis, 100 separate publishers in topic order); every message is
+// delivered once.
+func TestContendedBatchFallsBack(t *testing.T) {
+	ctx := testCtx(t)
+	store := &rerunBatcher{Store: newMem(t), reruns: 10}
+	c := newClient(t, store, WithOrdering(TopicOrder))
+	var want []string
+	for i := range 5 {
+		p := strings.Repeat("y", i+1)
+		_, err := c.Publish(ctx, "t", []byte(p))
+		require.NoError(t, err)
+		want = append(want, p)
+	}
+	store.mu.Lock()
+	most := store.most
+	store.mu.Unlock()
+	require.Equal(t, maxBatchRuns+1, most, "the update refuses its run after maxBatchRuns")
+	require.Equal(t, want, readAll(t, ctx, store, "t", 5, WithOrdering(TopicOrder)))
+}
