@@ -158,9 +158,16 @@ func TestInstrumentStoreKeepsInterfaces(t *testing.T) {
 		backend.Store
 		backend.Watcher
 		backend.Deleter
+		backend.Batcher
 		backend.Lister
 	}
-	for _, s := range []backend.Store{mem, onlyStore{mem}, redisLike{mem, mem, mem, mem}} {
+	type noBatchLike struct { // Redis's set without Batcher
+		backend.Store
+		backend.Watcher
+		backend.Deleter
+		backend.Lister
+	}
+	for _, s := range []backend.Store{mem, onlyStore{mem}, redisLike{mem, mem, mem, mem, mem}, noBatchLike{mem, mem, mem, mem}} {
 		w := col.InstrumentStore(s, "x")
 		_, w1 := s.(backend.Watcher)
 		_, w2 := w.(backend.Watcher)

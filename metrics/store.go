@@ -12,10 +12,10 @@ import (
 // store_operation_duration_seconds histogram (labels backend=name, op,
 // result) and lost compare-and-puts counted in store_conflicts_total. The
 // result has exactly the optional interfaces (Watcher, Updater, Deleter)
-// that s has, and Batcher when s has it beside Updater (the client uses it
-// only then), so the client behaves the same; Lister (the orphan sweep)
+// that s has, and Batcher when s has it beside Updater or in the Redis
+// adapter's set, so the client behaves the same; Lister (the orphan sweep)
 // is kept for the sets of the module's adapters (all five: bolt, memory;
-// Watcher, Deleter and Lister: Redis). Closing it closes s.
+// Watcher, Deleter, Batcher and Lister: Redis). Closing it closes s.
 func (c *Collector) InstrumentStore(s backend.Store, name string) backend.Store {
 	in := &instrumented{s: s, c: c, name: name}
 	w, isW := s.(backend.Watcher)
@@ -34,7 +34,15 @@ func (c *Collector) InstrumentStore(s backend.Store, name string) backend.Store 
 			batchFwd
 			listFwd
 		}{in, wt, ut, dt, bt, lt}
-	case isW && isD && isL && !isU: // Redis
+	case isW && isD && isB && isL && !isU: // Redis
+		return struct {
+			*instrumented
+			watchFwd
+			deleteFwd
+			batchFwd
+			listFwd
+		}{in, wt, dt, bt, lt}
+	case isW && isD && isL && !isU: // Redis before it batched, or wrapped without Batcher
 		return struct {
 			*instrumented
 			watchFwd
