@@ -125,13 +125,29 @@ func (e *engine) announce(ctx context.Context, tk topicKeys, op coordOp) (*coord
 	e.mu.Unlock()
 	req := &annRequest{op: op, done: make(chan annResult, 1)}
 	a.mu.Lock()
-	a.pending = append(a.pending, req)
-	start := !a.running
-	a.running = true
-	a.mu.Unlock()
-	if start {
-		e.wg.Go(a.run)
+	if !a.running {
+		// Nobody announcing: do it on this goroutine, for this request
+		// only (whoever queues meanwhile is left to a goroutine), under
+		// ctx and the engine's context both.
+		a.running = true
+		a.mu.Unlock()
+		actx, cancel := context.WithCancel(ctx)
+		stop := context.AfterFunc(e.ctx, cancel)
+		a.mergeAndAnnounce(actx, []*annRequest{req})
+		stop()
+		cancel()
+		a.mu.Lock()
+		if len(a.pending) > 0 {
+			e.wg.Go(a.run)
+		} else {
+			a.running = false
+		}
+		a.mu.Unlock()
+		r := <-req.done
+		return r.st, r.err
 	}
+	a.pending = append(a.pending, req)
+	a.mu.Unlock()
 	select {
 	case r := <-req.done:
 		return r.st, r.err
@@ -154,14 +170,14 @@ func (a *announcer) run() {
 			return
 		}
 		a.mu.Unlock()
-		a.mergeAndAnnounce(batch)
+		a.mergeAndAnnounce(a.e.ctx, batch)
 	}
 }
 
 // mergeAndAnnounce merges the requests of batch into one coordinator
 // update, with the records they carry (coordOp.batch) in the same atomic
 // step, and answers each with its outcome.
-func (a *announcer) mergeAndAnnounce(batch []*annRequest) {
+func (a *announcer) mergeAndAnnounce(ctx context.Context, batch []*annRequest) {
 	var merged coordOp
 	for _, r := range batch {
 		merged.anns = append(merged.anns, r.op.anns...)
@@ -185,13 +201,13 @@ func (a *announcer) mergeAndAnnounce(batch []*annRequest) {
 			merged.batch.puts = append(merged.batch.puts, r.op.batch.puts...)
 		}
 	}
-	st, err := a.e.announceDirect(a.e.ctx, a.tk, merged)
+	st, err := a.e.announceDirect(ctx, a.tk, merged)
 	if err != nil && merged.batch != nil && len(batch) > 1 && (errors.Is(err, backend.ErrConflict) || errors.Is(err, errNoBatch) || errors.Is(err, backend.ErrNoBatch) || errors.Is(err, backend.ErrInvalidKey)) {
 		// Nothing was written. One request's records may be the cause (a
 		// conflict, a key twice): each goes again on its own, so that only
 		// that one fails.
 		for _, r := range batch {
-			st, err := a.e.announceDirect(a.e.ctx, a.tk, r.op)
+			st, err := a.e.announceDirect(ctx, a.tk, r.op)
 			r.done <- annResult{st: st, err: err}
 		}
 		return

@@ -120,8 +120,62 @@ func (p *topicPublisher) submit(ctx context.Context, msgs []*pendingMsg) ([]Rece
 	// flusher takes the messages first it hashes them itself; both produce
 	// the same leaves.) The flusher signs the segment once.
 	p.hashLeaves(msgs)
-	p.signal()
+	if !p.flushDirect(ctx) {
+		p.signal()
+	}
 	return p.wait(ctx, req)
+}
+
+// flushDirect writes the queued batch on the caller's goroutine when the
+// pipeline is idle (nobody holds flushMu, nothing in flight), which spares
+// a lone publisher two goroutine hand-offs per publish; it reports whether
+// it took the pipeline. The write runs under ctx and the client's context
+// both. A permanent error resets the publisher as in flushLoop; a batch
+// that fails otherwise, or whose caller gave up, is left in flight for the
+// run goroutine, which retries it exactly as formed, as it retries its
+// own; the caller then waits like any other.
+func (p *topicPublisher) flushDirect(ctx context.Context) bool {
+	if !p.flushMu.TryLock() {
+		return false
+	}
+	defer p.flushMu.Unlock()
+	p.mu.Lock()
+	if !p.loaded || p.closing || p.inflight != nil || len(p.queue) == 0 {
+		p.mu.Unlock()
+		return false
+	}
+	b := p.takeBatch()
+	p.mu.Unlock()
+	c := p.c
+	fctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(c.ctx, cancel)
+	err := p.flush(fctx, b)
+	stop()
+	cancel()
+	if err != nil {
+		// The run goroutine takes it from here (it was not woken yet); a
+		// write cut short by the caller leaving is not a failure.
+		if ctx.Err() == nil {
+			p.noteFailure(err)
+			if permanent(err) {
+				p.reset(b, err)
+				return true
+			}
+			c.stats.retries.Add(1)
+		}
+		p.signal()
+		return true
+	}
+	p.calmVerifies, p.nextVerify = 0, time.Time{}
+	p.finish(b, nil, false)
+	p.maybeReclaimOwn(c.ctx)
+	p.mu.Lock()
+	more := len(p.queue) > 0
+	p.mu.Unlock()
+	if more {
+		p.signal()
+	}
+	return true
 }
 
 // wait waits for req's outcome.

@@ -20,7 +20,8 @@ var errReload = errors.New("core: publisher reloading")
 // topicPublisher is the group-commit pipeline of one client on one topic.
 // Callers enqueue messages (sequence numbers are assigned at enqueue); one
 // goroutine takes everything queued, writes it as one segment, moves the
-// head record, announces it in the coordinator, and acknowledges.
+// head record, announces it in the coordinator, and acknowledges. A caller
+// that finds the pipeline idle writes its own batch (see flushDirect).
 type topicPublisher struct {
 	c       *Client
 	tk      topicKeys
@@ -28,6 +29,10 @@ type topicPublisher struct {
 	stopped chan struct{}
 
 	loadMu sync.Mutex
+	// flushMu is held by whoever writes batches: the run goroutine, except
+	// while it waits for work, or a caller flushing directly. It guards the
+	// fields below that are owned by the flusher.
+	flushMu sync.Mutex
 
 	mu       sync.Mutex
 	loaded   bool
@@ -36,7 +41,7 @@ type topicPublisher struct {
 	closing  bool
 	closeCtx context.Context
 
-	// Set by load under mu, then owned by the run goroutine.
+	// Set by load under mu, then owned by the holder of flushMu.
 	prevSeg    Ref
 	headVer    backend.Version
 	headVal    []byte // the head record last written (compared on read-back)
@@ -173,8 +178,11 @@ func (p *topicPublisher) run() {
 			}
 		}
 		p.mu.Unlock()
+		p.flushMu.Lock()
 		p.verify(c.ctx)
-		if !p.flushLoop(tick) {
+		more := p.flushLoop(tick)
+		p.flushMu.Unlock()
+		if !more {
 			return
 		}
 	}
@@ -182,7 +190,8 @@ func (p *topicPublisher) run() {
 
 // flushLoop writes queued batches until the publisher closes (false) or a
 // permanent error resets it (true: wait for the next load). On expiring
-// stores it also refreshes the publisher's own records.
+// stores it also refreshes the publisher's own records. It is called with
+// flushMu held and lets go of it only while it waits for work.
 func (p *topicPublisher) flushLoop(tick <-chan time.Time) bool {
 	c := p.c
 	failures := 0
@@ -193,13 +202,18 @@ func (p *topicPublisher) flushLoop(tick <-chan time.Time) bool {
 		p.mu.Lock()
 		for p.inflight == nil && len(p.queue) == 0 && !p.closing {
 			p.mu.Unlock()
+			p.flushMu.Unlock()
 			select {
 			case <-p.wake:
+				p.flushMu.Lock()
 			case <-tick:
+				p.flushMu.Lock()
 				p.verify(c.ctx)
 			case <-refreshTick:
+				p.flushMu.Lock()
 				p.maybeRefresh(c.ctx)
 			case <-c.ctx.Done():
+				p.flushMu.Lock()
 			}
 			p.mu.Lock()
 			if c.ctx.Err() != nil {
@@ -211,9 +225,7 @@ func (p *topicPublisher) flushLoop(tick <-chan time.Time) bool {
 			return false
 		}
 		if p.inflight == nil {
-			n := min(len(p.queue), c.opts.maxBatch)
-			p.inflight = &inflightBatch{msgs: p.queue[:n:n]}
-			p.queue = p.queue[n:]
+			p.takeBatch()
 		}
 		ctx := c.ctx
 		if p.closing && p.closeCtx != nil {
@@ -230,9 +242,7 @@ func (p *topicPublisher) flushLoop(tick <-chan time.Time) bool {
 			p.maybeReclaimOwn(ctx)
 			continue
 		}
-		c.stats.failures.Add(1)
-		c.emit(Event{Kind: EventPublishError, Topic: p.tk.name, Err: err})
-		c.opts.logger.Warn("stickypub: publish batch failed", "topic", p.tk.name, "err", err)
+		p.noteFailure(err)
 		if ctx.Err() != nil || c.ctx.Err() != nil {
 			p.failAll(err)
 			return false
@@ -248,6 +258,23 @@ func (p *topicPublisher) flushLoop(tick <-chan time.Time) bool {
 			return false
 		}
 	}
+}
+
+// noteFailure counts, reports and logs a failed batch write.
+func (p *topicPublisher) noteFailure(err error) {
+	c := p.c
+	c.stats.failures.Add(1)
+	c.emit(Event{Kind: EventPublishError, Topic: p.tk.name, Err: err})
+	c.opts.logger.Warn("stickypub: publish batch failed", "topic", p.tk.name, "err", err)
+}
+
+// takeBatch makes the next batch of the queue the one in flight. Called
+// with mu held, the queue not empty and nothing in flight.
+func (p *topicPublisher) takeBatch() *inflightBatch {
+	n := min(len(p.queue), p.c.opts.maxBatch)
+	p.inflight = &inflightBatch{msgs: p.queue[:n:n]}
+	p.queue = p.queue[n:]
+	return p.inflight
 }
 
 // reset fails batch b with err after a permanent error, and with it the

@@ -153,7 +153,7 @@ func TestMergedBatchConflict(t *testing.T) {
 		batch: &putBatch{puts: []backend.Put{{Key: "taken", Expect: 0, Value: []byte("mine")}}},
 	}}
 	a := &announcer{e: c.eng, tk: tk}
-	a.mergeAndAnnounce([]*annRequest{good, bad})
+	a.mergeAndAnnounce(testCtx(t), []*annRequest{good, bad})
 
 	r := <-good.done
 	require.NoError(t, r.err)
