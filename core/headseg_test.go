@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -129,4 +130,62 @@ func TestHeadBinding(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, got.V2)
 	require.NoError(t, got.bindSegment(other, otherRoot))
+}
+
+// TestOldFormatsStillRead: a log written by an earlier build (format-2
+// segments, a format-1 head record) is delivered, exports verifiable
+// proofs, and its publisher resumes after it: its next segment (format 3)
+// chains to the old one and its head record becomes format 2.
+func TestOldFormatsStillRead(t *testing.T) {
+	for _, order := range []Ordering{TopicOrder, PublisherOrder} {
+		t.Run(order.String(), func(t *testing.T) {
+			ctx := testCtx(t)
+			st := newMem(t)
+			const topic = "old"
+			id, err := GenerateIdentity()
+			require.NoError(t, err)
+			old := newClientAs(t, st, id, WithOrdering(order))
+			tk := newTopicKeys(topic)
+			sg := &segment{Publisher: id.PublicKey(), First: 1, Msgs: []segMsg{
+				{Time: time.Now().UnixNano(), Payload: []byte("m1")}, {Time: time.Now().UnixNano(), Payload: []byte("m2")}}}
+			sg.sign(id, topic, nil)
+			data := sg.encode()
+			require.Equal(t, byte(segmentTagV2), data[0])
+			ref, err := old.eng.blobs.put(ctx, data)
+			require.NoError(t, err)
+			_, err = st.CompareAndPut(ctx, tk.head(id.ID()), 0, newHeadRecordV1(id, topic, 1, 2, ref).encode())
+			require.NoError(t, err)
+			_, err = old.eng.announce(ctx, tk, coordOp{anns: []announcement{{Pub: id.ID(), Seg: ref, To: 2, Time: sg.Msgs[1].Time}}})
+			require.NoError(t, err)
+			require.NoError(t, old.Close(ctx))
+
+			pub := newClientAs(t, st, id, WithOrdering(order))
+			r, err := pub.Publish(ctx, topic, []byte("m3"))
+			require.NoError(t, err)
+			require.EqualValues(t, 3, r.Seq)
+			e, err := st.Get(ctx, tk.head(id.ID()))
+			require.NoError(t, err)
+			h, err := decodeHead(topic, e.Value)
+			require.NoError(t, err)
+			require.True(t, h.V2)
+			require.Equal(t, ref, h.Prev, "the new segment chains to the old one")
+
+			sub := newClient(t, st, WithOrdering(order))
+			s, err := sub.Subscribe(ctx, topic, FromStart(), WithoutPush())
+			require.NoError(t, err)
+			var got []string
+			for _, m := range receive(t, ctx, sub, s, 3) {
+				got = append(got, string(m.Payload))
+				p, err := m.Proof()
+				require.NoError(t, err)
+				b, err := p.MarshalBinary()
+				require.NoError(t, err)
+				_, err = VerifyProof(b)
+				require.NoError(t, err, "proof of %s", m.Payload)
+			}
+			require.Equal(t, []string{"m1", "m2", "m3"}, got)
+			require.Zero(t, sub.Stats().Gaps)
+			require.Zero(t, sub.Stats().Invalid)
+		})
+	}
 }
