@@ -18,8 +18,8 @@ import (
 func errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }
 
 // testForged: records written straight into the store by someone with
-// write access (bad signatures, impersonation, garbage segments, a garbage
-// head record, and segments the real publisher signed whose message list
+// write access (bad signatures, impersonation, garbage segments under
+// format-2 and format-1 head records, a garbage head record, and segments the real publisher signed whose message list
 // was then altered, truncated, reordered or spliced from two segments, or
 // whose signature covers a wrong root or comes from another key) are never
 // delivered and are counted, and the real publisher's messages all arrive,
@@ -30,7 +30,8 @@ func errorf(format string, args ...any) error { return fmt.Errorf(format, args..
 // meets each of them before the real ones. (In unordered mode, on stores
 // that are not linearizable, subscribers follow the publishers' signed
 // head records and never read an announced segment, so only the first
-// four forgeries are met there.)
+// five forgeries are met there.) Forged head records of a real publisher
+// are testForgedHeads'.
 func (s *suite) testForged(t *testing.T) {
 	f := s.setup(t, stressTimeout)
 	f.writersDoNotRace()
@@ -52,6 +53,7 @@ func (s *suite) testForged(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, forger().Impersonate(f.ctx, topic, pub.Identity().PublicKey(), 11, []byte("forged")))
 	require.NoError(t, forger().Garbage(f.ctx, topic, 5, []byte("not a segment")))
+	require.NoError(t, forger().GarbageV1(f.ctx, topic, 6, []byte("not a segment either")))
 	require.NoError(t, forger().GarbageHead(f.ctx, topic, 9, []byte("not a head record")))
 	tampered := []struct {
 		how forge.Tampering
@@ -88,9 +90,9 @@ func (s *suite) testForged(t *testing.T) {
 		require.NotContains(t, string(m.Payload), "forged")
 	}
 	st := sc.Stats()
-	require.GreaterOrEqual(t, st.Invalid, uint64(4), "forged records counted: %+v", st)
+	require.GreaterOrEqual(t, st.Invalid, uint64(5), "forged records counted: %+v", st)
 	if f.topicOrder() { // publisher order follows head records, not the tampered announcements
-		require.GreaterOrEqual(t, st.Invalid, uint64(4+len(tampered)), "tampered segments counted: %+v", st)
+		require.GreaterOrEqual(t, st.Invalid, uint64(5+len(tampered)), "tampered segments counted: %+v", st)
 	}
 	for {
 		select {

@@ -97,7 +97,7 @@ func (s *Subscription) auditHeads(ctx context.Context, extra ...PublisherID) {
 			continue // announced, or the registry unreadable: later
 		}
 		sg, err := s.loadSegment(ctx, h.Seg, pids[i])
-		if err != nil || sg.last() != h.Last {
+		if err != nil || sg.last() != h.Last || h.bindRead(s.tk.name, sg) != nil {
 			continue // nothing trustworthy to announce (yet)
 		}
 		anns = append(anns, announcement{Pub: pids[i], Seg: h.Seg, To: h.Last, Time: sg.Msgs[len(sg.Msgs)-1].Time})

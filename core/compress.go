@@ -11,8 +11,8 @@ import (
 // Compressed segments. A segment whose encoding is at least
 // compressMinSize bytes is stored zstd-compressed when that saves at least
 // an eighth: tag 'Z', the uncompressed length, then one zstd frame holding
-// the 'S' encoding. Readers accept both forms, so segments written before
-// compression existed still read. Signatures cover the payloads, not the
+// the raw encoding ('T', or 'M' for a format-2 segment). Readers accept
+// both forms, so segments written before compression existed still read. Signatures cover the payloads, not the
 // stored bytes, and the blob digest covers the stored bytes, so both
 // checks are unchanged.
 const (
@@ -51,7 +51,7 @@ var zstdCodec = sync.OnceValue(func() (c struct {
 	return c
 })
 
-// compressSegment returns the stored form of a segment's 'S' encoding.
+// compressSegment returns the stored form of a segment's raw encoding.
 func compressSegment(raw []byte) []byte {
 	if len(raw) < compressMinSize || len(raw) > maxSegmentRaw {
 		return raw
@@ -66,7 +66,7 @@ func compressSegment(raw []byte) []byte {
 	return out
 }
 
-// decompressSegment returns the 'S' encoding of a stored 'Z' segment.
+// decompressSegment returns the raw encoding of a stored 'Z' segment.
 func decompressSegment(b []byte) ([]byte, error) {
 	d := decoder{b: b}
 	d.byte()

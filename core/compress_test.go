@@ -31,10 +31,11 @@ func random(t *testing.T, n int) []byte {
 	return b
 }
 
+// testSegment returns a signed format-3 segment of payloads from seq 1.
 func testSegment(t *testing.T, payloads ...[]byte) *segment {
 	id, err := GenerateIdentity()
 	require.NoError(t, err)
-	s := &segment{Publisher: id.PublicKey(), First: 1}
+	s := &segment{Publisher: id.PublicKey(), First: 1, Base: 1}
 	for _, p := range payloads {
 		s.Msgs = append(s.Msgs, segMsg{Time: 42, Payload: p})
 	}
@@ -51,6 +52,8 @@ func TestSegmentCompression(t *testing.T) {
 		{"compressible", testSegment(t, compressible(64<<10), compressible(1000)), true},
 		{"incompressible", testSegment(t, random(t, 64<<10)), false},
 		{"small", testSegment(t, compressible(100)), false},
+		{"format 2 compressible", format2(t, testSegment(t, compressible(64<<10), compressible(1000))), true},
+		{"format 2 small", format2(t, testSegment(t, compressible(100))), false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			raw, stored := c.seg.encodeRaw(), c.seg.encode()
@@ -65,9 +68,22 @@ func TestSegmentCompression(t *testing.T) {
 				got, err := decodeSegment(b)
 				require.NoError(t, err)
 				assert.Equal(t, c.seg, got)
+				_, err = verifySegment("t", got)
+				require.NoError(t, err)
 			}
 		})
 	}
+}
+
+// format2 turns s into a format-2 segment ('M': no Base), signed again by
+// a new key.
+func format2(t *testing.T, s *segment) *segment {
+	id, err := GenerateIdentity()
+	require.NoError(t, err)
+	s.Base, s.Publisher = 0, id.PublicKey()
+	s.sign(id, "t", nil)
+	require.Equal(t, byte(segmentTagV2), s.encodeRaw()[0])
+	return s
 }
 
 func TestCompressedSegmentBadInput(t *testing.T) {

@@ -30,6 +30,10 @@ type announcement struct {
 	// announced for it since). The merge takes the larger of it and the
 	// registry's head.
 	known uint64
+	// head (not stored) is set when the announcement is a publisher's head
+	// record: the segment Seg must be the one a format-2 head carries
+	// (see headRecord.bindSegment).
+	head *headRecord
 }
 
 // coordState is the topic coordinator: the only multi-writer object of a

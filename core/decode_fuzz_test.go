@@ -29,6 +29,22 @@ func FuzzDecoders(f *testing.F) {
 	seg.sign(id, "t", nil)
 	big := &segment{Publisher: id.PublicKey(), First: 7, Msgs: []segMsg{{Time: 1, Payload: bytes.Repeat([]byte("compressible "), 100)}}}
 	big.sign(id, "t", nil)
+	seg3 := &segment{Publisher: id.PublicKey(), Prev: Ref{9}, First: 4, Base: 2, Msgs: []segMsg{{Time: 1, Payload: []byte("p")}, {Time: 2, TTL: 5}}}
+	root3 := seg3.sign(id, "t", nil)
+	big3 := &segment{Publisher: id.PublicKey(), First: 7, Base: 7, Msgs: []segMsg{{Time: 1, Payload: bytes.Repeat([]byte("compressible "), 100)}}}
+	big3.sign(id, "t", nil)
+	msgs3, err := verifySegment("t", seg3)
+	if err != nil {
+		f.Fatal(err)
+	}
+	proof3, err := msgs3[0].Proof()
+	if err != nil {
+		f.Fatal(err)
+	}
+	proof3Bytes, err := proof3.MarshalBinary()
+	if err != nil {
+		f.Fatal(err)
+	}
 	msgs, err := verifySegment("t", seg)
 	if err != nil {
 		f.Fatal(err)
@@ -51,7 +67,8 @@ func FuzzDecoders(f *testing.F) {
 		f.Add(seed)
 	}
 	for _, seed := range [][]byte{
-		seg.encode(), big.encode(), proofBytes, st.encode(), snap.encode(), encodeRegShard("t", shard), encodeRegRoot("t", root),
+		seg.encode(), big.encode(), seg3.encode(), big3.encode(), proofBytes, proof3Bytes, segmentHead(seg3, root3, Ref{5}).encode(),
+		{segmentTag, 31: 0}, {headTag}, {proofTagV1}, st.encode(), snap.encode(), encodeRegShard("t", shard), encodeRegRoot("t", root),
 		{}, {segmentTag}, {segmentTagV1}, {proofTag}, {coordInline, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01},
 		// Non-minimal varints (a count of 0 written in two bytes).
 		{registryRootTag, 1, 't', 0, 0x80, 0x00}, {snapshotTag, 32: 0, 33: 0x80, 34: 0x00},
@@ -146,7 +163,7 @@ func fuzzSeeds(f *testing.F, id *Identity) [][]byte {
 	dur := &durRecord{Subscriber: id.PublicKey(), Name: "billing", Expires: 1_700_000_300_000_000_000, Acked: curBin, Mark: curBin}
 	dur.Sig = id.sign(durSigned("t", dur))
 	return [][]byte{
-		newHeadRecord(id, "t", 1, 3, Ref{}).encode(), sub.encode(), dur.encode(), curBin,
+		newHeadRecordV1(id, "t", 1, 3, Ref{}).encode(), sub.encode(), dur.encode(), curBin,
 		encodePolicy(id, "t", 2, []PublisherID{id.ID(), {1}, {2}}),
 	}
 }

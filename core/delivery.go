@@ -260,7 +260,7 @@ func (s *Subscription) catchUp(ctx context.Context, p PublisherID) (int, error) 
 		s.invalidOnce(digest(e.Value), err)
 		return 0, nil
 	}
-	return s.deliver(ctx, announcement{Pub: p, Seg: h.Seg, To: h.Last})
+	return s.deliver(ctx, announcement{Pub: p, Seg: h.Seg, To: h.Last, head: h})
 }
 
 func (s *Subscription) invalid(err error) {

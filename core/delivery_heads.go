@@ -106,7 +106,9 @@ func (s *Subscription) pollHeads(ctx context.Context) (int, error) {
 		// decides something: a Base that would skip messages (below) or a
 		// Last that delivery cannot reach. Otherwise it only points at a
 		// segment, and every delivered message is verified by its
-		// segment's signature; a forged pointer delivers nothing.
+		// segment's signature; a forged pointer delivers nothing. (A
+		// format-2 head's reference is not signed: delivery checks that
+		// the segment it names is the one the head carries.)
 		if h.Base > s.next(p) {
 			if err := h.verify(s.tk.name); err != nil {
 				s.invalidOnce(digest(h.Sig), err)
@@ -121,7 +123,7 @@ func (s *Subscription) pollHeads(ctx context.Context) (int, error) {
 				s.gap(p, s.next(p), h.Base-1, reasonRetention)
 			}
 		}
-		k, err := s.deliver(ctx, announcement{Pub: p, Seg: h.Seg, To: h.Last})
+		k, err := s.deliver(ctx, announcement{Pub: p, Seg: h.Seg, To: h.Last, head: h})
 		n += k
 		if err != nil {
 			for _, q := range pids[i:] {

@@ -81,6 +81,15 @@ func (s *Subscription) collect(ctx context.Context, a announcement, from uint64)
 				break
 			}
 		}
+		if a.head != nil && ref == a.Seg {
+			if err := a.head.bindSegment(sg, msgs[0].auth.root); err != nil {
+				// A head record whose unsigned reference names another
+				// segment than the one it carries: a forged pointer.
+				s.invalidOnce(digest(a.head.encode()), err)
+				parts = nil
+				break
+			}
+		}
 		if sg.last() < upTo {
 			s.invalidOnce(ref, malformed("announcement of %s to %d names a segment ending at %d", a.Pub, upTo, sg.last()))
 		}
@@ -161,6 +170,9 @@ func (s *Subscription) vouched(ctx context.Context, p PublisherID, bad Ref, from
 		sg, err := s.loadSegment(ctx, ref, p)
 		if err != nil || sg.First > upTo {
 			return 0, false
+		}
+		if ref == h.Seg && h.bindRead(s.tk.name, sg) != nil {
+			return 0, false // the head's reference is not the segment it carries
 		}
 		ref, upTo = sg.Prev, sg.First-1
 	}

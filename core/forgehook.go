@@ -26,18 +26,22 @@ func init() {
 			if root == nil {
 				sg.sign(signer.(*Identity), topic, nil)
 			} else {
-				sg.Sig = signer.(*Identity).sign(segSigned(topic, sg.Publisher, sg.Prev, sg.First, uint64(len(sg.Msgs)), *root))
+				sg.Sig = signer.(*Identity).sign(sg.signed(topic, *root))
 			}
 			s.Sig = sg.Sig
 		},
 		Leaves:        func(topic string, s *forgehook.Segment) [][32]byte { return fromHookSegment(s).leaves(topic) },
 		EncodeSegment: func(s *forgehook.Segment) []byte { return fromHookSegment(s).encode() },
 		HeadRecord: func(signer forgehook.Identity, topic string, base, last uint64, seg [32]byte, claim ed25519.PublicKey) []byte {
-			h := newHeadRecord(signer.(*Identity), topic, base, last, seg)
+			h := newHeadRecordV1(signer.(*Identity), topic, base, last, seg)
 			if claim != nil {
 				h.Publisher = claim
 			}
 			return h.encode()
+		},
+		SegmentHead: func(topic string, s *forgehook.Segment, seg [32]byte) []byte {
+			sg := fromHookSegment(s)
+			return segmentHead(sg, merkleRoot(sg.leaves(topic)), seg).encode()
 		},
 		Policy: func(owner forgehook.Identity, topic string, version uint64, allowed [][16]byte) []byte {
 			ids := make([]PublisherID, len(allowed))
@@ -55,12 +59,16 @@ func init() {
 			}
 			return h.Last, h.Seg, nil
 		},
-		SegmentLast: func(data []byte) (uint64, error) {
+		DecodeSegment: func(data []byte) (*forgehook.Segment, error) {
 			sg, err := decodeSegment(data)
 			if err != nil {
-				return 0, err
+				return nil, err
 			}
-			return sg.last(), nil
+			out := &forgehook.Segment{Publisher: sg.Publisher, Prev: sg.Prev, First: sg.First, Base: sg.Base, Sig: sg.Sig}
+			for _, m := range sg.Msgs {
+				out.Msgs = append(out.Msgs, forgehook.Msg{Time: m.Time, TTL: m.TTL, Payload: m.Payload})
+			}
+			return out, nil
 		},
 		BlobKey: func(ref [32]byte) string { return blobKey(ref) },
 		RefOfKey: func(key string) ([32]byte, bool) {
@@ -71,7 +79,7 @@ func init() {
 }
 
 func fromHookSegment(s *forgehook.Segment) *segment {
-	sg := &segment{Publisher: s.Publisher, Prev: s.Prev, First: s.First, Sig: s.Sig, Msgs: make([]segMsg, len(s.Msgs))}
+	sg := &segment{Publisher: s.Publisher, Prev: s.Prev, First: s.First, Base: s.Base, Sig: s.Sig, Msgs: make([]segMsg, len(s.Msgs))}
 	for i, m := range s.Msgs {
 		sg.Msgs[i] = segMsg{Time: m.Time, TTL: m.TTL, Payload: m.Payload}
 	}

@@ -34,7 +34,7 @@ func goldenRecords(t *testing.T) map[string]struct {
 	po := st.clone()
 	po.Order = PublisherOrder
 	po.Active = map[PublisherID]int64{pid: 1_700_000_200_000_000_000}
-	head := newHeadRecord(id, topic, 1, 3, seg)
+	head := newHeadRecordV1(id, topic, 1, 3, seg)
 	sub := &subRecord{Subscriber: id.PublicKey(), Expires: 1_700_000_100_000_000_000}
 	sub.Sig = id.sign(subSigned(topic, sub.Expires))
 	cur := Cursor{topic: newTopicKeys(topic).id, ordered: true, index: 5, full: map[PublisherID]uint64{pid: 4}}
@@ -47,6 +47,9 @@ func goldenRecords(t *testing.T) map[string]struct {
 		{Time: 1_700_000_000_000_000_000, Payload: []byte("first")},
 		{Time: 1_700_000_000_000_000_001, TTL: int64(3600e9), Payload: []byte("second")}}}
 	sg.sign(id, topic, nil)
+	sg3 := &segment{Publisher: id.PublicKey(), Prev: Ref{4}, First: 2, Base: 2, Msgs: sg.Msgs}
+	root3 := sg3.sign(id, topic, nil)
+	head2 := segmentHead(sg3, root3, seg)
 	type rec = struct {
 		enc    []byte
 		decode func([]byte) error
@@ -72,6 +75,26 @@ func goldenRecords(t *testing.T) map[string]struct {
 			h, err := decodeHead(topic, b)
 			if err == nil && (h.Last != 3 || h.Seg != seg) {
 				t.Errorf("head: %+v", h)
+			}
+			return err
+		}},
+		"head-v2": {head2.encode(), func(b []byte) error {
+			h, err := decodeHead(topic, b)
+			if err == nil && (h.Last != 3 || h.Base != 2 || h.Seg != seg || !h.V2) {
+				t.Errorf("head v2: %+v", h)
+			}
+			if err == nil {
+				err = h.bindSegment(sg3, root3)
+			}
+			return err
+		}},
+		"segment-v3": {sg3.encode(), func(b []byte) error {
+			got, err := decodeSegment(b)
+			if err == nil {
+				var msgs []*Message
+				if msgs, err = verifySegment(topic, got); err == nil && (string(msgs[1].Payload) != "second" || got.Base != 2) {
+					t.Errorf("segment v3: %+v", got)
+				}
 			}
 			return err
 		}},

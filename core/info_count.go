@@ -76,6 +76,14 @@ func (c *Client) countRetained(ctx context.Context, tk topicKeys, st *coordState
 			n.unreadable += to - done[p]
 			continue
 		}
+		if h.V2 {
+			// A format-2 head's reference is not signed: count from it
+			// only if it names the segment the head carries.
+			if _, err := c.eng.headSegment(ctx, tk.name, h); errors.Is(err, ErrMalformed) {
+				n.unreadable += to - done[p]
+				continue
+			}
+		}
 		if err := c.countSegments(ctx, &n, p, h.Seg, done[p]+1, min(to, h.Last)); err != nil {
 			return n, err
 		}

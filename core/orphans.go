@@ -272,7 +272,7 @@ func (e *engine) segmentFor(ctx context.Context, ref Ref, topics []string) (*orp
 
 // segmentLike reports whether data starts with a segment tag.
 func segmentLike(data []byte) bool {
-	return len(data) > 0 && (data[0] == segmentTag || data[0] == segmentZTag)
+	return len(data) > 0 && (data[0] == segmentTag || data[0] == segmentTagV2 || data[0] == segmentZTag)
 }
 
 // segSignedFor reports whether s carries its publisher's valid signature
@@ -281,8 +281,7 @@ func segSignedFor(topic string, s *segment) bool {
 	if len(s.Msgs) == 0 || len(s.Publisher) != ed25519.PublicKeySize || len(s.Sig) != ed25519.SignatureSize {
 		return false
 	}
-	signed := segSigned(topic, s.Publisher, s.Prev, s.First, uint64(len(s.Msgs)), merkleRoot(s.leaves(topic)))
-	return ed25519.Verify(s.Publisher, signed, s.Sig)
+	return ed25519.Verify(s.Publisher, s.signed(topic, merkleRoot(s.leaves(topic))), s.Sig)
 }
 
 // chain is what a publisher's head record reaches on one topic.
@@ -323,6 +322,14 @@ func (e *engine) headChain(ctx context.Context, tk topicKeys, pid PublisherID, k
 	}
 	if PublisherIDOf(h.Publisher) != pid {
 		return nil, malformed("head record under %s names publisher %s", pid, PublisherIDOf(h.Publisher))
+	}
+	if h.V2 {
+		// A format-2 head's segment reference is not signed: a head that
+		// names another segment than the one it carries must not make the
+		// sweep judge the real chain's segments orphaned.
+		if _, err := e.headSegment(ctx, tk.name, h); err != nil && !errors.Is(err, backend.ErrNotFound) {
+			return nil, err
+		}
 	}
 	ch.head = h
 	for ref := h.Seg; !ref.IsZero() && !ch.reach[ref]; {

@@ -43,7 +43,7 @@ func (f *crasher) CrashedSegment(ctx context.Context, topic string, at time.Time
 	} else if !errors.Is(err, backend.ErrNotFound) {
 		return "", err
 	}
-	sg := &segment{Publisher: f.c.id.PublicKey(), Prev: prev, First: first}
+	sg := &segment{Publisher: f.c.id.PublicKey(), Prev: prev, First: first, Base: 1}
 	for _, p := range payloads {
 		sg.Msgs = append(sg.Msgs, segMsg{Time: at.UnixNano(), Payload: p})
 	}
@@ -75,7 +75,7 @@ func (f *crasher) CompleteSegment(ctx context.Context, topic, key string) error 
 	if err != nil && !errors.Is(err, backend.ErrNotFound) {
 		return err
 	}
-	_, err = f.c.eng.store.CompareAndPut(ctx, hk, e.Version, newHeadRecord(f.c.id, topic, 1, sg.last(), ref).encode())
+	_, err = f.c.eng.store.CompareAndPut(ctx, hk, e.Version, segmentHead(sg, merkleRoot(sg.leaves(topic)), ref).encode())
 	return err
 }
 

@@ -32,10 +32,13 @@ type Proof struct {
 	TTL       time.Duration
 	Payload   []byte
 	// The segment that holds it: its previous segment, first seq and
-	// message count, and the publisher's signature over it.
+	// message count, the publisher's retention floor it carries (format 3;
+	// 0 for a format-2 segment, which signs none), and the publisher's
+	// signature over it.
 	Prev      Ref
 	First     uint64
 	Count     uint64
+	Base      uint64
 	Signature []byte
 	// Path holds the sibling hashes from the message's leaf up to the root.
 	Path [][32]byte
@@ -49,7 +52,7 @@ func (m *Message) Proof() (*Proof, error) {
 	}
 	return &Proof{
 		Topic: m.Topic, Publisher: m.Publisher, Seq: m.Seq, Time: m.Time, TTL: m.TTL, Payload: m.Payload,
-		Prev: a.prev, First: a.first, Count: uint64(len(a.leaves)), Signature: a.sig,
+		Prev: a.prev, First: a.first, Count: uint64(len(a.leaves)), Base: a.base, Signature: a.sig,
 		Path: merklePath(a.leaves, int(m.Seq-a.first)),
 	}, nil
 }
@@ -70,21 +73,30 @@ func (p *Proof) Verify() error {
 	if err != nil {
 		return malformed("proof: %v", err)
 	}
-	if !ed25519.Verify(p.Publisher, segSigned(p.Topic, p.Publisher, p.Prev, p.First, p.Count, root), p.Signature) {
+	if !ed25519.Verify(p.Publisher, segSigned(p.Topic, p.Publisher, p.Prev, p.First, p.Count, p.Base, root), p.Signature) {
 		return fmt.Errorf("%w: proof of message %d of %s on %q", ErrBadSignature, p.Seq, PublisherIDOf(p.Publisher), p.Topic)
 	}
 	return nil
 }
 
-// proofTag starts an encoded Proof (format 1).
-const proofTag = 'P'
+// Proof tags: format 1 ('P') proves a message of a format-2 segment,
+// format 2 ('Q') one of a format-3 segment (it adds the segment's Base).
+const (
+	proofTagV1 = 'P'
+	proofTag   = 'Q'
+)
 
-// MarshalBinary encodes the proof: tag 'P', the topic, key, seq, time,
-// TTL, payload, the segment's previous segment, first seq, count and
+// MarshalBinary encodes the proof: tag 'Q' ('P' for a message of a
+// format-2 segment, Base 0), the topic, key, seq, time, TTL, payload, the
+// segment's previous segment, first seq, count, Base (tag 'Q' only) and
 // signature, then the path.
 func (p *Proof) MarshalBinary() ([]byte, error) {
 	var e encoder
-	e.byte(proofTag)
+	if p.Base == 0 {
+		e.byte(proofTagV1)
+	} else {
+		e.byte(proofTag)
+	}
 	e.str(p.Topic)
 	e.bytes(p.Publisher)
 	e.uvarint(p.Seq)
@@ -94,6 +106,9 @@ func (p *Proof) MarshalBinary() ([]byte, error) {
 	e.raw(p.Prev[:])
 	e.uvarint(p.First)
 	e.uvarint(p.Count)
+	if p.Base != 0 {
+		e.uvarint(p.Base)
+	}
 	e.bytes(p.Signature)
 	e.uvarint(uint64(len(p.Path)))
 	for _, h := range p.Path {
@@ -106,7 +121,8 @@ func (p *Proof) MarshalBinary() ([]byte, error) {
 // proof (see Verify and VerifyProof).
 func (p *Proof) UnmarshalBinary(b []byte) error {
 	d := decoder{b: b}
-	if tag := d.byte(); tag != proofTag {
+	tag := d.byte()
+	if tag != proofTag && tag != proofTagV1 {
 		return malformed("proof tag %#x", tag)
 	}
 	var q Proof
@@ -119,6 +135,11 @@ func (p *Proof) UnmarshalBinary(b []byte) error {
 	copy(q.Prev[:], d.raw(32))
 	q.First = d.uvarint()
 	q.Count = d.uvarint()
+	if tag == proofTag {
+		if q.Base = d.uvarint(); d.err == nil && q.Base == 0 {
+			return malformed("format-2 proof with base 0")
+		}
+	}
 	q.Signature = d.bytes()
 	n := d.count(32)
 	q.Path = make([][32]byte, n)

@@ -102,6 +102,10 @@ type inflightBatch struct {
 	// headMaybe: a head write of this batch failed in a way that does not
 	// rule out that it was applied.
 	headMaybe bool
+	// base is the retention floor the batch's segment (and so its head
+	// record) carries, fixed when the batch is first encoded so that a
+	// retry writes the same bytes (0: not encoded yet).
+	base uint64
 }
 
 // outcomeUnknown reports whether the batch may be in the log.

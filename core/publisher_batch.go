@@ -27,7 +27,7 @@ func (p *topicPublisher) flushBatched(ctx context.Context, b *inflightBatch) (an
 	if !ok {
 		return false, nil
 	}
-	data := p.encodeSegment(b)
+	data, head := p.encodeSegment(b)
 	ref, blob, fits := c.eng.blobs.leaf(data)
 	if !fits {
 		return false, nil
@@ -37,8 +37,8 @@ func (p *topicPublisher) flushBatched(ctx context.Context, b *inflightBatch) (an
 		puts = append(puts, blob)
 	}
 	first, last := b.msgs[0].seq, b.msgs[len(b.msgs)-1].seq
-	base := p.retainBase(last, c.eng.now().UnixNano())
-	rec := newHeadRecord(c.id, p.tk.name, base, last, ref).encode()
+	head.Seg = ref
+	base, rec := head.Base, head.encode()
 	headKey := p.tk.head(c.pid)
 	ann := announcement{Pub: c.pid, Seg: ref, To: last, Time: b.msgs[len(b.msgs)-1].time, known: p.announced}
 	var headVer backend.Version

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -26,7 +27,8 @@ type batchCounter struct {
 	mu         sync.Mutex
 	batches    int
 	headPuts   int
-	lostAnswer int // batches still to land but report an ambiguous error
+	lostAnswer int    // batches still to land but report an ambiguous error
+	onLost     func() // called when an answer is lost (nil: nothing)
 }
 
 var errAnswerLost = errors.New("test: connection reset after the request was sent")
@@ -38,6 +40,9 @@ func (s *batchCounter) UpdateWith(ctx context.Context, puts []backend.Put, key s
 	s.batches++
 	if err == nil && s.lostAnswer > 0 {
 		s.lostAnswer--
+		if s.onLost != nil {
+			s.onLost()
+		}
 		return 0, nil, errAnswerLost
 	}
 	return v, vers, err
@@ -126,6 +131,33 @@ func TestPublishOneStepLostAnswer(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []string{"once", "twice"}, readAll(t, ctx, store, "t", 2))
 	require.EqualValues(t, 1, c.Stats().Failures, "one failed attempt, then the retry")
+}
+
+// TestRetryKeepsBase: a batch whose one-step write landed but whose answer
+// was lost is retried with the same retention floor (fixed at its first
+// encoding), although the clock moved past MaxAge meanwhile: the retry
+// writes the same segment and head record, so it finds the landed attempt
+// instead of taking it for another writer's.
+func TestRetryKeepsBase(t *testing.T) {
+	ctx := testCtx(t)
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	store := &batchCounter{Store: newMem(t), onLost: func() { mu.Lock(); now = now.Add(2 * time.Minute); mu.Unlock() }}
+	c := newClient(t, store, WithOrdering(TopicOrder), WithClock(clock), WithRetention(Retention{MaxAge: time.Minute}))
+	_, err := c.Publish(ctx, "t", []byte("one"))
+	require.NoError(t, err)
+	store.mu.Lock()
+	store.lostAnswer = 1
+	store.mu.Unlock()
+	r, err := c.Publish(ctx, "t", []byte("two"))
+	require.NoError(t, err, "the retry finds the landed batch")
+	require.EqualValues(t, 2, r.Seq)
+	e, err := store.Get(ctx, newTopicKeys("t").head(c.Identity().ID()))
+	require.NoError(t, err)
+	h, err := decodeHead("t", e.Value)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, h.Base, "the base of the first attempt")
 }
 
 func randomBytes(t *testing.T, n int) []byte {

@@ -47,6 +47,14 @@ func (p *topicPublisher) load(ctx context.Context) error {
 		if PublisherIDOf(h.Publisher) != c.pid {
 			return fmt.Errorf("%w: head record on %q belongs to another key", ErrMalformed, p.tk.name)
 		}
+		if h.V2 {
+			// The next segment chains to h.Seg, which a format-2 head does
+			// not sign: it must be the segment the head carries. (Gone
+			// from a store that is not linearizable: not visible yet.)
+			if _, err := c.eng.headSegment(ctx, p.tk.name, h); err != nil && !errors.Is(err, backend.ErrNotFound) {
+				return fmt.Errorf("core: own head record on %q: %w", p.tk.name, err)
+			}
+		}
 		next = h.Last + 1
 		p.mu.Lock()
 		p.prevSeg, p.headVer, p.headVal, p.base = h.Seg, e.Version, e.Value, h.Base

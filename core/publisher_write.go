@@ -36,13 +36,13 @@ func (p *topicPublisher) flush(ctx context.Context, b *inflightBatch) error {
 		if retried {
 			put = c.eng.blobs.putFresh
 		}
-		data := p.encodeSegment(b)
+		data, head := p.encodeSegment(b)
 		ref, err := put(ctx, data)
 		if err != nil {
 			return err
 		}
-		b.ref = ref
-		if err := p.writeHead(ctx, last, ref); err != nil {
+		b.ref, head.Seg = ref, ref
+		if err := p.writeHead(ctx, head); err != nil {
 			if !refused(err) {
 				b.headMaybe = true
 			}
@@ -83,19 +83,26 @@ func (p *topicPublisher) flush(ctx context.Context, b *inflightBatch) error {
 }
 
 // encodeSegment builds and signs the segment of batch b, chained to the
-// publisher's previous one. The signature is deterministic, so a retry of
-// the batch encodes the same bytes.
-func (p *topicPublisher) encodeSegment(b *inflightBatch) []byte {
+// publisher's previous one and carrying the publisher's retention floor
+// (fixed at the batch's first encoding), and returns its stored form and
+// its head record, whose Seg the caller sets once the segment's reference
+// is known. The head is not signed: the segment's one signature covers it.
+// The signature is deterministic and the base fixed, so a retry of the
+// batch encodes the same bytes.
+func (p *topicPublisher) encodeSegment(b *inflightBatch) ([]byte, *headRecord) {
 	c := p.c
 	p.hashLeaves(b.msgs)
-	seg := segment{Publisher: c.id.PublicKey(), Prev: p.prevSeg, First: b.msgs[0].seq, Msgs: make([]segMsg, len(b.msgs))}
+	if b.base == 0 {
+		b.base = p.retainBase(b.msgs[len(b.msgs)-1].seq, c.eng.now().UnixNano())
+	}
+	seg := segment{Publisher: c.id.PublicKey(), Prev: p.prevSeg, First: b.msgs[0].seq, Base: b.base, Msgs: make([]segMsg, len(b.msgs))}
 	leaves := make([][32]byte, len(b.msgs))
 	for i, m := range b.msgs {
 		seg.Msgs[i] = segMsg{Time: m.time, TTL: m.ttl, Payload: m.payload}
 		leaves[i] = *m.leaf.Load()
 	}
-	seg.sign(c.id, p.tk.name, leaves)
-	return seg.encode()
+	root := seg.sign(c.id, p.tk.name, leaves)
+	return seg.encode(), segmentHead(&seg, root, Ref{})
 }
 
 // refused reports head-write errors after which the write certainly did
@@ -149,13 +156,14 @@ func (p *topicPublisher) retainBase(last uint64, t int64) uint64 {
 	return min(base, last+1)
 }
 
-// writeHead moves the publisher's head record to (last, ref). A conflict
-// that shows this very record means an earlier ambiguous attempt landed.
-func (p *topicPublisher) writeHead(ctx context.Context, last uint64, ref Ref) error {
+// writeHead moves the publisher's head record to head (the record of the
+// batch's segment, see encodeSegment). A conflict that shows this very
+// record means an earlier ambiguous attempt landed.
+func (p *topicPublisher) writeHead(ctx context.Context, head *headRecord) error {
 	c := p.c
 	key := p.tk.head(c.pid)
-	base := p.retainBase(last, c.eng.now().UnixNano())
-	rec := newHeadRecord(c.id, p.tk.name, base, last, ref).encode()
+	base, last, ref := head.Base, head.Last, head.Seg
+	rec := head.encode()
 	v, err := c.eng.store.CompareAndPut(ctx, key, p.headVer, rec)
 	if err == nil {
 		p.headVer, p.headVal, p.base = v, rec, base

@@ -129,9 +129,21 @@ func (g *gen) regShard() *regShard {
 	return s
 }
 
+// head reads a format-1 head record or, half the time, the format-2 head
+// of a format-3 segment it signs.
 func (g *gen) head(t testing.TB, topic string) *headRecord {
-	last := g.u64() >> 1
-	return newHeadRecord(g.identity(t), topic, 1+g.u64()%(last+1), last, g.ref())
+	if g.byte()&1 == 0 {
+		last := g.u64() >> 1
+		return newHeadRecordV1(g.identity(t), topic, 1+g.u64()%(last+1), last, g.ref())
+	}
+	sg := &segment{Publisher: nil, Prev: g.ref(), First: 1 + g.u64()>>2, Msgs: make([]segMsg, 1+g.n(4))}
+	for i := range sg.Msgs {
+		sg.Msgs[i] = segMsg{Time: g.i64(), TTL: g.i64(), Payload: g.bytes(20)}
+	}
+	sg.Base = 1 + g.u64()%(sg.last()+1)
+	id := g.identity(t)
+	sg.Publisher = id.PublicKey()
+	return segmentHead(sg, sg.sign(id, topic, nil), g.ref())
 }
 
 func (g *gen) subRecord(t testing.TB, topic string) *subRecord {

@@ -79,6 +79,11 @@ func (p *topicPublisher) refresh(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		if ref == h.Seg {
+			if err := h.bindRead(p.tk.name, sg); err != nil {
+				return fmt.Errorf("core: own head on %q: %w", p.tk.name, err)
+			}
+		}
 		if err := c.eng.blobs.refresh(ctx, ref); err != nil {
 			return err
 		}

@@ -110,6 +110,9 @@ func (p *topicPublisher) logHolds(ctx context.Context, h *headRecord, msgs []*pe
 			return 0, fmt.Errorf("core: retry on %q: own segment %s: %w", p.tk.name, ref, err)
 		}
 		if first {
+			if err := h.bindRead(p.tk.name, sg); err != nil {
+				return 0, fmt.Errorf("core: retry on %q: %w", p.tk.name, err)
+			}
 			newest = sg.Msgs[len(sg.Msgs)-1].Time
 		}
 		for i, m := range sg.Msgs {

@@ -12,7 +12,7 @@ import (
 	"time"
 )
 
-// Amortized authentication (segment format 2). A publisher signs a segment
+// Amortized authentication (segment formats 2 and 3). A publisher signs a segment
 // once: each message has a leaf hash (msgLeaf), the leaves form a Merkle
 // tree (RFC 6962 shape: leaves and interior nodes hashed with distinct
 // prefixes, an odd node promoted), and one Ed25519 signature covers the
@@ -20,7 +20,10 @@ import (
 // the signature once and delivers a message only if its recomputed leaf is
 // part of the signed tree, so every delivered message is verified while
 // the cost is one signature per segment. A single message can be exported
-// with its Merkle path and the segment signature (see Proof).
+// with its Merkle path and the segment signature (see Proof). Format 3
+// also signs the publisher's retention floor (Base) as of the write, so the
+// same signature authenticates the publisher's head record (format 2): a
+// publish costs one signature.
 
 // leafPrefix and nodePrefix separate leaf hashes from interior node hashes,
 // so no interior node can be passed off as a message.
@@ -32,8 +35,9 @@ const (
 // msgDomain and segDomain separate the hashed and signed byte strings of
 // this format from every other signed string of the protocol.
 const (
-	msgDomain = "stickypub/msg/v2\x00"
-	segDomain = "stickypub/seg/v2\x00"
+	msgDomain   = "stickypub/msg/v2\x00"
+	segDomain   = "stickypub/seg/v2\x00"
+	segDomainV3 = "stickypub/seg/v3\x00"
 )
 
 // msgLeaf is the leaf hash of one message: SHA-256 over the leaf prefix,
@@ -139,19 +143,37 @@ func rootFromPath(leaf [32]byte, i, size uint64, path [][32]byte) ([32]byte, err
 
 // segSigned is the exact byte string a segment signature covers: the
 // topic, the publisher's key, the previous segment, the first seq, the
-// message count and the root of the messages' tree. Every byte of a
-// segment is thereby covered: the header directly, the messages through
-// their leaves.
-func segSigned(topic string, pub ed25519.PublicKey, prev Ref, first, count uint64, root [32]byte) []byte {
+// message count, in format 3 the publisher's retention floor (base, at
+// least 1; 0 selects format 2, which does not sign one) and the root of
+// the messages' tree. Every byte of a segment is thereby covered: the
+// header directly, the messages through their leaves. In format 3 the one
+// signature also authenticates the publisher's head record (see
+// headRecord): a head carries the header and signature of the segment
+// holding its Last.
+func segSigned(topic string, pub ed25519.PublicKey, prev Ref, first, count, base uint64, root [32]byte) []byte {
 	var e encoder
-	e.raw([]byte(segDomain))
+	e.b = make([]byte, 0, len(segDomainV3)+len(topic)+len(pub)+len(prev)+len(root)+40)
+	if base == 0 {
+		e.raw([]byte(segDomain))
+	} else {
+		e.raw([]byte(segDomainV3))
+	}
 	e.str(topic)
 	e.raw(pub)
 	e.raw(prev[:])
 	e.uvarint(first)
 	e.uvarint(count)
+	if base != 0 {
+		e.uvarint(base)
+	}
 	e.raw(root[:])
 	return e.b
+}
+
+// signed is the byte string s's signature covers for topic, given the root
+// of its messages' tree.
+func (s *segment) signed(topic string, root [32]byte) []byte {
+	return segSigned(topic, s.Publisher, s.Prev, s.First, uint64(len(s.Msgs)), s.Base, root)
 }
 
 // parallelHashBytes is the payload volume above which a segment's leaves
@@ -189,13 +211,15 @@ func (s *segment) leaves(topic string) [][32]byte {
 }
 
 // sign sets s.Sig: id's signature over the segment for topic, given its
-// messages' leaves (computed here when nil). Ed25519 is deterministic, so
-// a retried batch writes the same bytes.
-func (s *segment) sign(id *Identity, topic string, leaves [][32]byte) {
+// messages' leaves (computed here when nil), and returns the root of their
+// tree. Ed25519 is deterministic, so a retried batch writes the same bytes.
+func (s *segment) sign(id *Identity, topic string, leaves [][32]byte) [32]byte {
 	if leaves == nil {
 		leaves = s.leaves(topic)
 	}
-	s.Sig = id.sign(segSigned(topic, s.Publisher, s.Prev, s.First, uint64(len(s.Msgs)), merkleRoot(leaves)))
+	root := merkleRoot(leaves)
+	s.Sig = id.sign(s.signed(topic, root))
+	return root
 }
 
 // segAuth is what the messages of one verified segment share to build
@@ -203,6 +227,8 @@ func (s *segment) sign(id *Identity, topic string, leaves [][32]byte) {
 type segAuth struct {
 	prev   Ref
 	first  uint64
+	base   uint64 // 0: a format-2 segment, which signs none
+	root   [32]byte
 	sig    []byte
 	leaves [][32]byte
 }
@@ -216,12 +242,12 @@ func verifySegment(topic string, s *segment) ([]*Message, error) {
 		return nil, malformed("segment of %d messages, key of %d bytes, signature of %d bytes", len(s.Msgs), len(s.Publisher), len(s.Sig))
 	}
 	leaves := s.leaves(topic)
-	signed := segSigned(topic, s.Publisher, s.Prev, s.First, uint64(len(s.Msgs)), merkleRoot(leaves))
+	root := merkleRoot(leaves)
 	pid := PublisherIDOf(s.Publisher)
-	if !ed25519.Verify(s.Publisher, signed, s.Sig) {
+	if !ed25519.Verify(s.Publisher, s.signed(topic, root), s.Sig) {
 		return nil, fmt.Errorf("%w: segment of %s, seqs %d-%d on %q", ErrBadSignature, pid, s.First, s.last(), topic)
 	}
-	auth := &segAuth{prev: s.Prev, first: s.First, sig: s.Sig, leaves: leaves}
+	auth := &segAuth{prev: s.Prev, first: s.First, base: s.Base, root: root, sig: s.Sig, leaves: leaves}
 	out := make([]*Message, len(s.Msgs))
 	for i, m := range s.Msgs {
 		out[i] = &Message{

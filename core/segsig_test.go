@@ -69,10 +69,11 @@ func TestMerkleTreeAndPaths(t *testing.T) {
 	assert.NotEqual(t, two[0], nodeHash(two[0], two[1]))
 }
 
-// signedTestSegment returns a segment of n messages signed by id on "t".
+// signedTestSegment returns a format-3 segment of n messages signed by id
+// on "t", with Base first-1 (at least 1).
 func signedTestSegment(t *testing.T, id *Identity, first uint64, n int) *segment {
 	t.Helper()
-	sg := &segment{Publisher: id.PublicKey(), Prev: Ref{7}, First: first}
+	sg := &segment{Publisher: id.PublicKey(), Prev: Ref{7}, First: first, Base: max(first-1, 1)}
 	for i := range n {
 		sg.Msgs = append(sg.Msgs, segMsg{Time: int64(1000 + i), TTL: int64(i), Payload: fmt.Appendf(nil, "m%d", i)})
 	}
@@ -101,6 +102,8 @@ func TestSegmentSignatureCoversEverything(t *testing.T) {
 		"ttl":          func(sg *segment) string { sg.Msgs[5].TTL++; return "t" },
 		"first":        func(sg *segment) string { sg.First++; return "t" },
 		"prev":         func(sg *segment) string { sg.Prev[0]++; return "t" },
+		"base":         func(sg *segment) string { sg.Base++; return "t" },
+		"format 2":     func(sg *segment) string { sg.Base = 0; return "t" },
 		"topic":        func(sg *segment) string { return "u" },
 		"truncated":    func(sg *segment) string { sg.Msgs = sg.Msgs[:5]; return "t" },
 		"extended":     func(sg *segment) string { sg.Msgs = append(sg.Msgs, sg.Msgs[0]); return "t" },
@@ -182,6 +185,7 @@ func TestMessageProof(t *testing.T) {
 	require.NoError(t, err)
 	assert.EqualValues(t, 6, p.First)
 	assert.EqualValues(t, 5, p.Count)
+	assert.EqualValues(t, 1, p.Base, "format 3: the segment's Base")
 	for name, change := range map[string]func(q *Proof){
 		"payload":   func(q *Proof) { q.Payload = []byte("other") },
 		"seq":       func(q *Proof) { q.Seq++ },
@@ -191,6 +195,8 @@ func TestMessageProof(t *testing.T) {
 		"count":     func(q *Proof) { q.Count++ },
 		"first":     func(q *Proof) { q.First--; q.Seq-- },
 		"prev":      func(q *Proof) { q.Prev[3] ^= 1 },
+		"base":      func(q *Proof) { q.Base++ },
+		"no base":   func(q *Proof) { q.Base = 0 },
 		"path":      func(q *Proof) { q.Path[0][0] ^= 1 },
 		"key":       func(q *Proof) { q.Publisher = sc.Identity().PublicKey() },
 		"signature": func(q *Proof) { q.Signature = bytes.Clone(q.Signature); q.Signature[0] ^= 1 },
@@ -216,6 +222,35 @@ func TestMessageProof(t *testing.T) {
 	}
 	_, err = (&Message{Seq: 1}).Proof()
 	require.ErrorIs(t, err, ErrNoProof)
+}
+
+// A message of a format-2 segment (stored before format 3) still exports
+// with a format-1 proof ('P', no Base) that verifies alone.
+func TestMessageProofFormat2(t *testing.T) {
+	id, err := GenerateIdentity()
+	require.NoError(t, err)
+	sg := signedTestSegment(t, id, 5, 3)
+	sg.Base = 0
+	sg.sign(id, "t", nil)
+	sg, err = decodeSegment(sg.encode())
+	require.NoError(t, err)
+	require.Zero(t, sg.Base)
+	msgs, err := verifySegment("t", sg)
+	require.NoError(t, err)
+	for _, m := range msgs {
+		p, err := m.Proof()
+		require.NoError(t, err)
+		require.Zero(t, p.Base)
+		b, err := p.MarshalBinary()
+		require.NoError(t, err)
+		require.Equal(t, byte(proofTagV1), b[0])
+		got, err := VerifyProof(b)
+		require.NoError(t, err)
+		require.Equal(t, m.Payload, got.Payload)
+		q := *p
+		q.Base = 1 // claimed to be format 3: another signed string
+		require.ErrorIs(t, q.Verify(), ErrBadSignature)
+	}
 }
 
 // Retry recognizes a batch already in the log by content (the messages'

@@ -35,7 +35,7 @@ func (f *Forger) CrashedSegment(ctx context.Context, topic string, at time.Time,
 	case !errors.Is(err, backend.ErrNotFound):
 		return "", err
 	}
-	sg := &forgehook.Segment{Publisher: f.id.PublicKey(), Prev: prev, First: first}
+	sg := &forgehook.Segment{Publisher: f.id.PublicKey(), Prev: prev, First: first, Base: 1}
 	for _, p := range payloads {
 		sg.Msgs = append(sg.Msgs, forgehook.Msg{Time: at.UnixNano(), Payload: p})
 	}
@@ -61,9 +61,9 @@ func (f *Forger) CompleteSegment(ctx context.Context, topic, key string) error {
 	if err != nil {
 		return err
 	}
-	last, err := hooks.SegmentLast(data)
+	sg, err := hooks.DecodeSegment(data)
 	if err != nil {
 		return err
 	}
-	return f.overwrite(ctx, hooks.HeadKey(topic, f.pid), hooks.HeadRecord(f.id, topic, 1, last, ref, nil))
+	return f.overwrite(ctx, hooks.HeadKey(topic, f.pid), hooks.SegmentHead(topic, sg, ref))
 }

@@ -44,22 +44,25 @@ func (f *Forger) Close(ctx context.Context) error { return f.w.Close(ctx) }
 // forger's publisher ID.
 func (f *Forger) BadSignature(ctx context.Context, topic string, seq uint64, payload []byte) (core.PublisherID, error) {
 	now := f.w.Now()
-	sg := &forgehook.Segment{Publisher: f.id.PublicKey(), First: seq, Msgs: []forgehook.Msg{{Time: now, Payload: payload}}}
+	sg := &forgehook.Segment{Publisher: f.id.PublicKey(), First: seq, Base: 1, Msgs: []forgehook.Msg{{Time: now, Payload: payload}}}
 	forgehook.Core.SignSegment(f.id, topic, sg, nil)
 	sg.Msgs[0].Payload = append([]byte("forged:"), payload...)
 	ref, err := f.w.PutBlob(ctx, forgehook.Core.EncodeSegment(sg))
 	if err != nil {
 		return core.PublisherID{}, err
 	}
-	return f.pid, f.publishHead(ctx, topic, forgehook.Core.HeadRecord(f.id, topic, 1, seq, ref, nil), ref, seq)
+	// The head carries the altered segment's header: it does not verify
+	// either.
+	return f.pid, f.publishHead(ctx, topic, forgehook.Core.SegmentHead(topic, sg, ref), ref, seq)
 }
 
 // Impersonate announces a message that claims to come from victim but is
 // signed with the forger's key, and writes a head record under the
-// forger's key that claims to be the victim's.
+// forger's key that claims to be the victim's (carrying that segment's
+// header and signature).
 func (f *Forger) Impersonate(ctx context.Context, topic string, victim ed25519.PublicKey, seq uint64, payload []byte) error {
 	now := f.w.Now()
-	sg := &forgehook.Segment{Publisher: victim, First: seq, Msgs: []forgehook.Msg{{Time: now, Payload: payload}}}
+	sg := &forgehook.Segment{Publisher: victim, First: seq, Base: 1, Msgs: []forgehook.Msg{{Time: now, Payload: payload}}}
 	forgehook.Core.SignSegment(f.id, topic, sg, nil)
 	ref, err := f.w.PutBlob(ctx, forgehook.Core.EncodeSegment(sg))
 	if err != nil {
@@ -68,11 +71,25 @@ func (f *Forger) Impersonate(ctx context.Context, topic string, victim ed25519.P
 	if err := f.w.Announce(ctx, topic, core.PublisherIDOf(victim), ref, seq, now); err != nil {
 		return err
 	}
-	return f.publishHead(ctx, topic, forgehook.Core.HeadRecord(f.id, topic, 1, seq, ref, victim), ref, seq)
+	return f.publishHead(ctx, topic, forgehook.Core.SegmentHead(topic, sg, ref), ref, seq)
 }
 
-// Garbage publishes, as the forger, a "segment" that is not one.
+// Garbage publishes, as the forger, a "segment" that is not one, under a
+// head record that carries the header and signature of a real segment of
+// the forger's (never stored) and names the garbage as its segment.
 func (f *Forger) Garbage(ctx context.Context, topic string, seq uint64, junk []byte) error {
+	ref, err := f.w.PutBlob(ctx, junk)
+	if err != nil {
+		return err
+	}
+	sg := &forgehook.Segment{Publisher: f.id.PublicKey(), First: seq, Base: 1, Msgs: []forgehook.Msg{{Time: f.w.Now(), Payload: junk}}}
+	forgehook.Core.SignSegment(f.id, topic, sg, nil)
+	return f.publishHead(ctx, topic, forgehook.Core.SegmentHead(topic, sg, ref), ref, seq)
+}
+
+// GarbageV1 is Garbage under a format-1 head record (signed over the
+// garbage's reference), as builds before format 2 wrote them.
+func (f *Forger) GarbageV1(ctx context.Context, topic string, seq uint64, junk []byte) error {
 	ref, err := f.w.PutBlob(ctx, junk)
 	if err != nil {
 		return err

@@ -71,7 +71,7 @@ func (f *Forger) Tamper(ctx context.Context, topic string, victim *core.Identity
 	}
 	now := f.w.Now()
 	genuine := func(first uint64, payloads [][]byte) *forgehook.Segment {
-		sg := &forgehook.Segment{Publisher: victim.PublicKey(), First: first}
+		sg := &forgehook.Segment{Publisher: victim.PublicKey(), First: first, Base: 1}
 		for _, p := range payloads {
 			sg.Msgs = append(sg.Msgs, forgehook.Msg{Time: now, Payload: p})
 		}

@@ -30,11 +30,14 @@ type Msg struct {
 }
 
 // Segment holds the fields of one segment (a batch of one publisher's
-// consecutive messages), as core stores it.
+// consecutive messages), as core stores it. Base is the publisher's
+// retention floor it carries (format 3, at least 1; 0 makes a format-2
+// segment, which carries none).
 type Segment struct {
 	Publisher ed25519.PublicKey
 	Prev      [32]byte
 	First     uint64
+	Base      uint64
 	Msgs      []Msg
 	Sig       []byte
 }
@@ -71,9 +74,16 @@ type Hooks struct {
 	Leaves func(topic string, s *Segment) [][32]byte
 	// EncodeSegment returns s's stored form.
 	EncodeSegment func(s *Segment) []byte
-	// HeadRecord returns the stored form of a head record of topic
-	// signed by signer, claiming to be claim's (signer's own key if nil).
+	// HeadRecord returns the stored form of a format-1 head record of
+	// topic signed by signer, claiming to be claim's (signer's own key if
+	// nil). Publishers no longer write format 1; readers still take it.
 	HeadRecord func(signer Identity, topic string, base, last uint64, seg [32]byte, claim ed25519.PublicKey) []byte
+	// SegmentHead returns the stored form of the format-2 head record that
+	// carries format-3 segment s's header and signature (the root of its
+	// messages' tree under topic) and names seg as the segment: what a
+	// publisher writes after storing s as seg, or, with another seg, a
+	// head that points elsewhere than what it carries.
+	SegmentHead func(topic string, s *Segment, seg [32]byte) []byte
 	// Policy returns the stored form of a write-access policy of topic,
 	// signed by owner.
 	Policy func(owner Identity, topic string, version uint64, allowed [][16]byte) []byte
@@ -83,8 +93,8 @@ type Hooks struct {
 	PolicyKey func(topic string) string
 	// DecodeHead reads a head record of topic: its last seq and segment.
 	DecodeHead func(topic string, rec []byte) (last uint64, seg [32]byte, err error)
-	// SegmentLast returns the last seq of a stored segment.
-	SegmentLast func(data []byte) (uint64, error)
+	// DecodeSegment decodes a stored segment (not verifying it).
+	DecodeSegment func(data []byte) (*Segment, error)
 	// BlobKey is the key of blob ref; RefOfKey reads it back.
 	BlobKey  func(ref [32]byte) string
 	RefOfKey func(key string) ([32]byte, bool)
