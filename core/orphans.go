@@ -282,7 +282,7 @@ func segSignedFor(topic string, s *segment) bool {
 		return false
 	}
 	signed := segSigned(topic, s.Publisher, s.Prev, s.First, uint64(len(s.Msgs)), merkleRoot(s.leaves(topic)))
-	return ed25519.Verify(s.Publisher, signed, s.Sig)
+	return segSigOK(s.Publisher, signed, s.Sig)
 }
 
 // chain is what a publisher's head record reaches on one topic.
