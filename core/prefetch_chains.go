@@ -10,15 +10,16 @@ import (
 // prefetchChains reads in parallel across publishers the segments a poll
 // is about to deliver from each tip (a head: publisher, newest segment,
 // last seq): from the tip back along Prev until the segment holding the
-// publisher's next expected seq, and verifies their signatures as one
-// batch (verifyPrepared). Publishers' chains are independent, so a late
-// joiner's catch-up on many publishers (publisher order, where heads
-// rather than announcements lead to the segments) is not one round trip
-// and one verification at a time, and a poll over many publishers with a
-// small segment each costs one batch equation rather than one Ed25519
-// verification per segment. At most the client's prefetch bound
-// (WithPrefetchBytes) is held; whatever fails or exceeds that is simply
-// not prefetched, and delivery reads it again and handles it.
+// publisher's next expected seq, one step of every chain at a time, and
+// verifies the signatures of each step as one batch (verifyPrepared).
+// Publishers' chains are independent, so a late joiner's catch-up on many
+// publishers (publisher order, where heads rather than announcements lead
+// to the segments) is not one round trip and one verification at a time,
+// and a poll over many publishers with a small segment each costs one
+// batch equation rather than one Ed25519 verification per segment. At most
+// the client's prefetch bound (WithPrefetchBytes) is held; whatever fails
+// or exceeds that is simply not prefetched, and delivery reads it again
+// and handles it.
 func (s *Subscription) prefetchChains(ctx context.Context, tips []announcement) {
 	type job struct {
 		a    announcement
@@ -33,51 +34,39 @@ func (s *Subscription) prefetchChains(ctx context.Context, tips []announcement) 
 	if len(jobs) == 0 {
 		return
 	}
-	type found struct {
-		ref Ref
-		p   *segPrep
-	}
 	var budget atomic.Int64
 	budget.Store(int64(s.c.opts.prefetchBytes))
-	results := make([][]found, len(jobs))
-	_ = s.c.eng.blobs.parallel(ctx, len(jobs), func(ctx context.Context, i int) error {
-		j := jobs[i]
-		ref := j.a.Seg
-		for !ref.IsZero() && ctx.Err() == nil {
-			p, size := s.fetchPrepared(ctx, ref, j.a.Pub)
-			if p == nil || budget.Add(-int64(size)) < 0 {
-				return nil
-			}
-			results[i] = append(results[i], found{ref, p})
-			if p.seg.First <= j.from || p.seg.First <= 1 {
-				return nil
-			}
-			// Not verified yet (the signatures of all chains are checked
-			// together below): a forged segment's Prev can only make this
-			// walk read more, within the budget; what follows a segment
-			// that does not verify is dropped.
-			ref = p.seg.Prev
-		}
-		return nil
-	})
-	var all []*segPrep
-	for _, r := range results {
-		for _, f := range r {
-			all = append(all, f.p)
-		}
-	}
-	msgs := verifyPrepared(all)
 	s.pre = make(map[Ref]*prefetched)
-	k := 0
-	for _, r := range results {
-		good := true
-		for _, f := range r {
-			// A segment that does not verify ends its chain: its Prev is
-			// not trusted, so nothing behind it is kept.
-			if good = good && msgs[k] != nil; good {
-				s.pre[f.ref] = &prefetched{seg: f.p.seg, msgs: msgs[k]}
+	// The chains are walked a step at a time, all of them together: each
+	// step reads the next segment of every chain still walking in parallel
+	// and checks their signatures as one batch, and only a segment that
+	// verifies leads on (its Prev is trusted), so a forged segment costs
+	// one read and ends its chain.
+	refs := make([]Ref, len(jobs))
+	for i, j := range jobs {
+		refs[i] = j.a.Seg
+	}
+	for len(jobs) > 0 && ctx.Err() == nil {
+		preps := make([]*segPrep, len(jobs))
+		_ = s.c.eng.blobs.parallel(ctx, len(jobs), func(ctx context.Context, i int) error {
+			p, size := s.fetchPrepared(ctx, refs[i], jobs[i].a.Pub)
+			if p != nil && budget.Add(-int64(size)) >= 0 {
+				preps[i] = p
 			}
-			k++
+			return nil
+		})
+		msgs := verifyPrepared(preps)
+		walking, next := jobs[:0], refs[:0]
+		for i, j := range jobs {
+			if msgs[i] == nil {
+				continue // unread, over the bound, or not verified: delivery handles it
+			}
+			sg := preps[i].seg
+			s.pre[refs[i]] = &prefetched{seg: sg, msgs: msgs[i]}
+			if sg.First > j.from && sg.First > 1 && !sg.Prev.IsZero() {
+				walking, next = append(walking, j), append(next, sg.Prev)
+			}
 		}
+		jobs, refs = walking, next
 	}
 }
