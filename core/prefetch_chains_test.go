@@ -24,8 +24,8 @@ func (g *blobGets) Get(ctx context.Context, key string) (backend.Entry, error) {
 	return g.Store.Get(ctx, key)
 }
 
-// A publisher-order prefetch follows a segment's Prev only once the
-// segment's signature verified: a forged tip whose Prev leads to the
+// A publisher-order prefetch follows a tip's Prev only once the tip's
+// signature verified: a forged tip whose Prev leads to the
 // publisher's real chain costs one read, prefetches nothing, and leaves
 // the real segments to delivery; a real tip prefetches its whole chain.
 func TestPrefetchChainsStopsAtForged(t *testing.T) {
