@@ -188,9 +188,10 @@ type prefetched struct {
 	msgs []*Message
 }
 
-// prefetch reads and verifies the segments of anns in parallel, so that a
-// catch-up over many small segments is not one round trip and one
-// single-threaded verification at a time, and returns how many of anns it
+// prefetch reads the segments of anns in parallel and verifies their
+// signatures as one batch (verifyPrepared), so that a catch-up over many
+// small segments is not one round trip and one single-threaded
+// verification at a time, and returns how many of anns it
 // covered: the next prefetch starts there. It holds at most about the
 // client's prefetch bound (WithPrefetchBytes) of segment bytes: once they
 // are read, it starts no more reads (the ones running finish). Whatever
@@ -216,7 +217,7 @@ func (s *Subscription) prefetch(ctx context.Context, anns []announcement) int {
 	}
 	var budget atomic.Int64
 	budget.Store(int64(s.c.opts.prefetchBytes))
-	got := make([]*prefetched, len(wants))
+	got := make([]*segPrep, len(wants))
 	skipped := make([]bool, len(wants))
 	_ = s.c.eng.blobs.parallel(ctx, len(wants), func(ctx context.Context, i int) error {
 		if budget.Load() <= 0 {
@@ -224,29 +225,34 @@ func (s *Subscription) prefetch(ctx context.Context, anns []announcement) int {
 			return nil
 		}
 		var size int
-		got[i], size = s.fetchVerified(ctx, wants[i].ref, wants[i].pub)
+		got[i], size = s.fetchPrepared(ctx, wants[i].ref, wants[i].pub)
 		budget.Add(-int64(size))
 		return nil
 	})
 	covered := len(anns)
-	s.pre = make(map[Ref]*prefetched, len(wants))
-	for i, p := range got {
+	for i := range got {
 		if skipped[i] {
 			covered = max(wants[i].at, 1)
+			clear(got[i:]) // not delivered by this window: not verified now
 			break
 		}
-		if p != nil {
-			s.pre[wants[i].ref] = p
+	}
+	msgs := verifyPrepared(got)
+	s.pre = make(map[Ref]*prefetched, len(wants))
+	for i, p := range got {
+		if msgs[i] != nil {
+			s.pre[wants[i].ref] = &prefetched{seg: p.seg, msgs: msgs[i]}
 		}
 	}
 	return covered
 }
 
-// fetchVerified reads, decodes and verifies segment ref of publisher pub
-// for a prefetch, and returns about the bytes it holds (the stored bytes
-// and the decoded messages). Whatever fails gives nil:
-// delivery reads it again, and handles and counts the failure there.
-func (s *Subscription) fetchVerified(ctx context.Context, ref Ref, pub PublisherID) (*prefetched, int) {
+// fetchPrepared reads and decodes segment ref of publisher pub for a
+// prefetch and prepares its signature check (verifyPrepared checks the
+// signatures of a prefetch together), and returns about the bytes it
+// holds (the stored bytes and the decoded messages). Whatever fails gives
+// nil: delivery reads it again, and handles and counts the failure there.
+func (s *Subscription) fetchPrepared(ctx context.Context, ref Ref, pub PublisherID) (*segPrep, int) {
 	data, err := s.c.eng.blobs.get(ctx, ref)
 	if err != nil {
 		return nil, 0
@@ -255,11 +261,11 @@ func (s *Subscription) fetchVerified(ctx context.Context, ref Ref, pub Publisher
 	if err != nil || PublisherIDOf(sg.Publisher) != pub {
 		return nil, len(data)
 	}
-	msgs, err := verifySegment(s.tk.name, sg)
+	p, err := prepareSegment(s.tk.name, sg)
 	if err != nil {
 		return nil, len(data)
 	}
-	return &prefetched{seg: sg, msgs: msgs}, len(data) + segBytes(sg)
+	return p, len(data) + segBytes(sg)
 }
 
 // errRetryLater marks a segment that is missing for now on a backend where

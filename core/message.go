@@ -265,11 +265,15 @@ func decodeHead(topic string, b []byte) (*headRecord, error) {
 // signature of the segment whose header it carries. It does not check
 // that Seg is that segment (see bindSegment).
 func (h *headRecord) verify(topic string) error {
-	signed := headSigned(topic, h.Base, h.Last, h.Seg)
+	var ok bool
 	if h.V2 {
-		signed = segSigned(topic, h.Publisher, h.Prev, h.First, h.Count, h.Base, h.Root)
+		// The segment's signature: the segments' rule (segSigOK), so a
+		// head verifies exactly when the segment it carries does.
+		ok = segSigOK(h.Publisher, segSigned(topic, h.Publisher, h.Prev, h.First, h.Count, h.Base, h.Root), h.Sig)
+	} else {
+		ok = ed25519.Verify(h.Publisher, headSigned(topic, h.Base, h.Last, h.Seg), h.Sig)
 	}
-	if !ed25519.Verify(h.Publisher, signed, h.Sig) {
+	if !ok {
 		return fmt.Errorf("%w: head record of %s", ErrBadSignature, PublisherIDOf(h.Publisher))
 	}
 	return nil

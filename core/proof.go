@@ -73,7 +73,7 @@ func (p *Proof) Verify() error {
 	if err != nil {
 		return malformed("proof: %v", err)
 	}
-	if !ed25519.Verify(p.Publisher, segSigned(p.Topic, p.Publisher, p.Prev, p.First, p.Count, p.Base, root), p.Signature) {
+	if !segSigOK(p.Publisher, segSigned(p.Topic, p.Publisher, p.Prev, p.First, p.Count, p.Base, root), p.Signature) {
 		return fmt.Errorf("%w: proof of message %d of %s on %q", ErrBadSignature, p.Seq, PublisherIDOf(p.Publisher), p.Topic)
 	}
 	return nil

@@ -236,18 +236,53 @@ type segAuth struct {
 // verifySegment checks s's signature for topic against the tree of its
 // messages' leaves: one signature verification for the whole segment. It
 // returns the messages in order, or an error wrapping ErrBadSignature and
-// no message: a segment that does not verify delivers nothing.
+// no message: a segment that does not verify delivers nothing. Segments
+// in hand together are verified in one batch by verifyPrepared.
 func verifySegment(topic string, s *segment) ([]*Message, error) {
+	p, err := prepareSegment(topic, s)
+	if err != nil {
+		return nil, err
+	}
+	if !segSigOK(s.Publisher, p.signed, s.Sig) {
+		return nil, p.badSignature()
+	}
+	return p.messages(), nil
+}
+
+// segPrep is a decoded segment whose signature is still to be checked:
+// its messages' leaves and the bytes its signature must cover.
+type segPrep struct {
+	topic  string
+	seg    *segment
+	leaves [][32]byte
+	root   [32]byte
+	signed []byte
+}
+
+// prepareSegment checks s's shape and computes what its signature must
+// cover for topic (the leaves: one SHA-256 per message).
+func prepareSegment(topic string, s *segment) (*segPrep, error) {
 	if len(s.Msgs) == 0 || len(s.Publisher) != ed25519.PublicKeySize || len(s.Sig) != ed25519.SignatureSize {
 		return nil, malformed("segment of %d messages, key of %d bytes, signature of %d bytes", len(s.Msgs), len(s.Publisher), len(s.Sig))
 	}
 	leaves := s.leaves(topic)
 	root := merkleRoot(leaves)
+	return &segPrep{topic: topic, seg: s, leaves: leaves, root: root, signed: s.signed(topic, root)}, nil
+}
+
+// badSignature is the error of a prepared segment whose signature does
+// not verify.
+func (p *segPrep) badSignature() error {
+	s := p.seg
+	return fmt.Errorf("%w: segment of %s, seqs %d-%d on %q", ErrBadSignature, PublisherIDOf(s.Publisher), s.First, s.last(), p.topic)
+}
+
+// messages are the messages of a prepared segment whose signature
+// verified, in order.
+func (p *segPrep) messages() []*Message {
+	s, topic := p.seg, p.topic
 	pid := PublisherIDOf(s.Publisher)
-	if !ed25519.Verify(s.Publisher, s.signed(topic, root), s.Sig) {
-		return nil, fmt.Errorf("%w: segment of %s, seqs %d-%d on %q", ErrBadSignature, pid, s.First, s.last(), topic)
-	}
-	auth := &segAuth{prev: s.Prev, first: s.First, base: s.Base, root: root, sig: s.Sig, leaves: leaves}
+	auth := &segAuth{prev: s.Prev, first: s.First, base: s.Base, root: p.root, sig: s.Sig, leaves: p.leaves}
 	out := make([]*Message, len(s.Msgs))
 	for i, m := range s.Msgs {
 		out[i] = &Message{
@@ -256,5 +291,5 @@ func verifySegment(topic string, s *segment) ([]*Message, error) {
 			Payload: m.Payload, Signature: s.Sig, auth: auth,
 		}
 	}
-	return out, nil
+	return out
 }
