@@ -325,7 +325,14 @@ func (s *Subscription) deliver(ctx context.Context, a announcement) (int, error)
 		}
 		sg := &segs[i]
 		if sg.lazy {
-			if err := s.reload(ctx, sg, a.Pub); err != nil {
+			s.reloadWindow(ctx, segs[i:], a.Pub)
+		}
+		if sg.lazy {
+			if err := s.reload(ctx, sg, a.Pub); errors.Is(err, errBadReload) {
+				// Counted: nothing of it or after it is delivered now, and
+				// the expected seq stays where it is.
+				return n, nil
+			} else if err != nil {
 				return n, err
 			}
 		}

@@ -79,7 +79,7 @@ func (s *Subscription) pollHeads(ctx context.Context) (int, error) {
 		}
 	}
 	s.prefetchChains(ctx, tips)
-	defer func() { s.pre = nil }()
+	defer func() { s.pre, s.skel = nil, nil }()
 	clean := true
 	n := 0
 	for i, p := range pids {
@@ -163,7 +163,7 @@ func (e *engine) readHeads(ctx context.Context, tk topicKeys, pids []PublisherID
 func (e *engine) readHeadRecords(ctx context.Context, tk topicKeys, pids []PublisherID, verify bool) ([]*headRecord, []error) {
 	heads := make([]*headRecord, len(pids))
 	errs := make([]error, len(pids))
-	_ = e.blobs.parallel(ctx, len(pids), func(ctx context.Context, i int) error {
+	_ = e.blobs.parallelN(ctx, readFanout, len(pids), func(ctx context.Context, i int) error {
 		ent, err := e.store.Get(ctx, tk.head(pids[i]))
 		if err == nil {
 			var h *headRecord

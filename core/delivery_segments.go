@@ -26,6 +26,7 @@ type segPart struct {
 	reason   string
 	lazy     bool
 	ref      Ref
+	size     int // a lazy part: about what its segment holds when read again
 }
 
 // collect loads and verifies the segments covering [from, a.To], oldest
@@ -44,6 +45,20 @@ func (s *Subscription) collect(ctx context.Context, a announcement, from uint64)
 			msgs []*Message
 			err  error
 		)
+		if k, ok := s.skel[ref]; ok && k.pub == a.Pub && ref != a.Seg && (k.first <= from || !k.prev.IsZero()) {
+			// Walked past the prefetch bound (prefetchChains): its place
+			// in the chain is known; delivery reads it again, a window at
+			// a time, and verifies it then.
+			if k.last < upTo {
+				s.invalidOnce(ref, malformed("announcement of %s to %d names a segment ending at %d", a.Pub, upTo, k.last))
+			}
+			parts = append(parts, segPart{lazy: true, ref: ref, size: k.size})
+			if k.first <= from {
+				break
+			}
+			ref, upTo = k.prev, k.first-1
+			continue
+		}
 		if v, ok := s.pre[ref]; ok && PublisherIDOf(v.seg.Publisher) == a.Pub {
 			sg, msgs = v.seg, v.msgs
 		} else {
@@ -93,13 +108,16 @@ func (s *Subscription) collect(ctx context.Context, a announcement, from uint64)
 		if sg.last() < upTo {
 			s.invalidOnce(ref, malformed("announcement of %s to %d names a segment ending at %d", a.Pub, upTo, sg.last()))
 		}
-		if held += segBytes(sg) + segDataBytes(sg); held > s.c.opts.prefetchBytes {
+		size := segBytes(sg) + segDataBytes(sg)
+		if held += size; held > s.c.opts.prefetchBytes {
 			for i := range parts {
-				if parts[i].seg != nil {
-					parts[i] = segPart{lazy: true, ref: parts[i].ref}
+				if p := parts[i]; p.seg != nil {
+					parts[i] = segPart{lazy: true, ref: p.ref, size: segBytes(p.seg) + segDataBytes(p.seg)}
+					delete(s.pre, p.ref) // not held for the rest of the poll
 				}
 			}
-			parts = append(parts, segPart{lazy: true, ref: ref})
+			parts = append(parts, segPart{lazy: true, ref: ref, size: size})
+			delete(s.pre, ref)
 		} else {
 			parts = append(parts, segPart{seg: sg, msgs: msgs, ref: ref})
 		}
@@ -134,7 +152,12 @@ func segDataBytes(sg *segment) int {
 	return n
 }
 
-// reload reads and verifies again a lazy part's segment.
+// errBadReload: a lazy part's segment, read again, does not verify.
+// Delivery stops there for this announcement (see deliver).
+var errBadReload = errors.New("core: segment does not verify")
+
+// reload reads and verifies again a lazy part's segment. A segment that
+// does not verify is counted as invalid and gives errBadReload.
 func (s *Subscription) reload(ctx context.Context, p *segPart, pub PublisherID) error {
 	sg, err := s.loadSegment(ctx, p.ref, pub)
 	if err != nil {
@@ -142,10 +165,44 @@ func (s *Subscription) reload(ctx context.Context, p *segPart, pub PublisherID) 
 	}
 	msgs, err := verifySegment(s.tk.name, sg)
 	if err != nil {
-		return fmt.Errorf("%w: segment %s verified, then did not: %w", errRetryLater, p.ref, err)
+		s.invalidOnce(p.ref, err)
+		return fmt.Errorf("%w: %s: %w", errBadReload, p.ref, err)
 	}
 	p.seg, p.msgs, p.lazy = sg, msgs, false
 	return nil
+}
+
+// reloadWindow reads again, in parallel, the lazy parts at the start of
+// parts (up to prefetchWindow of them and the client's prefetch bound of
+// bytes, counted from their sizes when first read) and checks their signatures as one batch, so that a
+// chain walked past the prefetch bound is delivered a window at a time
+// rather than one round trip and one verification per segment. What
+// fails here stays lazy: reload reads it again and handles the error.
+func (s *Subscription) reloadWindow(ctx context.Context, parts []segPart, pub PublisherID) {
+	n, held := 0, 0
+	for n < len(parts) && n < prefetchWindow && parts[n].lazy && (n == 0 || held+parts[n].size <= s.c.opts.prefetchBytes) {
+		held += parts[n].size
+		n++
+	}
+	if n < 2 {
+		return
+	}
+	got := make([]*segPrep, n)
+	_ = s.c.eng.blobs.parallelN(ctx, readFanout, n, func(ctx context.Context, i int) error {
+		got[i], _ = s.fetchPrepared(ctx, parts[i].ref, pub)
+		return nil
+	})
+	for i := range got {
+		if got[i] == nil {
+			clear(got[i:]) // delivered after a part that failed: not now
+			break
+		}
+	}
+	for i, msgs := range verifyPrepared(got) {
+		if msgs != nil {
+			parts[i].seg, parts[i].msgs, parts[i].lazy = got[i].seg, msgs, false
+		}
+	}
 }
 
 // vouched reports whether publisher p's signed head record leads, along

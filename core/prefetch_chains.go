@@ -35,21 +35,32 @@ func (s *Subscription) prefetchChains(ctx context.Context, tips []announcement) 
 	if len(jobs) == 0 {
 		return
 	}
-	var budget atomic.Int64
+	var budget, skelBudget atomic.Int64
 	budget.Store(int64(s.c.opts.prefetchBytes))
-	s.pre = make(map[Ref]*prefetched)
+	skelBudget.Store(int64(s.c.opts.prefetchBytes))
+	s.pre, s.skel = make(map[Ref]*prefetched), nil
 	// Two rounds, each read in parallel across the chains and checked as
 	// one batch of signatures: first the tips alone, then, behind each tip
 	// that verified, the rest of its chain. A tip comes from a head record
 	// that was not verified (see pollHeads), so a forged one costs one read
 	// and ends its chain; every segment behind a verified one is reached
 	// through Prev links its publisher signed.
+	//
+	// Past the prefetch bound the walk goes on, still in parallel across
+	// the chains, keeping of each segment only its place in the chain (a
+	// skeleton, see chainSkel), up to as many again of the bound: delivery
+	// then knows the chain without reading it one segment at a time, and
+	// reads those segments again a window at a time (reloadWindow). A
+	// skeleton's segment is the one its successor's signed Prev names (a
+	// blob is checked against its digest), so its header is the
+	// publisher's; its messages are verified when delivery reads it again.
 	type walk struct {
 		job
-		ref  Ref
-		got  []*segPrep
-		refs []Ref
-		done bool // reached the next expected seq or the log's start, or a read failed or went over the bound
+		ref   Ref
+		got   []*segPrep
+		refs  []Ref
+		skels map[Ref]*chainSkel
+		done  bool // reached the next expected seq or the log's start, or a read failed or went over the bounds
 	}
 	walks := make([]*walk, len(jobs))
 	for i, j := range jobs {
@@ -60,21 +71,40 @@ func (s *Subscription) prefetchChains(ctx context.Context, tips []announcement) 
 		if round > 0 {
 			limit = math.MaxInt
 		}
-		_ = s.c.eng.blobs.parallel(ctx, len(walks), func(ctx context.Context, i int) error {
+		_ = s.c.eng.blobs.parallelN(ctx, readFanout, len(walks), func(ctx context.Context, i int) error {
 			w := walks[i]
 			w.got, w.refs = w.got[:0], w.refs[:0]
-			for ref := w.ref; len(w.got) < limit && ctx.Err() == nil; {
-				p, size := s.fetchPrepared(ctx, ref, w.a.Pub)
-				if p == nil || budget.Add(-int64(size)) < 0 {
+			for ref := w.ref; len(w.got)+len(w.skels) < limit && ctx.Err() == nil; {
+				var sg *segment
+				if round > 0 && (len(w.skels) > 0 || budget.Load() < 0) {
+					// Past the bound: the segment's place in its chain only.
+					var size int
+					if sg, size = s.fetchSkel(ctx, ref, w.a.Pub); sg == nil || skelBudget.Add(-skelBytes) < 0 {
+						w.done = true
+						return nil
+					}
+					put(&w.skels, ref, &chainSkel{pub: w.a.Pub, first: sg.First, last: sg.last(), prev: sg.Prev, size: size})
+				} else {
+					p, size := s.fetchPrepared(ctx, ref, w.a.Pub)
+					if p == nil {
+						w.done = true
+						return nil
+					}
+					if budget.Add(-int64(size)) < 0 {
+						if round == 0 {
+							w.done = true
+							return nil
+						}
+						continue // read it again as a skeleton (from the cache)
+					}
+					sg = p.seg
+					w.got, w.refs = append(w.got, p), append(w.refs, ref)
+				}
+				if sg.First <= w.from || sg.First <= 1 || sg.Prev.IsZero() {
 					w.done = true
 					return nil
 				}
-				w.got, w.refs = append(w.got, p), append(w.refs, ref)
-				if p.seg.First <= w.from || p.seg.First <= 1 || p.seg.Prev.IsZero() {
-					w.done = true
-					return nil
-				}
-				ref = p.seg.Prev
+				ref = sg.Prev
 			}
 			return nil
 		})
@@ -94,6 +124,11 @@ func (s *Subscription) prefetchChains(ctx context.Context, tips []announcement) 
 				}
 				k++
 			}
+			if good {
+				for ref, sk := range w.skels {
+					put(&s.skel, ref, sk)
+				}
+			}
 			if good && !w.done && len(w.got) > 0 {
 				w.ref = w.got[len(w.got)-1].seg.Prev
 				next = append(next, w)
@@ -101,4 +136,33 @@ func (s *Subscription) prefetchChains(ctx context.Context, tips []announcement) 
 		}
 		walks = next
 	}
+}
+
+// chainSkel is what a poll keeps of a segment it walked past the prefetch
+// bound: its publisher, seqs and Prev link, so that delivery can lay out
+// the chain without reading it again one segment at a time.
+type chainSkel struct {
+	pub         PublisherID
+	first, last uint64
+	prev        Ref
+	size        int // what the segment holds when read (as fetchPrepared counts it)
+}
+
+// skelBytes is about what one chainSkel costs held in a map.
+const skelBytes = 160
+
+// fetchSkel reads and decodes segment ref of publisher pub for its place
+// in a chain, and returns about the bytes it holds when read (as
+// fetchPrepared counts them); nil if that fails: delivery reads it again
+// and handles it.
+func (s *Subscription) fetchSkel(ctx context.Context, ref Ref, pub PublisherID) (*segment, int) {
+	data, err := s.c.eng.blobs.get(ctx, ref)
+	if err != nil {
+		return nil, 0
+	}
+	sg, err := decodeSegment(data)
+	if err != nil || PublisherIDOf(sg.Publisher) != pub {
+		return nil, 0
+	}
+	return sg, len(data) + segBytes(sg)
 }

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/stickypub/stickypub/backend"
 )
@@ -37,6 +38,9 @@ type headHints struct {
 	coord   bool   // the coordinator changed: the next poll reads it
 	kick    func() // a hint arrived: make the subscription poll
 	wg      *sync.WaitGroup
+	// watching: a watchNewAsync goroutine runs; rewatch: it runs watchNew
+	// once more (publishers may have become known meanwhile).
+	watching, rewatch bool
 }
 
 func newHeadHints(w backend.Watcher, wg *sync.WaitGroup, kick func()) *headHints {
@@ -92,10 +96,47 @@ func (h *headHints) untake(wide bool, dirty map[PublisherID]bool) {
 	}
 }
 
+// watchStarts bounds the head watches one subscription starts at a time.
+// Starting a watch waits for the store to confirm it (a round trip on
+// Redis), so starting a hundred one after another kept a new subscriber's
+// first live polls waiting for as many round trips.
+const watchStarts = 64
+
+// watchNewAsync runs watchNew in the background, with the publishers known
+// then (known is called on that goroutine: it takes the poll lock), unless
+// it is running already: then it runs once more when the running one
+// ends. Polls go on meanwhile: a live publisher whose head is not watched
+// yet is read at every poll, and watchNew marks each head it starts
+// watching, so what moved before its watch started is read.
+func (h *headHints) watchNewAsync(ctx context.Context, tk topicKeys, known func() []PublisherID) {
+	h.mu.Lock()
+	if h.watching {
+		h.rewatch = true
+		h.mu.Unlock()
+		return
+	}
+	h.watching = true
+	h.mu.Unlock()
+	h.wg.Go(func() {
+		for {
+			h.watchNew(ctx, tk, known())
+			h.mu.Lock()
+			if !h.rewatch || ctx.Err() != nil {
+				h.watching, h.rewatch = false, false
+				h.mu.Unlock()
+				return
+			}
+			h.rewatch = false
+			h.mu.Unlock()
+		}
+	})
+}
+
 // watchNew starts watching the head records of the known publishers that
-// are not watched yet (up to headWatchMax), and marks them dirty: a head
-// that moved between its last read and the watch start is read again. It
-// reports whether it started any (and then wakes the loop).
+// are not watched yet (up to headWatchMax), up to watchStarts at a time,
+// and marks them dirty: a head that moved between its last read and the
+// watch start is read again. It reports whether it started any (and then
+// wakes the loop).
 func (h *headHints) watchNew(ctx context.Context, tk topicKeys, known []PublisherID) bool {
 	h.mu.Lock()
 	var add []PublisherID
@@ -108,22 +149,31 @@ func (h *headHints) watchNew(ctx context.Context, tk topicKeys, known []Publishe
 		}
 	}
 	h.mu.Unlock()
-	started := false
+	var (
+		started atomic.Bool
+		wg      sync.WaitGroup
+	)
+	sem := make(chan struct{}, watchStarts)
 	for _, p := range add {
-		ch, err := h.w.Watch(ctx, tk.head(p))
-		if err != nil {
-			continue // read at every poll instead
-		}
-		h.mu.Lock()
-		h.watched[p], h.dirty[p] = true, true
-		h.mu.Unlock()
-		started = true
-		h.wg.Go(func() { h.forward(p, ch) })
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			ch, err := h.w.Watch(ctx, tk.head(p))
+			if err != nil {
+				return // read at every poll instead
+			}
+			h.mu.Lock()
+			h.watched[p], h.dirty[p] = true, true
+			h.mu.Unlock()
+			started.Store(true)
+			h.wg.Go(func() { h.forward(p, ch) })
+		})
 	}
-	if started {
+	wg.Wait()
+	if started.Load() {
 		h.mark(nil)
 	}
-	return started
+	return started.Load()
 }
 
 // forward turns the notifications of p's head into hints, and forgets the

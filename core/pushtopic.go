@@ -307,7 +307,7 @@ func (s *Subscription) pushRounds(ctx context.Context) {
 			return
 		}
 		if h := s.headHints(); h != nil {
-			h.watchNew(s.life.ctx, *s.tk, s.knownPublishers())
+			h.watchNewAsync(s.life.ctx, *s.tk, s.knownPublishers)
 		}
 		s.runMu.Lock()
 		if !r.again || r.stopped {

@@ -75,6 +75,7 @@ type Subscription struct {
 	policy    *Policy                // the topic's write-access policy at this poll (nil: open)
 	denied    map[PublisherID]uint64 // highest seq of each publisher counted as denied
 	pre       map[Ref]*prefetched    // segments prefetched for this poll
+	skel      map[Ref]*chainSkel     // segments a poll walked past the prefetch bound (prefetchChains)
 	audit     auditState
 	pos       posTracker // the position, for each message's cursor
 	target    uint64     // the coordinator's count at this poll (ordered)
