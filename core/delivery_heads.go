@@ -75,7 +75,7 @@ func (s *Subscription) pollHeads(ctx context.Context) (int, error) {
 	tips := make([]announcement, 0, len(heads))
 	for i, h := range heads {
 		if h != nil {
-			tips = append(tips, announcement{Pub: pids[i], Seg: h.Seg, To: h.Last})
+			tips = append(tips, announcement{Pub: pids[i], Seg: h.Seg, To: h.Last, head: h})
 		}
 	}
 	s.prefetchChains(ctx, tips)

@@ -61,6 +61,12 @@ func (s *Subscription) collect(ctx context.Context, a announcement, from uint64)
 		}
 		if v, ok := s.pre[ref]; ok && PublisherIDOf(v.seg.Publisher) == a.Pub {
 			sg, msgs = v.seg, v.msgs
+		} else if h := a.head; h != nil && h.iseg != nil && ref == a.Seg {
+			// A format-3 head carries its segment (its publisher's: see
+			// readHeadRecords): verified below like one read, and never
+			// looked up by the digest of what it carries, so a forged
+			// one is invalid rather than a missing segment.
+			sg = h.iseg
 		} else {
 			sg, err = s.loadSegment(ctx, ref, a.Pub)
 		}

@@ -50,8 +50,9 @@ func init() {
 			}
 			return encodePolicy(owner.(*Identity), topic, version, ids)
 		},
-		HeadKey:   func(topic string, pub [16]byte) string { return newTopicKeys(topic).head(pub) },
-		PolicyKey: func(topic string) string { return newTopicKeys(topic).policy() },
+		HeadKey:      func(topic string, pub [16]byte) string { return newTopicKeys(topic).head(pub) },
+		PolicyKey:    func(topic string) string { return newTopicKeys(topic).policy() },
+		CarryingHead: func(data []byte) []byte { return (&headRecord{V2: true, inline: data}).encode() },
 		DecodeHead: func(topic string, rec []byte) (uint64, [32]byte, error) {
 			h, err := decodeHead(topic, rec)
 			if err != nil {

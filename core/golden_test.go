@@ -50,6 +50,8 @@ func goldenRecords(t *testing.T) map[string]struct {
 	sg3 := &segment{Publisher: id.PublicKey(), Prev: Ref{4}, First: 2, Base: 2, Msgs: sg.Msgs}
 	root3 := sg3.sign(id, topic, nil)
 	head2 := segmentHead(sg3, root3, seg)
+	sg3Bytes := sg3.encode()
+	head3 := segmentHead(sg3, root3, digest(sg3Bytes)).withInline(sg3Bytes)
 	type rec = struct {
 		enc    []byte
 		decode func([]byte) error
@@ -82,6 +84,16 @@ func goldenRecords(t *testing.T) map[string]struct {
 			h, err := decodeHead(topic, b)
 			if err == nil && (h.Last != 3 || h.Base != 2 || h.Seg != seg || !h.V2) {
 				t.Errorf("head v2: %+v", h)
+			}
+			if err == nil {
+				err = h.bindSegment(sg3, root3)
+			}
+			return err
+		}},
+		"head-v3": {head3.encode(), func(b []byte) error {
+			h, err := decodeHead(topic, b)
+			if err == nil && (h.Last != 3 || h.Base != 2 || h.Seg != digest(sg3Bytes) || !h.V2 || h.iseg == nil) {
+				t.Errorf("head v3: %+v", h)
 			}
 			if err == nil {
 				err = h.bindSegment(sg3, root3)

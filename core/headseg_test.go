@@ -23,6 +23,8 @@ func repointHead(t *testing.T, ctx context.Context, st backend.Store, id *Identi
 	require.True(t, h.V2, "publishers write format-2 heads")
 	require.False(t, h.Prev.IsZero())
 	forged := *h
+	forged.Root = h.rootFor(topic)
+	forged.inline, forged.iseg = nil, nil // format 2: the reference is a field of its own
 	forged.Seg = h.Prev
 	require.NoError(t, forged.verify(topic), "the signature does not cover the reference")
 	_, err = st.CompareAndPut(ctx, key, e.Version, forged.encode())

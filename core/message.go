@@ -188,17 +188,51 @@ type headRecord struct {
 	Sig  []byte
 
 	// Format 2 only (V2 set): the header of segment Seg; Last is
-	// First+Count-1 and Sig is the segment's signature.
+	// First+Count-1 and Sig is the segment's signature. Root is zero in a
+	// decoded format-3 head (it carries the messages: see rootFor).
 	V2    bool
 	Prev  Ref
 	First uint64
 	Count uint64
 	Root  [32]byte
+
+	// Format 3 ('J'): a format-2 head that carries segment Seg's exact
+	// stored bytes (inline) instead of its header, so Seg is their digest
+	// and a subscriber needs no second read; iseg is their decoding (set
+	// when decoded). Written when the stored segment is at most
+	// inlineSegMax bytes.
+	inline []byte
+	iseg   *segment
+}
+
+// inlineSegMax is the largest stored segment a head record carries
+// (format 3): a message of a few hundred bytes, and small enough that the
+// head fits the smallest backend value (BEP44's 1000 bytes).
+const inlineSegMax = 512
+
+// withInline makes h, a format-2 head whose segment's stored bytes are
+// data, carry them (format 3) when they are at most inlineSegMax bytes.
+func (h *headRecord) withInline(data []byte) *headRecord {
+	if h.V2 && len(data) <= inlineSegMax {
+		h.inline = data
+	}
+	return h
+}
+
+// rootFor returns the Merkle root of the messages of the segment h carries
+// for topic: Root, or, for a decoded format-3 head, computed from the
+// messages it carries.
+func (h *headRecord) rootFor(topic string) [32]byte {
+	if h.iseg != nil {
+		return merkleRoot(h.iseg.leaves(topic))
+	}
+	return h.Root
 }
 
 const (
-	headTagV1 = 0x48 // 'H', format 1: a signature of its own
-	headTag   = 0x49 // 'I', format 2: the segment's header and signature
+	headTagV1     = 0x48 // 'H', format 1: a signature of its own
+	headTag       = 0x49 // 'I', format 2: the segment's header and signature
+	headTagInline = 0x4A // 'J', format 3: the segment's stored bytes
 )
 
 func headSigned(topic string, base, last uint64, seg Ref) []byte {
@@ -239,6 +273,12 @@ func (h *headRecord) encode() []byte {
 		e.raw(h.Sig)
 		return e.b
 	}
+	if h.inline != nil {
+		e.b = make([]byte, 0, 3+len(h.inline))
+		e.byte(headTagInline)
+		e.bytes(h.inline)
+		return e.b
+	}
 	e.b = make([]byte, 0, 1+len(h.Publisher)+3*32+30+len(h.Seg)+len(h.Sig))
 	e.byte(headTag)
 	e.raw(h.Publisher)
@@ -269,7 +309,7 @@ func (h *headRecord) verify(topic string) error {
 	if h.V2 {
 		// The segment's signature: the segments' rule (segSigOK), so a
 		// head verifies exactly when the segment it carries does.
-		ok = segSigOK(h.Publisher, segSigned(topic, h.Publisher, h.Prev, h.First, h.Count, h.Base, h.Root), h.Sig)
+		ok = segSigOK(h.Publisher, segSigned(topic, h.Publisher, h.Prev, h.First, h.Count, h.Base, h.rootFor(topic)), h.Sig)
 	} else {
 		ok = ed25519.Verify(h.Publisher, headSigned(topic, h.Base, h.Last, h.Seg), h.Sig)
 	}
@@ -292,8 +332,12 @@ func (h *headRecord) bindSegment(sg *segment, root [32]byte) error {
 	if !h.V2 {
 		return nil
 	}
+	// A decoded format-3 head's Seg is the digest of the segment it
+	// carries, so the segment read from Seg is that one: its root is the
+	// one the carried messages make, not held in Root.
+	rootOK := root == h.Root || h.iseg != nil
 	if !bytes.Equal(sg.Publisher, h.Publisher) || sg.Prev != h.Prev || sg.First != h.First || uint64(len(sg.Msgs)) != h.Count ||
-		sg.Base != h.Base || root != h.Root || !bytes.Equal(sg.Sig, h.Sig) {
+		sg.Base != h.Base || !rootOK || !bytes.Equal(sg.Sig, h.Sig) {
 		return fmt.Errorf("%w: %w: %s of %s, seqs %d-%d", ErrMalformed, errHeadSegment, h.Seg, PublisherIDOf(h.Publisher), h.First, h.Last)
 	}
 	return nil
@@ -313,6 +357,9 @@ func (h *headRecord) bindRead(topic string, sg *segment) error {
 func decodeHeadUnverified(b []byte) (*headRecord, error) {
 	d := decoder{b: b}
 	tag := d.byte()
+	if tag == headTagInline {
+		return decodeHeadInline(&d)
+	}
 	if tag != headTag && tag != headTagV1 {
 		return nil, malformed("head tag %#x", tag)
 	}
@@ -342,4 +389,24 @@ func decodeHeadUnverified(b []byte) (*headRecord, error) {
 		return nil, malformed("head base %d beyond last %d", h.Base, h.Last)
 	}
 	return h, nil
+}
+
+// decodeHeadInline decodes the rest of a format-3 head record (after its
+// tag): the stored bytes of a format-3 segment, which give every field.
+func decodeHeadInline(d *decoder) (*headRecord, error) {
+	data := d.bytes()
+	if err := d.done(); err != nil {
+		return nil, malformed("head: %v", err)
+	}
+	sg, err := decodeSegment(data)
+	if err != nil {
+		return nil, fmt.Errorf("head: %w", err)
+	}
+	if sg.Base == 0 {
+		return nil, malformed("head carrying a format-2 segment")
+	}
+	return &headRecord{
+		Publisher: sg.Publisher, Base: sg.Base, Last: sg.last(), Seg: digest(data), Sig: sg.Sig,
+		V2: true, Prev: sg.Prev, First: sg.First, Count: uint64(len(sg.Msgs)), inline: data, iseg: sg,
+	}, nil
 }

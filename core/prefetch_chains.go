@@ -85,7 +85,16 @@ func (s *Subscription) prefetchChains(ctx context.Context, tips []announcement) 
 					}
 					put(&w.skels, ref, &chainSkel{pub: w.a.Pub, first: sg.First, last: sg.last(), prev: sg.Prev, size: size})
 				} else {
-					p, size := s.fetchPrepared(ctx, ref, w.a.Pub)
+					var (
+						p    *segPrep
+						size int
+					)
+					if h := w.a.head; round == 0 && h != nil && h.iseg != nil && ref == h.Seg {
+						// The head carries the segment (format 3): no read.
+						p, size = s.prepareCarried(h, w.a.Pub)
+					} else {
+						p, size = s.fetchPrepared(ctx, ref, w.a.Pub)
+					}
 					if p == nil {
 						w.done = true
 						return nil
@@ -165,4 +174,19 @@ func (s *Subscription) fetchSkel(ctx context.Context, ref Ref, pub PublisherID) 
 		return nil, 0
 	}
 	return sg, len(data) + segBytes(sg)
+}
+
+// prepareCarried prepares the segment a format-3 head record h carries, as
+// fetchPrepared does one it reads (nil if it is not pub's or malformed:
+// delivery reads it from the store and handles that). Its bytes are the
+// ones stored under h.Seg, which is their digest.
+func (s *Subscription) prepareCarried(h *headRecord, pub PublisherID) (*segPrep, int) {
+	if PublisherIDOf(h.iseg.Publisher) != pub {
+		return nil, len(h.inline)
+	}
+	p, err := prepareSegment(s.tk.name, h.iseg)
+	if err != nil {
+		return nil, len(h.inline)
+	}
+	return p, len(h.inline) + segBytes(h.iseg)
 }

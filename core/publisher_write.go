@@ -102,7 +102,8 @@ func (p *topicPublisher) encodeSegment(b *inflightBatch) ([]byte, *headRecord) {
 		leaves[i] = *m.leaf.Load()
 	}
 	root := seg.sign(c.id, p.tk.name, leaves)
-	return seg.encode(), segmentHead(&seg, root, Ref{})
+	data := seg.encode()
+	return data, segmentHead(&seg, root, Ref{}).withInline(data)
 }
 
 // refused reports head-write errors after which the write certainly did

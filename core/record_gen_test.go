@@ -130,7 +130,8 @@ func (g *gen) regShard() *regShard {
 }
 
 // head reads a format-1 head record or, half the time, the format-2 head
-// of a format-3 segment it signs.
+// of a format-3 segment it signs, which, half of those times, carries the
+// segment (format 3).
 func (g *gen) head(t testing.TB, topic string) *headRecord {
 	if g.byte()&1 == 0 {
 		last := g.u64() >> 1
@@ -143,7 +144,12 @@ func (g *gen) head(t testing.TB, topic string) *headRecord {
 	sg.Base = 1 + g.u64()%(sg.last()+1)
 	id := g.identity(t)
 	sg.Publisher = id.PublicKey()
-	return segmentHead(sg, sg.sign(id, topic, nil), g.ref())
+	root := sg.sign(id, topic, nil)
+	if g.byte()&1 == 0 {
+		data := sg.encode()
+		return segmentHead(sg, root, digest(data)).withInline(data)
+	}
+	return segmentHead(sg, root, g.ref())
 }
 
 func (g *gen) subRecord(t testing.TB, topic string) *subRecord {

@@ -1,7 +1,8 @@
 package forge
 
-// Forger.ForgeHead: a real publisher's format-2 head record replaced by one
-// that carries a real signature but points or claims elsewhere.
+// Forger.ForgeHead: a real publisher's head record replaced by one that
+// carries a real signature but points or claims elsewhere (format 2), or
+// carries an altered segment (format 3).
 
 import (
 	"context"
@@ -33,10 +34,15 @@ const (
 	// HeadOtherKey claims the publisher's key but carries a header the
 	// forger signed with its own key.
 	HeadOtherKey
+	// HeadCarriesAltered is a format-3 head record carrying the
+	// publisher's newest segment with its last message's payload changed
+	// (the real signature kept): its reference, the digest of what it
+	// carries, names no stored segment.
+	HeadCarriesAltered
 )
 
 // HeadForgeries lists every HeadForgery.
-var HeadForgeries = []HeadForgery{HeadRepointed, HeadBaseRaised, HeadLastRaised, HeadOtherKey}
+var HeadForgeries = []HeadForgery{HeadRepointed, HeadBaseRaised, HeadLastRaised, HeadOtherKey, HeadCarriesAltered}
 
 // String names the forgery.
 func (h HeadForgery) String() string {
@@ -49,6 +55,8 @@ func (h HeadForgery) String() string {
 		return "last raised"
 	case HeadOtherKey:
 		return "other key"
+	case HeadCarriesAltered:
+		return "carries altered"
 	}
 	return fmt.Sprintf("head forgery(%d)", int(h))
 }
@@ -101,6 +109,10 @@ func (f *Forger) ForgeHead(ctx context.Context, topic string, pub core.Publisher
 	case HeadOtherKey:
 		hooks.SignSegment(f.id, topic, sg, nil)
 		rec = hooks.SegmentHead(topic, sg, ref)
+	case HeadCarriesAltered:
+		m := &sg.Msgs[len(sg.Msgs)-1]
+		m.Payload = append(slices.Clone(m.Payload), "forged"...)
+		rec = hooks.CarryingHead(hooks.EncodeSegment(sg))
 	default:
 		return nil, fmt.Errorf("forge: unknown head forgery %d", int(how))
 	}

@@ -84,6 +84,10 @@ type Hooks struct {
 	// publisher writes after storing s as seg, or, with another seg, a
 	// head that points elsewhere than what it carries.
 	SegmentHead func(topic string, s *Segment, seg [32]byte) []byte
+	// CarryingHead returns the stored form of the format-3 head record
+	// that carries a segment's stored bytes data (whatever they hold): its
+	// segment reference is their digest.
+	CarryingHead func(data []byte) []byte
 	// Policy returns the stored form of a write-access policy of topic,
 	// signed by owner.
 	Policy func(owner Identity, topic string, version uint64, allowed [][16]byte) []byte
