@@ -56,7 +56,7 @@ func (p *topicPublisher) flush(ctx context.Context, b *inflightBatch) error {
 			}
 		}
 		b.headDone = true
-		p.prevSeg = ref
+		p.chainTo(ref)
 		p.noteSegment(ref, first, last)
 	}
 	ann := announcement{Pub: c.pid, Seg: b.ref, To: last, Time: b.msgs[len(b.msgs)-1].time, known: p.announced}
@@ -103,7 +103,7 @@ func (p *topicPublisher) encodeSegment(b *inflightBatch) ([]byte, *headRecord) {
 	}
 	root := seg.sign(c.id, p.tk.name, leaves)
 	data := seg.encode()
-	return data, segmentHead(&seg, root, Ref{}).withInline(data)
+	return data, segmentHead(&seg, root, Ref{}).withInline(data, p.older, c.eng.blobs.maxValue)
 }
 
 // refused reports head-write errors after which the write certainly did
@@ -223,4 +223,14 @@ func (p *topicPublisher) hashLeaves(msgs []*pendingMsg) {
 		})
 	}
 	wg.Wait()
+}
+
+// chainTo makes ref, just written and named by the head record, the
+// segment the next one chains to, and remembers the one before it among
+// the references a format-3 head carries (older).
+func (p *topicPublisher) chainTo(ref Ref) {
+	if !p.prevSeg.IsZero() {
+		p.older = append([]Ref{p.prevSeg}, p.older[:min(len(p.older), headOlderMax-1)]...)
+	}
+	p.prevSeg = ref
 }
