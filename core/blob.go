@@ -228,9 +228,9 @@ func (b *blobStore) parallel(ctx context.Context, n int, fn func(context.Context
 // head records, chain walks across publishers, and a window of a chain
 // read again for delivery. Each is a small read whose time is mostly the
 // round trip, which stores like Redis pipeline, so a poll over 100
-// publishers reads their heads and each step of their chains in one or two
-// round trips rather than thirteen (fanout's 8 at a time).
-const readFanout = 64
+// publishers reads their heads, and each step of their chains, in one
+// round trip rather than thirteen (fanout's 8 at a time).
+const readFanout = 256
 
 // parallelN is parallel with at most limit calls at a time.
 func (b *blobStore) parallelN(ctx context.Context, limit, n int, fn func(context.Context, int) error) error {

@@ -213,7 +213,7 @@ type headRecord struct {
 
 // headOlderMax is the most older segment references a format-3 head
 // record carries.
-const headOlderMax = 16
+const headOlderMax = 32
 
 // inlineSegMax is the largest stored segment a head record carries
 // (format 3): a message of a few hundred bytes, and small enough that the
