@@ -103,7 +103,15 @@ func (p *topicPublisher) encodeSegment(b *inflightBatch) ([]byte, *headRecord) {
 	}
 	root := seg.sign(c.id, p.tk.name, leaves)
 	data := seg.encode()
-	return data, segmentHead(&seg, root, Ref{}).withInline(data, p.older, c.eng.blobs.maxValue)
+	head := segmentHead(&seg, root, Ref{})
+	if !c.eng.ordered {
+		// Publisher order, where subscribers follow head records: the head
+		// carries a small segment and the references before it (format
+		// 3). In topic order they follow announcements, which name the
+		// segment: the head stays format 2.
+		head.withInline(data, p.older, c.eng.blobs.maxValue)
+	}
+	return data, head
 }
 
 // refused reports head-write errors after which the write certainly did
