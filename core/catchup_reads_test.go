@@ -1,9 +1,8 @@
 package core
 
 // How a publisher-order subscriber that is behind reads: the head record
-// carries its segment (format 3), a chain is read ahead from the head's
-// older references, segments past the prefetch bound are read again a
-// window at a time, and head watches start together.
+// carries its segment (format 3), segments past the prefetch bound are
+// read again a window at a time, and head watches start together.
 
 import (
 	"context"
@@ -102,26 +101,6 @@ func TestHeadCarriesSegment(t *testing.T) {
 	require.Zero(t, sc.Stats().Invalid+sc.Stats().Gaps)
 }
 
-// TestCatchUpReadsAhead: a subscriber 40 segments behind one publisher
-// reads the segments its head record names (up to headOlderMax) at once,
-// not one Prev link after another, and delivers all, in order.
-func TestCatchUpReadsAhead(t *testing.T) {
-	ctx := testCtx(t)
-	store := newSlowBlobs(t, 3*time.Millisecond)
-	const topic = "ahead"
-	pub := newClient(t, store, WithOrdering(PublisherOrder))
-	segs := publishBatches(t, ctx, store, pub, topic, 40, 1)
-	sc := newClient(t, store, WithOrdering(PublisherOrder))
-	sub, err := sc.Subscribe(ctx, topic, FromStart(), WithoutPush())
-	require.NoError(t, err)
-	for i, m := range receive(t, ctx, sc, sub, 40) {
-		require.EqualValues(t, i+1, m.Seq)
-	}
-	// Segments 7-39 are the newest one's Prev and older references.
-	require.GreaterOrEqual(t, store.most(segs[6:39]), int64(8), "the chain below the head was read one segment at a time")
-	require.Zero(t, sc.Stats().Invalid+sc.Stats().Gaps+sc.Stats().Duplicates)
-}
-
 // TestLazyPartsReadInWindows: a chain far longer than the prefetch bound
 // is delivered exactly once and in order, the segments past the bound
 // being read again for delivery several at a time rather than one after
@@ -142,7 +121,7 @@ func TestLazyPartsReadInWindows(t *testing.T) {
 	for i, m := range receive(t, ctx, sc, sub, n) {
 		require.EqualValues(t, i+1, m.Seq)
 	}
-	// The oldest segments are beyond the read-ahead and the prefetch.
+	// The oldest segments are past the prefetch bound.
 	require.GreaterOrEqual(t, store.most(segs[:60]), int64(4), "segments past the prefetch bound were read again one at a time")
 	require.Zero(t, sc.Stats().Invalid+sc.Stats().Gaps+sc.Stats().Duplicates)
 }

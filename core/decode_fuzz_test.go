@@ -68,8 +68,7 @@ func FuzzDecoders(f *testing.F) {
 	}
 	for _, seed := range [][]byte{
 		seg.encode(), big.encode(), seg3.encode(), big3.encode(), proofBytes, proof3Bytes, segmentHead(seg3, root3, Ref{5}).encode(),
-		segmentHead(seg3, root3, digest(seg3.encode())).withInline(seg3.encode(), []Ref{{7}}, 1<<20).encode(),
-		{headTagInline}, {headTagInline, 1, segmentTag}, {headTagInline, 0, 17},
+		segmentHead(seg3, root3, digest(seg3.encode())).withInline(seg3.encode()).encode(), {headTagInline}, {headTagInline, 1, segmentTag},
 		{segmentTag, 31: 0}, {headTag}, {proofTagV1}, st.encode(), snap.encode(), encodeRegShard("t", shard), encodeRegRoot("t", root),
 		{}, {segmentTag}, {segmentTagV1}, {proofTag}, {coordInline, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01},
 		// Non-minimal varints (a count of 0 written in two bytes).

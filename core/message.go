@@ -203,17 +203,7 @@ type headRecord struct {
 	// inlineSegMax bytes.
 	inline []byte
 	iseg   *segment
-	// older (format 3 only, not signed) are the references of the
-	// segments before Prev, newest first, at most headOlderMax: a
-	// subscriber that is behind reads them at once rather than one Prev
-	// link at a time (see prefetchChains). Each is used only where the
-	// Prev of a segment it verified names it, so a wrong one costs a read.
-	older []Ref
 }
-
-// headOlderMax is the most older segment references a format-3 head
-// record carries.
-const headOlderMax = 32
 
 // inlineSegMax is the largest stored segment a head record carries
 // (format 3): a message of a few hundred bytes, and small enough that the
@@ -221,16 +211,10 @@ const headOlderMax = 32
 const inlineSegMax = 512
 
 // withInline makes h, a format-2 head whose segment's stored bytes are
-// data, carry them (format 3) when they are at most inlineSegMax bytes,
-// and the references older (of the segments before the segment's Prev,
-// newest first) as far as headOlderMax of them and maxValue bytes allow.
-func (h *headRecord) withInline(data []byte, older []Ref, maxValue int) *headRecord {
-	if !h.V2 || len(data) > inlineSegMax || 1+3+len(data)+1 > maxValue {
-		return h
-	}
-	h.inline = data
-	if n := min(len(older), headOlderMax, (maxValue-(1+3+len(data)+1))/32); n > 0 {
-		h.older = older[:n:n]
+// data, carry them (format 3) when they are at most inlineSegMax bytes.
+func (h *headRecord) withInline(data []byte) *headRecord {
+	if h.V2 && len(data) <= inlineSegMax {
+		h.inline = data
 	}
 	return h
 }
@@ -290,13 +274,9 @@ func (h *headRecord) encode() []byte {
 		return e.b
 	}
 	if h.inline != nil {
-		e.b = make([]byte, 0, 4+len(h.inline)+32*len(h.older))
+		e.b = make([]byte, 0, 3+len(h.inline))
 		e.byte(headTagInline)
 		e.bytes(h.inline)
-		e.uvarint(uint64(len(h.older)))
-		for _, r := range h.older {
-			e.raw(r[:])
-		}
 		return e.b
 	}
 	e.b = make([]byte, 0, 1+len(h.Publisher)+3*32+30+len(h.Seg)+len(h.Sig))
@@ -415,16 +395,6 @@ func decodeHeadUnverified(b []byte) (*headRecord, error) {
 // tag): the stored bytes of a format-3 segment, which give every field.
 func decodeHeadInline(d *decoder) (*headRecord, error) {
 	data := d.bytes()
-	n := d.count(32)
-	if d.err == nil && n > headOlderMax {
-		return nil, malformed("head with %d older segment references", n)
-	}
-	var older []Ref
-	for i := 0; i < n && d.err == nil; i++ {
-		var r Ref
-		copy(r[:], d.raw(32))
-		older = append(older, r)
-	}
 	if err := d.done(); err != nil {
 		return nil, malformed("head: %v", err)
 	}
@@ -437,6 +407,6 @@ func decodeHeadInline(d *decoder) (*headRecord, error) {
 	}
 	return &headRecord{
 		Publisher: sg.Publisher, Base: sg.Base, Last: sg.last(), Seg: digest(data), Sig: sg.Sig,
-		V2: true, Prev: sg.Prev, First: sg.First, Count: uint64(len(sg.Msgs)), inline: data, iseg: sg, older: older,
+		V2: true, Prev: sg.Prev, First: sg.First, Count: uint64(len(sg.Msgs)), inline: data, iseg: sg,
 	}, nil
 }

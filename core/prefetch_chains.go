@@ -6,8 +6,6 @@ import (
 	"context"
 	"math"
 	"sync/atomic"
-
-	"github.com/stickypub/stickypub/backend"
 )
 
 // prefetchChains reads in parallel across publishers the segments a poll
@@ -72,9 +70,6 @@ func (s *Subscription) prefetchChains(ctx context.Context, tips []announcement) 
 		limit := 1
 		if round > 0 {
 			limit = math.MaxInt
-		}
-		if round == 1 {
-			s.readAhead(ctx, len(walks), func(i int) (announcement, Ref, uint64) { return walks[i].a, walks[i].ref, walks[i].from })
 		}
 		_ = s.c.eng.blobs.parallelN(ctx, readFanout, len(walks), func(ctx context.Context, i int) error {
 			w := walks[i]
@@ -194,38 +189,4 @@ func (s *Subscription) prepareCarried(h *headRecord, pub PublisherID) (*segPrep,
 		return nil, len(h.inline)
 	}
 	return p, len(h.inline) + segBytes(h.iseg)
-}
-
-// readAhead reads into the blob cache, all at once, the segments behind
-// the verified tips of walks that their format-3 head records name
-// (headRecord.older), as far as each chain must go back (walk i: its
-// tip's announcement, the tip's Prev, its publisher's next expected seq),
-// so that the walk along Prev links that follows finds them there rather
-// than waiting a round trip per segment. The walk still follows only the
-// Prev links of segments it verified: a wrong reference costs one read.
-func (s *Subscription) readAhead(ctx context.Context, n int, walk func(i int) (announcement, Ref, uint64)) {
-	if s.c.eng.caps.Consistency < backend.Linearizable {
-		// A blob not visible yet is read again there after a pause
-		// (blobStore.getRetry): not for a guess.
-		return
-	}
-	var refs []Ref
-	for i := range n {
-		a, prev, from := walk(i)
-		h := a.head
-		if h == nil || len(h.older) == 0 || prev != h.Prev || h.First <= from+1 {
-			continue
-		}
-		// Segments hold a message at least: the chain below the tip
-		// reaches the next expected seq within First-from segments.
-		need := h.First - from
-		refs = append(refs, prev)
-		for _, r := range h.older[:min(uint64(len(h.older)), need-1)] {
-			refs = append(refs, r)
-		}
-	}
-	_ = s.c.eng.blobs.parallelN(ctx, readFanout, len(refs), func(ctx context.Context, i int) error {
-		_, _ = s.c.eng.blobs.get(ctx, refs[i])
-		return nil
-	})
 }

@@ -43,7 +43,6 @@ type topicPublisher struct {
 
 	// Set by load under mu, then owned by the holder of flushMu.
 	prevSeg    Ref
-	older      []Ref // the segments before prevSeg, newest first (headOlderMax at most): see headRecord.older
 	headVer    backend.Version
 	headVal    []byte // the head record last written (compared on read-back)
 	base       uint64 // first retained seq, written in the head record
@@ -290,7 +289,7 @@ func (p *topicPublisher) reset(b *inflightBatch, err error) {
 	p.mu.Lock()
 	rest := p.queue
 	p.queue, p.loaded = nil, false
-	p.prevSeg, p.older, p.headVer, p.headVal, p.base, p.recent = Ref{}, nil, 0, nil, 0, nil
+	p.prevSeg, p.headVer, p.headVal, p.base, p.recent = Ref{}, 0, nil, 0, nil
 	p.own = ownReclaim{}
 	p.lastAnn, p.registered = announcement{}, false
 	// What it knew of the coordinator and its own records is re-learnt

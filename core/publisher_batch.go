@@ -69,7 +69,7 @@ func (p *topicPublisher) flushBatched(ctx context.Context, b *inflightBatch) (an
 	c.eng.blobs.cache.add(ref, data)
 	b.ref, b.headDone = ref, true
 	p.headVer, p.headVal, p.base = headVer, rec, base
-	p.chainTo(ref)
+	p.prevSeg = ref
 	p.noteSegment(ref, first, last)
 	if c.eng.ordered {
 		p.lastAnn, p.announced = ann, last

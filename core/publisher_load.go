@@ -58,10 +58,6 @@ func (p *topicPublisher) load(ctx context.Context) error {
 		next = h.Last + 1
 		p.mu.Lock()
 		p.prevSeg, p.headVer, p.headVal, p.base = h.Seg, e.Version, e.Value, h.Base
-		p.older = nil
-		if !h.Prev.IsZero() {
-			p.older = append([]Ref{h.Prev}, h.older[:min(len(h.older), headOlderMax-1)]...)
-		}
 		p.own = ownReclaim{loaded: h.Seg}
 		// A previous run may have stopped between its head write and its
 		// announcement: the run loop re-announces lastAnn when missing.
@@ -75,7 +71,7 @@ func (p *topicPublisher) load(ctx context.Context) error {
 		// reusing one. Subscribers report what they miss as a gap.
 		err := fmt.Errorf("%w: the log of %q in the store ends at seq %d, but this client had seq %d acknowledged; continuing at seq %d",
 			ErrLogRegressed, p.tk.name, next-1, acked, acked+1)
-		next, p.base, p.prevSeg, p.older, p.lastAnn = acked+1, acked+1, Ref{}, nil, announcement{}
+		next, p.base, p.prevSeg, p.lastAnn = acked+1, acked+1, Ref{}, announcement{}
 		p.headVer, p.headVal = e.Version, e.Value
 		p.mu.Unlock()
 		c.stats.failures.Add(1)

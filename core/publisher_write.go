@@ -56,7 +56,7 @@ func (p *topicPublisher) flush(ctx context.Context, b *inflightBatch) error {
 			}
 		}
 		b.headDone = true
-		p.chainTo(ref)
+		p.prevSeg = ref
 		p.noteSegment(ref, first, last)
 	}
 	ann := announcement{Pub: c.pid, Seg: b.ref, To: last, Time: b.msgs[len(b.msgs)-1].time, known: p.announced}
@@ -106,10 +106,9 @@ func (p *topicPublisher) encodeSegment(b *inflightBatch) ([]byte, *headRecord) {
 	head := segmentHead(&seg, root, Ref{})
 	if !c.eng.ordered {
 		// Publisher order, where subscribers follow head records: the head
-		// carries a small segment and the references before it (format
-		// 3). In topic order they follow announcements, which name the
-		// segment: the head stays format 2.
-		head.withInline(data, p.older, c.eng.blobs.maxValue)
+		// carries a small segment (format 3). In topic order they follow
+		// announcements, which name the segment: the head stays format 2.
+		head.withInline(data)
 	}
 	return data, head
 }
@@ -231,14 +230,4 @@ func (p *topicPublisher) hashLeaves(msgs []*pendingMsg) {
 		})
 	}
 	wg.Wait()
-}
-
-// chainTo makes ref, just written and named by the head record, the
-// segment the next one chains to, and remembers the one before it among
-// the references a format-3 head carries (older).
-func (p *topicPublisher) chainTo(ref Ref) {
-	if !p.prevSeg.IsZero() {
-		p.older = append([]Ref{p.prevSeg}, p.older[:min(len(p.older), headOlderMax-1)]...)
-	}
-	p.prevSeg = ref
 }

@@ -147,11 +147,7 @@ func (g *gen) head(t testing.TB, topic string) *headRecord {
 	root := sg.sign(id, topic, nil)
 	if g.byte()&1 == 0 {
 		data := sg.encode()
-		older := make([]Ref, g.n(4))
-		for i := range older {
-			older[i] = g.ref()
-		}
-		return segmentHead(sg, root, digest(data)).withInline(data, older, 1<<20)
+		return segmentHead(sg, root, digest(data)).withInline(data)
 	}
 	return segmentHead(sg, root, g.ref())
 }
