@@ -180,10 +180,11 @@ func (s *Subscription) reload(ctx context.Context, p *segPart, pub PublisherID) 
 
 // reloadWindow reads again, in parallel, the lazy parts at the start of
 // parts (up to prefetchWindow of them and the client's prefetch bound of
-// bytes, counted from their sizes when first read) and checks their signatures as one batch, so that a
-// chain walked past the prefetch bound is delivered a window at a time
-// rather than one round trip and one verification per segment. What
-// fails here stays lazy: reload reads it again and handles the error.
+// bytes, counted from their sizes when first read) and checks their
+// signatures as one batch, so that a chain walked past the prefetch bound
+// is delivered a window at a time rather than one round trip and one
+// verification per segment. What fails here stays lazy: reload reads it
+// again and handles the error.
 func (s *Subscription) reloadWindow(ctx context.Context, parts []segPart, pub PublisherID) {
 	n, held := 0, 0
 	for n < len(parts) && n < prefetchWindow && parts[n].lazy && (n == 0 || held+parts[n].size <= s.c.opts.prefetchBytes) {
