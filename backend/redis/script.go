@@ -14,11 +14,12 @@ import (
 const corruptPrefix = "STICKYPUB_CORRUPT"
 
 // luaEntry is the Lua the write scripts share: reading an entry hash
-// without its value, and the next version. Each redis.call() costs about as
-// much as the rest of a script's Lua together (INFO commandstats, and
-// instruction counts under callgrind; docs/redis.md), and every string
-// that enters Lua is hashed byte by byte, so these functions make as few
-// calls as they can and leave the value, which may be large, in Redis.
+// without its value, and the next version. What a script costs Redis 7.0
+// (instruction counts under callgrind, docs/redis.md): a fixed part per
+// EVALSHA; about 4,000-7,000 instructions per redis.call(); and ~11 per
+// byte of every string that enters Lua (arguments and replies: Redis's Lua
+// hashes every byte of a new string). So these functions make as few calls
+// as they can and leave the value, which may be large, in Redis.
 //
 // entry(k) reads hash k with one HKEYS (field names only) and, when the
 // hash exists, one HMGET of v and w. It returns the version (a string, or
