@@ -47,6 +47,7 @@ func TestMalformedHashIsCorrupt(t *testing.T) {
 		"negative":        {"v", "-3", "d", "x"},
 		"huge-version":    {"v", "99999999999999999999999", "d", "x"},
 		"foreign-field":   {"v", "1", "d", "x", "z", "1"},
+		"foreign-no-d":    {"v", "1", "w", "t", "z", "1"}, // as many fields as a live entry
 		"token-only":      {"w", "t"},
 	}
 	for name, fields := range cases {
