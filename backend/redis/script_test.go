@@ -160,18 +160,7 @@ func TestBatchScriptReportsCorruptHashes(t *testing.T) {
 	admin := srv.Client(t)
 	ctx := testCtx(t)
 	set := func(backend.Entry) ([]byte, error) { return []byte("k"), nil }
-	cases := map[string][]any{
-		"no-version":      {"d", "x"},
-		"garbage-version": {"v", "abc", "d", "x"},
-		"zero-version":    {"v", "0", "d", "x"},
-		"padded-version":  {"v", "007", "d", "x"},
-		"negative":        {"v", "-3", "d", "x"},
-		"huge-version":    {"v", "99999999999999999999999", "d", "x"},
-		"foreign-field":   {"v", "1", "d", "x", "z", "1"},
-		"foreign-no-d":    {"v", "1", "w", "t", "z", "1"},
-		"token-only":      {"w", "t"},
-	}
-	for name, fields := range cases {
+	for name, fields := range malformedHashes {
 		require.NoError(t, admin.HSet(ctx, s.RedisKey(name), fields...).Err())
 		for _, expect := range []backend.Version{0, 1} {
 			puts := []backend.Put{{Key: "fresh-" + name, Value: []byte("a")}, {Key: name, Expect: expect, Value: []byte("b")}}
