@@ -35,26 +35,26 @@ func TestForeignKeyTypeIsCorrupt(t *testing.T) {
 	require.Equal(t, "foreign", got, "nothing changed")
 }
 
+// malformedHashes are entry hashes the adapter must report as corrupt,
+// as HSET arguments.
+var malformedHashes = map[string][]any{
+	"no-version":      {"d", "x"},
+	"garbage-version": {"v", "abc", "d", "x"},
+	"zero-version":    {"v", "0", "d", "x"},
+	"padded-version":  {"v", "007", "d", "x"},
+	"negative":        {"v", "-3", "d", "x"},
+	"huge-version":    {"v", "99999999999999999999999", "d", "x"},
+	"foreign-field":   {"v", "1", "d", "x", "z", "1"},
+	"foreign-no-d":    {"v", "1", "w", "t", "z", "1"}, // as many fields as a live entry
+	"token-only":      {"w", "t"},
+}
+
 func TestMalformedHashIsCorrupt(t *testing.T) {
 	s, srv := anyStore(t)
 	ctx := testCtx(t)
 	admin := srv.Client(t)
-	cases := map[string][]string{
-		"no-version":      {"d", "x"},
-		"garbage-version": {"v", "abc", "d", "x"},
-		"zero-version":    {"v", "0", "d", "x"},
-		"padded-version":  {"v", "007", "d", "x"},
-		"negative":        {"v", "-3", "d", "x"},
-		"huge-version":    {"v", "99999999999999999999999", "d", "x"},
-		"foreign-field":   {"v", "1", "d", "x", "z", "1"},
-		"token-only":      {"w", "t"},
-	}
-	for name, fields := range cases {
-		args := make([]any, len(fields))
-		for i, f := range fields {
-			args[i] = f
-		}
-		require.NoError(t, admin.HSet(ctx, s.RedisKey(name), args...).Err())
+	for name, fields := range malformedHashes {
+		require.NoError(t, admin.HSet(ctx, s.RedisKey(name), fields...).Err())
 		_, err := s.Get(ctx, name)
 		require.ErrorIs(t, err, backend.ErrCorrupt, name)
 		_, err = s.CompareAndPut(ctx, name, 1, []byte("new"))

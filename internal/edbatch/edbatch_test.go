@@ -247,6 +247,13 @@ func (k key) signWithR(t testing.TB, msg []byte, extra *edwards25519.Point, enc 
 	if enc != nil {
 		rb = enc(rb)
 	}
+	return k.finish(t, msg, rb, r)
+}
+
+// finish completes a signature of msg with the R encoding rb and nonce r:
+// rb ‖ s, s = r + k·a with k = SHA-512(rb ‖ A ‖ msg).
+func (k key) finish(t testing.TB, msg, rb []byte, r *edwards25519.Scalar) []byte {
+	t.Helper()
 	h := sha512.New()
 	h.Write(rb)
 	h.Write(k.pub)
@@ -254,7 +261,7 @@ func (k key) signWithR(t testing.TB, msg []byte, extra *edwards25519.Point, enc 
 	kk, err := edwards25519.NewScalar().SetUniformBytes(h.Sum(nil))
 	require.NoError(t, err)
 	s := edwards25519.NewScalar().MultiplyAdd(kk, k.a, r)
-	return append(rb, s.Bytes()...)
+	return append(append([]byte(nil), rb...), s.Bytes()...)
 }
 
 // order8 returns a point of order 8: [ℓ]P for points P until one is.
@@ -326,16 +333,7 @@ func TestNonCanonicalR(t *testing.T) {
 	msg := []byte("identity R")
 	ident := edwards25519.NewIdentityPoint()
 	// Signatures with R = identity (nonce r = 0), built directly.
-	sigWith := func(rb []byte) []byte {
-		h := sha512.New()
-		h.Write(rb)
-		h.Write(k.pub)
-		h.Write(msg)
-		kk, err := edwards25519.NewScalar().SetUniformBytes(h.Sum(nil))
-		require.NoError(t, err)
-		s := edwards25519.NewScalar().Multiply(kk, k.a) // r = 0: R = identity
-		return append(append([]byte(nil), rb...), s.Bytes()...)
-	}
+	sigWith := func(rb []byte) []byte { return k.finish(t, msg, rb, edwards25519.NewScalar()) } // r = 0: R = identity
 	canon := ident.Bytes()
 	sig := sigWith(canon)
 	require.True(t, ed25519.Verify(k.pub, msg, sig), "canonical identity R")
