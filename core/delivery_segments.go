@@ -317,6 +317,21 @@ func (s *Subscription) prefetch(ctx context.Context, anns []announcement) int {
 // holds (the stored bytes and the decoded messages). Whatever fails gives
 // nil: delivery reads it again, and handles and counts the failure there.
 func (s *Subscription) fetchPrepared(ctx context.Context, ref Ref, pub PublisherID) (*segPrep, int) {
+	sg, n := s.fetchSegment(ctx, ref, pub)
+	if sg == nil {
+		return nil, n
+	}
+	p, err := prepareSegment(s.tk.name, sg)
+	if err != nil {
+		return nil, n
+	}
+	return p, n + segBytes(sg)
+}
+
+// fetchSegment reads and decodes segment ref of publisher pub and returns
+// it with the stored bytes read (also when it does not decode); nil if it
+// cannot be read or decoded or is another publisher's.
+func (s *Subscription) fetchSegment(ctx context.Context, ref Ref, pub PublisherID) (*segment, int) {
 	data, err := s.c.eng.blobs.get(ctx, ref)
 	if err != nil {
 		return nil, 0
@@ -325,11 +340,7 @@ func (s *Subscription) fetchPrepared(ctx context.Context, ref Ref, pub Publisher
 	if err != nil || PublisherIDOf(sg.Publisher) != pub {
 		return nil, len(data)
 	}
-	p, err := prepareSegment(s.tk.name, sg)
-	if err != nil {
-		return nil, len(data)
-	}
-	return p, len(data) + segBytes(sg)
+	return sg, len(data)
 }
 
 // errRetryLater marks a segment that is missing for now on a backend where

@@ -78,12 +78,12 @@ func (s *Subscription) prefetchChains(ctx context.Context, tips []announcement) 
 				var sg *segment
 				if round > 0 && (len(w.skels) > 0 || budget.Load() < 0) {
 					// Past the bound: the segment's place in its chain only.
-					var size int
-					if sg, size = s.fetchSkel(ctx, ref, w.a.Pub); sg == nil || skelBudget.Add(-skelBytes) < 0 {
+					var n int
+					if sg, n = s.fetchSegment(ctx, ref, w.a.Pub); sg == nil || skelBudget.Add(-skelBytes) < 0 {
 						w.done = true
 						return nil
 					}
-					put(&w.skels, ref, &chainSkel{pub: w.a.Pub, first: sg.First, last: sg.last(), prev: sg.Prev, size: size})
+					put(&w.skels, ref, &chainSkel{pub: w.a.Pub, first: sg.First, last: sg.last(), prev: sg.Prev, size: n + segBytes(sg)})
 				} else {
 					var (
 						p    *segPrep
@@ -159,22 +159,6 @@ type chainSkel struct {
 
 // skelBytes is about what one chainSkel costs held in a map.
 const skelBytes = 160
-
-// fetchSkel reads and decodes segment ref of publisher pub for its place
-// in a chain, and returns about the bytes it holds when read (as
-// fetchPrepared counts them); nil if that fails: delivery reads it again
-// and handles it.
-func (s *Subscription) fetchSkel(ctx context.Context, ref Ref, pub PublisherID) (*segment, int) {
-	data, err := s.c.eng.blobs.get(ctx, ref)
-	if err != nil {
-		return nil, 0
-	}
-	sg, err := decodeSegment(data)
-	if err != nil || PublisherIDOf(sg.Publisher) != pub {
-		return nil, 0
-	}
-	return sg, len(data) + segBytes(sg)
-}
 
 // prepareCarried prepares the segment a format-3 head record h carries, as
 // fetchPrepared does one it reads (nil if it is not pub's or malformed:
