@@ -23,11 +23,9 @@ func sameMap[K comparable, V any](a, b map[K]V) bool {
 func TestIdleSubscriptionsShareState(t *testing.T) {
 	ctx := testCtx(t)
 	store := newMem(t)
-	h, err := NewHub(store)
-	require.NoError(t, err)
-	t.Cleanup(h.Close)
+	h := newHub(t, store)
 	pub := newClient(t, store, WithHub(h))
-	_, err = pub.Publish(ctx, "t", []byte("0"))
+	_, err := pub.Publish(ctx, "t", []byte("0"))
 	require.NoError(t, err)
 	const n = 4
 	subs := make([]*Subscription, n)

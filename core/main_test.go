@@ -41,6 +41,16 @@ func newClientAs(t *testing.T, store backend.Store, id *Identity, opts ...Option
 	return c
 }
 
+// newHub makes a hub on store, closed at cleanup (after the clients made
+// later, which close first).
+func newHub(t *testing.T, store backend.Store) *Hub {
+	t.Helper()
+	h, err := NewHub(store)
+	require.NoError(t, err)
+	t.Cleanup(h.Close)
+	return h
+}
+
 func newMem(t *testing.T) *memory.Store {
 	s := memory.New()
 	t.Cleanup(func() { _ = s.Close() })

@@ -138,11 +138,9 @@ func testCatchUpBounded(t *testing.T, order Ordering) {
 func TestIdleSubscriptionsHoldNoGoroutine(t *testing.T) {
 	ctx := testCtx(t)
 	store := newMem(t)
-	h, err := NewHub(store)
-	require.NoError(t, err)
-	t.Cleanup(h.Close)
+	h := newHub(t, store)
 	pub := newClient(t, store, WithHub(h))
-	_, err = pub.Publish(ctx, "t", []byte("first"))
+	_, err := pub.Publish(ctx, "t", []byte("first"))
 	require.NoError(t, err)
 	base := runtime.NumGoroutine()
 	const n = 200
