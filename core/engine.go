@@ -131,10 +131,8 @@ func (e *engine) announce(ctx context.Context, tk topicKeys, op coordOp) (*coord
 		// ctx and the engine's context both.
 		a.running = true
 		a.mu.Unlock()
-		actx, cancel := context.WithCancel(ctx)
-		stop := context.AfterFunc(e.ctx, cancel)
+		actx, cancel := withBoth(ctx, e.ctx)
 		a.mergeAndAnnounce(actx, []*annRequest{req})
-		stop()
 		cancel()
 		a.mu.Lock()
 		if len(a.pending) > 0 {

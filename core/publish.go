@@ -147,10 +147,8 @@ func (p *topicPublisher) flushDirect(ctx context.Context) bool {
 	b := p.takeBatch()
 	p.mu.Unlock()
 	c := p.c
-	fctx, cancel := context.WithCancel(ctx)
-	stop := context.AfterFunc(c.ctx, cancel)
+	fctx, cancel := withBoth(ctx, c.ctx)
 	err := p.flush(fctx, b)
-	stop()
 	cancel()
 	if err != nil {
 		// The run goroutine takes it from here (it was not woken yet); a
@@ -166,9 +164,7 @@ func (p *topicPublisher) flushDirect(ctx context.Context) bool {
 		p.signal()
 		return true
 	}
-	p.calmVerifies, p.nextVerify = 0, time.Time{}
-	p.finish(b, nil, false)
-	p.maybeReclaimOwn(c.ctx)
+	p.flushed(c.ctx, b)
 	p.mu.Lock()
 	more := len(p.queue) > 0
 	p.mu.Unlock()
@@ -217,4 +213,12 @@ func (r *pubRequest) receipts(topic string) []Receipt {
 		rs[i] = Receipt{Topic: topic, Seq: m.seq, Time: time.Unix(0, m.time)}
 	}
 	return rs
+}
+
+// withBoth returns a context that ends when ctx or other ends (with ctx's
+// values), and its cancel function.
+func withBoth(ctx, other context.Context) (context.Context, context.CancelFunc) {
+	both, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(other, cancel)
+	return both, func() { stop(); cancel() }
 }

@@ -241,9 +241,7 @@ func (p *topicPublisher) flushLoop(tick <-chan time.Time) bool {
 		err := p.flush(ctx, b)
 		if err == nil {
 			failures = 0
-			p.calmVerifies, p.nextVerify = 0, time.Time{} // check the new announcement soon
-			p.finish(b, nil, false)
-			p.maybeReclaimOwn(ctx)
+			p.flushed(ctx, b)
 			continue
 		}
 		p.noteFailure(err)
@@ -262,6 +260,15 @@ func (p *topicPublisher) flushLoop(tick <-chan time.Time) bool {
 			return false
 		}
 	}
+}
+
+// flushed acknowledges batch b, written, and does what follows a write:
+// the next idle verification comes soon (it checks the new announcement),
+// and own segments below the new Base are reclaimed when due.
+func (p *topicPublisher) flushed(ctx context.Context, b *inflightBatch) {
+	p.calmVerifies, p.nextVerify = 0, time.Time{}
+	p.finish(b, nil, false)
+	p.maybeReclaimOwn(ctx)
 }
 
 // noteFailure counts, reports and logs a failed batch write.
