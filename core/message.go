@@ -344,12 +344,17 @@ func (h *headRecord) bindSegment(sg *segment, root [32]byte) error {
 }
 
 // bindRead is bindSegment for a segment not verified yet: it computes the
-// root of sg's messages under topic.
+// root of sg's messages under topic where it is compared (not for a
+// format-3 head, whose Seg is the digest of what it carries).
 func (h *headRecord) bindRead(topic string, sg *segment) error {
 	if !h.V2 {
 		return nil
 	}
-	return h.bindSegment(sg, merkleRoot(sg.leaves(topic)))
+	var root [32]byte
+	if h.iseg == nil {
+		root = merkleRoot(sg.leaves(topic))
+	}
+	return h.bindSegment(sg, root)
 }
 
 // decodeHeadUnverified decodes a head record without checking its
