@@ -96,7 +96,7 @@ func (s *Subscription) auditHeads(ctx context.Context, extra ...PublisherID) {
 		if ann, err := c.eng.headOf(ctx, *s.tk, st, pids[i]); err != nil || h.Last <= ann {
 			continue // announced, or the registry unreadable: later
 		}
-		sg, err := s.loadSegment(ctx, h.Seg, pids[i])
+		sg, err := s.loadSegmentFrom(ctx, h, h.Seg, pids[i])
 		if err != nil || sg.last() != h.Last || h.bindRead(s.tk.name, sg) != nil {
 			continue // nothing trustworthy to announce (yet)
 		}

@@ -75,7 +75,7 @@ func TestHeadCarriesSegment(t *testing.T) {
 	sc := newClient(t, store, WithOrdering(PublisherOrder))
 	sub, err := sc.Subscribe(ctx, topic, FromStart(), WithoutPush())
 	require.NoError(t, err)
-	large := make([]byte, 2*inlineSegMax)
+	large := make([]byte, 2*openSegMax)
 	_, _ = rand.Read(large) // incompressible
 	for i, payload := range [][]byte{[]byte("small"), large} {
 		_, err := pub.Publish(ctx, topic, payload)
@@ -112,7 +112,8 @@ func TestLazyPartsReadInWindows(t *testing.T) {
 		topic = "windows"
 		n     = 150
 	)
-	pub := newClient(t, store, WithOrdering(PublisherOrder))
+	// A chain of n stored segments (no open segment in the head).
+	pub := newClient(t, store, WithOrdering(PublisherOrder), withoutOpenSegments())
 	segs := publishBatches(t, ctx, store, pub, topic, n, 1)
 	// A small cache: what the walk read is read again from the store.
 	sc := newClient(t, store, WithOrdering(PublisherOrder), WithPrefetchBytes(16<<10), WithCacheBytes(4<<10))

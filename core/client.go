@@ -66,6 +66,7 @@ type options struct {
 	headAudit      time.Duration
 	durableFloor   DurableFloor
 	noReclaim      bool
+	noOpenSegs     bool          // withoutOpenSegments
 	orphanGrace    time.Duration // WithOrphanGrace, if orphanGraceSet
 	orphanGraceSet bool
 	ordering       Ordering

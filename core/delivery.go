@@ -319,13 +319,13 @@ func (s *Subscription) deliver(ctx context.Context, a announcement) (int, error)
 		return 0, err
 	}
 	n := 0
-	for i := range segs {
-		if i > 0 {
-			segs[i-1] = segPart{} // delivered: not held for the rest
+	for k := range segs {
+		if k > 0 {
+			segs[k-1] = segPart{} // delivered: not held for the rest
 		}
-		sg := &segs[i]
+		sg := &segs[k]
 		if sg.lazy {
-			s.reloadWindow(ctx, segs[i:], a.Pub)
+			s.reloadWindow(ctx, segs[k:], a.Pub)
 		}
 		if sg.lazy {
 			if err := s.reload(ctx, sg, a.Pub); errors.Is(err, errBadReload) {
@@ -343,7 +343,12 @@ func (s *Subscription) deliver(ctx context.Context, a announcement) (int, error)
 		for i, m := range sg.msgs {
 			seq := sg.seg.First + uint64(i)
 			if seq < s.next(a.Pub) {
-				s.c.stats.duplicates.Add(1)
+				// The oldest segment collected reaches back over what was
+				// delivered (an open segment the head extended, see
+				// openseg.go, or a resumed position): not a duplicate.
+				if k > 0 {
+					s.c.stats.duplicates.Add(1)
+				}
 				continue
 			}
 			if seq > a.To || seq > s.next(a.Pub) {

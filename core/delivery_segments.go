@@ -74,6 +74,17 @@ func (s *Subscription) collect(ctx context.Context, a announcement, from uint64)
 			return nil, err
 		}
 		if errors.Is(err, backend.ErrNotFound) {
+			if h := a.head; h != nil && ref == a.Seg {
+				// Only a head record that verifies can make its missing
+				// segment a gap: a forged one (its header altered, or
+				// signed by another key) may name a segment its publisher
+				// never stored, such as one a head carried.
+				if err := h.verify(s.tk.name); err != nil {
+					s.invalidOnce(digest(h.encode()), err)
+					parts = nil
+					break
+				}
+			}
 			parts = append(parts, segPart{from: from, to: upTo, reason: "segment missing from the store"})
 			break
 		}
@@ -115,9 +126,13 @@ func (s *Subscription) collect(ctx context.Context, a announcement, from uint64)
 			s.invalidOnce(ref, malformed("announcement of %s to %d names a segment ending at %d", a.Pub, upTo, sg.last()))
 		}
 		size := segBytes(sg) + segDataBytes(sg)
-		if held += size; held > s.c.opts.prefetchBytes {
+		// The segment a head carries stays held: it is in the head record,
+		// maybe nowhere else yet (see openseg.go), so it cannot be read
+		// again later.
+		carried := a.head != nil && a.head.inline != nil && ref == a.Seg
+		if held += size; held > s.c.opts.prefetchBytes && !carried {
 			for i := range parts {
-				if p := parts[i]; p.seg != nil {
+				if p := parts[i]; p.seg != nil && !(a.head != nil && a.head.inline != nil && p.ref == a.Seg) {
 					parts[i] = segPart{lazy: true, ref: p.ref, size: segBytes(p.seg) + segDataBytes(p.seg)}
 					delete(s.pre, p.ref) // not held for the rest of the poll
 				}
@@ -231,7 +246,7 @@ func (s *Subscription) vouched(ctx context.Context, p PublisherID, bad Ref, from
 		if ref == bad {
 			return upTo, true
 		}
-		sg, err := s.loadSegment(ctx, ref, p)
+		sg, err := s.loadSegmentFrom(ctx, h, ref, p)
 		if err != nil || sg.First > upTo {
 			return 0, false
 		}
@@ -348,8 +363,14 @@ func (s *Subscription) fetchSegment(ctx context.Context, ref Ref, pub PublisherI
 var errRetryLater = errors.New("core: segment not visible yet")
 
 func (s *Subscription) loadSegment(ctx context.Context, ref Ref, p PublisherID) (*segment, error) {
+	return s.loadSegmentFrom(ctx, nil, ref, p)
+}
+
+// loadSegmentFrom is loadSegment on a chain from head record h: h's own
+// segment is the one it carries (see engine.segmentData).
+func (s *Subscription) loadSegmentFrom(ctx context.Context, h *headRecord, ref Ref, p PublisherID) (*segment, error) {
 	c := s.c
-	data, err := c.eng.blobs.get(ctx, ref)
+	data, err := c.eng.segmentData(ctx, h, ref)
 	if errors.Is(err, backend.ErrNotFound) && c.eng.caps.Consistency < backend.Linearizable {
 		put(&s.missing, ref, s.missing[ref]+1)
 		if s.missing[ref] < missingLimitWeak {

@@ -60,6 +60,12 @@ func init() {
 			}
 			return h.Last, h.Seg, nil
 		},
+		CarriedSegment: func(rec []byte) []byte {
+			if h, err := decodeHeadUnverified(rec); err == nil {
+				return h.inline
+			}
+			return nil
+		},
 		DecodeSegment: func(data []byte) (*forgehook.Segment, error) {
 			sg, err := decodeSegment(data)
 			if err != nil {

@@ -155,3 +155,10 @@ func TestGoldenRecords(t *testing.T) {
 		})
 	}
 }
+
+// withInline makes h, a format-2 head whose segment's stored bytes are
+// data, carry them (format 3).
+func (h *headRecord) withInline(data []byte) *headRecord {
+	h.inline = data
+	return h
+}

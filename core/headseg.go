@@ -18,6 +18,9 @@ import (
 // are (backend.ErrNotFound when the segment is gone); a segment that is
 // not h's wraps ErrMalformed.
 func (e *engine) headSegment(ctx context.Context, topic string, h *headRecord) (*segment, error) {
+	if h.iseg != nil {
+		return h.iseg, nil // carried: Seg is the digest of those bytes
+	}
 	data, err := e.blobs.get(ctx, h.Seg)
 	if err != nil {
 		return nil, err

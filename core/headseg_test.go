@@ -47,7 +47,9 @@ func TestHeadRepointed(t *testing.T) {
 			const topic = "repointed"
 			id, err := GenerateIdentity()
 			require.NoError(t, err)
-			pub := newClientAs(t, st, id, WithOrdering(order))
+			// Stored segments (none carried by the head), so the head
+			// names a segment before the newest.
+			pub := newClientAs(t, st, id, WithOrdering(order), withoutOpenSegments())
 			for _, m := range []string{"a1", "a2", "a3"} {
 				_, err := pub.Publish(ctx, topic, []byte(m))
 				require.NoError(t, err)

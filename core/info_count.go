@@ -44,7 +44,7 @@ func (c *Client) countRetained(ctx context.Context, tk topicKeys, st *coordState
 				if a.To <= done[a.Pub] {
 					continue
 				}
-				if err := c.countSegments(ctx, &n, a.Pub, a.Seg, done[a.Pub]+1, a.To); err != nil {
+				if err := c.countSegments(ctx, &n, nil, a.Pub, a.Seg, done[a.Pub]+1, a.To); err != nil {
 					return err
 				}
 				done[a.Pub] = a.To
@@ -84,7 +84,7 @@ func (c *Client) countRetained(ctx context.Context, tk topicKeys, st *coordState
 				continue
 			}
 		}
-		if err := c.countSegments(ctx, &n, p, h.Seg, done[p]+1, min(to, h.Last)); err != nil {
+		if err := c.countSegments(ctx, &n, h, p, h.Seg, done[p]+1, min(to, h.Last)); err != nil {
 			return n, err
 		}
 	}
@@ -92,11 +92,12 @@ func (c *Client) countRetained(ctx context.Context, tk topicKeys, st *coordState
 }
 
 // countSegments counts publisher p's messages from seq from to seq to,
-// walking back from segment ref.
-func (c *Client) countSegments(ctx context.Context, n *retainedCount, p PublisherID, ref Ref, from, to uint64) error {
+// walking back from segment ref (h's own segment read from h, when h is
+// the head record it came from).
+func (c *Client) countSegments(ctx context.Context, n *retainedCount, h *headRecord, p PublisherID, ref Ref, from, to uint64) error {
 	now := c.eng.now()
 	for upTo := to; upTo >= from && !ref.IsZero(); {
-		data, err := c.eng.blobs.get(ctx, ref)
+		data, err := c.eng.segmentData(ctx, h, ref)
 		var sg *segment
 		if err == nil {
 			sg, err = decodeSegment(data)

@@ -199,24 +199,9 @@ type headRecord struct {
 	// Format 3 ('J'): a format-2 head that carries segment Seg's exact
 	// stored bytes (inline) instead of its header, so Seg is their digest
 	// and a subscriber needs no second read; iseg is their decoding (set
-	// when decoded). Written when the stored segment is at most
-	// inlineSegMax bytes.
+	// when decoded). Written for a publisher's open segment (openseg.go).
 	inline []byte
 	iseg   *segment
-}
-
-// inlineSegMax is the largest stored segment a head record carries
-// (format 3): a message of a few hundred bytes, and small enough that the
-// head fits the smallest backend value (BEP44's 1000 bytes).
-const inlineSegMax = 512
-
-// withInline makes h, a format-2 head whose segment's stored bytes are
-// data, carry them (format 3) when they are at most inlineSegMax bytes.
-func (h *headRecord) withInline(data []byte) *headRecord {
-	if h.V2 && len(data) <= inlineSegMax {
-		h.inline = data
-	}
-	return h
 }
 
 // rootFor returns the Merkle root of the messages of the segment h carries

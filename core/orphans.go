@@ -337,7 +337,7 @@ func (e *engine) headChain(ctx context.Context, tk topicKeys, pid PublisherID, k
 		if cd, ok := known[ref]; ok {
 			first, prev = cd.first, cd.prev
 		} else {
-			data, err := e.blobs.get(ctx, ref)
+			data, err := e.segmentData(ctx, h, ref)
 			if errors.Is(err, backend.ErrNotFound) {
 				break // reclaimed below retention: the chain ends here
 			}

@@ -61,21 +61,45 @@ func (s *racingSweepStore) CompareAndPut(ctx context.Context, key string, expect
 }
 
 // TestRetriedBatchRewritesSweptSegment: a batch whose head write is
-// retried re-checks its segment after the head points to it and writes it
-// again if a sweep deleted it meanwhile, so the message is delivered.
+// retried re-checks its segments after the head points to them and writes
+// them again if a sweep deleted one meanwhile, so the messages are
+// delivered: a batch stored as a segment of its own, and one that seals
+// the open segment the head carried and stores its own large one.
 func TestRetriedBatchRewritesSweptSegment(t *testing.T) {
-	ctx := testCtx(t)
-	st := &racingSweepStore{stepStore: newMem(t)}
-	pub := newClient(t, st, WithOrdering(PublisherOrder))
-	_, err := pub.Publish(ctx, "raced", []byte("m1"))
-	require.NoError(t, err)
-	require.Equal(t, 1, st.deleted, "the injected sweep did not run")
-	sub := newClient(t, st, WithOrdering(PublisherOrder))
-	s, err := sub.Subscribe(ctx, "raced", FromStart(), WithoutPush())
-	require.NoError(t, err)
-	got := receive(t, ctx, sub, s, 1)
-	require.Equal(t, "m1", string(got[0].Payload))
-	require.Zero(t, sub.Stats().Gaps)
+	big := make([]byte, 2*openSegMax) // incompressible: stored, never carried
+	_, _ = rand.Read(big)
+	for _, tc := range []struct {
+		name     string
+		opts     []Option
+		payloads [][]byte // the last one's head write is failed once
+	}{
+		{"stored", []Option{withoutOpenSegments()}, [][]byte{[]byte("m1")}},
+		{"sealing", nil, [][]byte{[]byte("m1"), big}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := testCtx(t)
+			st := &racingSweepStore{stepStore: newMem(t), failed: true}
+			pub := newClient(t, st, append(tc.opts, WithOrdering(PublisherOrder))...)
+			for i, p := range tc.payloads {
+				if i == len(tc.payloads)-1 {
+					st.mu.Lock()
+					st.failed, st.lastSeg = false, ""
+					st.mu.Unlock()
+				}
+				_, err := pub.Publish(ctx, "raced", p)
+				require.NoError(t, err)
+			}
+			require.Equal(t, 1, st.deleted, "the injected sweep did not run")
+			sub := newClient(t, st, WithOrdering(PublisherOrder))
+			s, err := sub.Subscribe(ctx, "raced", FromStart(), WithoutPush())
+			require.NoError(t, err)
+			got := receive(t, ctx, sub, s, len(tc.payloads))
+			for i, p := range tc.payloads {
+				require.Equal(t, p, got[i].Payload)
+			}
+			require.Zero(t, sub.Stats().Gaps)
+		})
+	}
 }
 
 // weakMem is a memory store that declares Eventual consistency.
@@ -107,7 +131,9 @@ func TestSweepOrphansWeakStore(t *testing.T) {
 
 	rep, err := newClient(t, st).SweepOrphans(ctx, "weak")
 	require.NoError(t, err)
-	require.Equal(t, SweepReport{Blobs: rep.Blobs, Segments: 3, Reachable: 2, Kept: 1}, rep)
+	// m1 and m2 ride in the head (an open segment): the crashed segment
+	// is the only one stored.
+	require.Equal(t, SweepReport{Blobs: rep.Blobs, Segments: 1, Reachable: 0, Kept: 1}, rep)
 	requireGone(t, st, young, false, "a young superseded segment on a weak store")
 
 	later := newClient(t, st, WithClock(func() time.Time { return time.Now().Add(2 * DefaultOrphanGrace) }))

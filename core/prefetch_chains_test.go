@@ -31,8 +31,8 @@ func (g *blobGets) Get(ctx context.Context, key string) (backend.Entry, error) {
 func TestPrefetchChainsStopsAtForged(t *testing.T) {
 	ctx := testCtx(t)
 	store := newMem(t)
-	pub := newClient(t, store, WithOrdering(PublisherOrder))
-	segs := publishBatches(t, ctx, store, pub, "t", 3, 1) // seqs 1, 2, 3
+	pub := newClient(t, store, WithOrdering(PublisherOrder), withoutOpenSegments())
+	segs := publishBatches(t, ctx, store, pub, "t", 3, 1) // seqs 1, 2, 3, each stored
 	forged := &segment{Publisher: pub.Identity().PublicKey(), Prev: segs[2], First: 4,
 		Msgs: []segMsg{{Time: 1, Payload: []byte("m4")}}}
 	forged.sign(pub.Identity(), "t", nil)

@@ -43,6 +43,7 @@ type topicPublisher struct {
 
 	// Set by load under mu, then owned by the holder of flushMu.
 	prevSeg    Ref
+	open       *openSeg // the segment the head carries and no blob holds yet (see openseg.go)
 	headVer    backend.Version
 	headVal    []byte // the head record last written (compared on read-back)
 	base       uint64 // first retained seq, written in the head record
@@ -106,6 +107,9 @@ type inflightBatch struct {
 	// record) carries, fixed when the batch is first encoded so that a
 	// retry writes the same bytes (0: not encoded yet).
 	base uint64
+	// plan is how the batch is written, made at its first attempt (see
+	// planSegment).
+	plan *segPlan
 }
 
 // outcomeUnknown reports whether the batch may be in the log.
@@ -296,7 +300,7 @@ func (p *topicPublisher) reset(b *inflightBatch, err error) {
 	p.mu.Lock()
 	rest := p.queue
 	p.queue, p.loaded = nil, false
-	p.prevSeg, p.headVer, p.headVal, p.base, p.recent = Ref{}, 0, nil, 0, nil
+	p.prevSeg, p.open, p.headVer, p.headVal, p.base, p.recent = Ref{}, nil, 0, nil, 0, nil
 	p.own = ownReclaim{}
 	p.lastAnn, p.registered = announcement{}, false
 	// What it knew of the coordinator and its own records is re-learnt

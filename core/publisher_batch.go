@@ -27,15 +27,18 @@ func (p *topicPublisher) flushBatched(ctx context.Context, b *inflightBatch) (an
 	if !ok {
 		return false, nil
 	}
-	data, head := p.encodeSegment(b)
-	ref, blob, fits := c.eng.blobs.leaf(data)
-	if !fits {
-		return false, nil
-	}
+	pl := p.planSegment(b)
 	var puts []backend.Put
-	if !c.eng.blobs.cache.has(ref) { // else stored already (a retry)
-		puts = append(puts, blob)
+	for _, data := range pl.blobs() {
+		ref, blob, fits := c.eng.blobs.leaf(data)
+		if !fits {
+			return false, nil
+		}
+		if !c.eng.blobs.cache.has(ref) { // else stored already (a retry)
+			puts = append(puts, blob)
+		}
 	}
+	ref, head := digest(pl.data), pl.head
 	first, last := b.msgs[0].seq, b.msgs[len(b.msgs)-1].seq
 	head.Seg = ref
 	base, rec := head.Base, head.encode()
@@ -66,11 +69,12 @@ func (p *topicPublisher) flushBatched(ctx context.Context, b *inflightBatch) (an
 		}
 		return false, err
 	}
-	c.eng.blobs.cache.add(ref, data)
+	for _, data := range pl.blobs() {
+		c.eng.blobs.cache.add(digest(data), data)
+	}
 	b.ref, b.headDone = ref, true
 	p.headVer, p.headVal, p.base = headVer, rec, base
-	p.prevSeg = ref
-	p.noteSegment(ref, first, last)
+	p.noteWritten(pl, ref, first, last)
 	if c.eng.ordered {
 		p.lastAnn, p.announced = ann, last
 	}

@@ -47,7 +47,15 @@ func (p *topicPublisher) load(ctx context.Context) error {
 		if PublisherIDOf(h.Publisher) != c.pid {
 			return fmt.Errorf("%w: head record on %q belongs to another key", ErrMalformed, p.tk.name)
 		}
-		if h.V2 {
+		switch {
+		case h.inline != nil:
+			// The head carries its segment, which may be stored nowhere
+			// else (an open segment, see openseg.go): seal it, so the next
+			// segment can chain to it. It is the blob h.Seg names.
+			if _, err := c.eng.blobs.putFresh(ctx, h.inline); err != nil {
+				return fmt.Errorf("core: own head record on %q: sealing its segment: %w", p.tk.name, err)
+			}
+		case h.V2:
 			// The next segment chains to h.Seg, which a format-2 head does
 			// not sign: it must be the segment the head carries. (Gone
 			// from a store that is not linearizable: not visible yet.)
@@ -57,7 +65,7 @@ func (p *topicPublisher) load(ctx context.Context) error {
 		}
 		next = h.Last + 1
 		p.mu.Lock()
-		p.prevSeg, p.headVer, p.headVal, p.base = h.Seg, e.Version, e.Value, h.Base
+		p.prevSeg, p.open, p.headVer, p.headVal, p.base = h.Seg, nil, e.Version, e.Value, h.Base
 		p.own = ownReclaim{loaded: h.Seg}
 		// A previous run may have stopped between its head write and its
 		// announcement: the run loop re-announces lastAnn when missing.
@@ -71,7 +79,7 @@ func (p *topicPublisher) load(ctx context.Context) error {
 		// reusing one. Subscribers report what they miss as a gap.
 		err := fmt.Errorf("%w: the log of %q in the store ends at seq %d, but this client had seq %d acknowledged; continuing at seq %d",
 			ErrLogRegressed, p.tk.name, next-1, acked, acked+1)
-		next, p.base, p.prevSeg, p.lastAnn = acked+1, acked+1, Ref{}, announcement{}
+		next, p.base, p.prevSeg, p.open, p.lastAnn = acked+1, acked+1, Ref{}, nil, announcement{}
 		p.headVer, p.headVal = e.Version, e.Value
 		p.mu.Unlock()
 		c.stats.failures.Add(1)

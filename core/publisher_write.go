@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"sync"
 
 	"github.com/stickypub/stickypub/backend"
@@ -36,13 +37,17 @@ func (p *topicPublisher) flush(ctx context.Context, b *inflightBatch) error {
 		if retried {
 			put = c.eng.blobs.putFresh
 		}
-		data, head := p.encodeSegment(b)
-		ref, err := put(ctx, data)
-		if err != nil {
-			return err
+		pl := p.planSegment(b)
+		// The open segment being sealed, then the batch's own segment
+		// unless the head alone carries it (see openseg.go).
+		for _, data := range pl.blobs() {
+			if _, err := put(ctx, data); err != nil {
+				return err
+			}
 		}
-		b.ref, head.Seg = ref, ref
-		if err := p.writeHead(ctx, head); err != nil {
+		ref := digest(pl.data)
+		b.ref, pl.head.Seg = ref, ref
+		if err := p.writeHead(ctx, pl.head); err != nil {
 			if !refused(err) {
 				b.headMaybe = true
 			}
@@ -51,13 +56,14 @@ func (p *topicPublisher) flush(ctx context.Context, b *inflightBatch) error {
 		if retried {
 			// A sweep that read the head before it moved may have
 			// deleted the segment in between: write it again.
-			if err := c.eng.blobs.ensure(ctx, ref, data); err != nil {
-				c.opts.logger.Warn("stickypub: re-checking a retried segment failed", "topic", p.tk.name, "err", err)
+			for _, data := range pl.blobs() {
+				if err := c.eng.blobs.ensure(ctx, digest(data), data); err != nil {
+					c.opts.logger.Warn("stickypub: re-checking a retried segment failed", "topic", p.tk.name, "err", err)
+				}
 			}
 		}
 		b.headDone = true
-		p.prevSeg = ref
-		p.noteSegment(ref, first, last)
+		p.noteWritten(pl, ref, first, last)
 	}
 	ann := announcement{Pub: c.pid, Seg: b.ref, To: last, Time: b.msgs[len(b.msgs)-1].time, known: p.announced}
 	if c.eng.ordered {
@@ -82,35 +88,85 @@ func (p *topicPublisher) flush(ctx context.Context, b *inflightBatch) error {
 	return nil
 }
 
-// encodeSegment builds and signs the segment of batch b, chained to the
-// publisher's previous one and carrying the publisher's retention floor
-// (fixed at the batch's first encoding), and returns its stored form and
-// its head record, whose Seg the caller sets once the segment's reference
-// is known. The head is not signed: the segment's one signature covers it.
-// The signature is deterministic and the base fixed, so a retry of the
-// batch encodes the same bytes.
-func (p *topicPublisher) encodeSegment(b *inflightBatch) ([]byte, *headRecord) {
+// planSegment returns how batch b is written (see segPlan): in publisher
+// order it extends the open segment the head carries while the result
+// fits a head (openSegLimit), else seals that one and starts a new
+// segment; in topic order every batch is a segment blob of its own,
+// chained to the publisher's previous one. The segment carries the
+// publisher's retention floor, fixed at the batch's first plan. The plan
+// is made once per batch: what it depends on (the open and the previous
+// segment) moves only when the batch's head is written, and a retry must
+// write the same bytes. The head is not signed: the segment's one
+// signature covers it.
+func (p *topicPublisher) planSegment(b *inflightBatch) *segPlan {
+	if b.plan != nil {
+		return b.plan
+	}
 	c := p.c
 	p.hashLeaves(b.msgs)
 	if b.base == 0 {
 		b.base = p.retainBase(b.msgs[len(b.msgs)-1].seq, c.eng.now().UnixNano())
 	}
-	seg := segment{Publisher: c.id.PublicKey(), Prev: p.prevSeg, First: b.msgs[0].seq, Base: b.base, Msgs: make([]segMsg, len(b.msgs))}
+	msgs := make([]segMsg, len(b.msgs))
 	leaves := make([][32]byte, len(b.msgs))
 	for i, m := range b.msgs {
-		seg.Msgs[i] = segMsg{Time: m.time, TTL: m.ttl, Payload: m.payload}
+		msgs[i] = segMsg{Time: m.time, TTL: m.ttl, Payload: m.payload}
 		leaves[i] = *m.leaf.Load()
 	}
-	root := seg.sign(c.id, p.tk.name, leaves)
-	data := seg.encode()
-	head := segmentHead(&seg, root, Ref{})
-	if !c.eng.ordered {
-		// Publisher order, where subscribers follow head records: the head
-		// carries a small segment (format 3). In topic order they follow
-		// announcements, which name the segment: the head stays format 2.
-		head.withInline(data)
+	pl := &segPlan{}
+	b.plan = pl
+	if c.eng.ordered {
+		// Topic order: subscribers follow announcements, which name the
+		// segment; it is stored, and the head stays format 2.
+		pl.data, pl.head = p.signSegment(p.prevSeg, &openSeg{first: b.msgs[0].seq, msgs: msgs, leaves: leaves}, b.base)
+		return pl
 	}
-	return data, head
+	limit := c.eng.openSegLimit()
+	if o := p.open; o != nil && o.first >= b.base {
+		ext := &openSeg{first: o.first, msgs: slices.Concat(o.msgs, msgs), leaves: slices.Concat(o.leaves, leaves)}
+		if data, head := p.signSegment(p.prevSeg, ext, b.base); len(data) <= limit {
+			ext.data, ext.ref = data, digest(data)
+			pl.data, pl.head, pl.carried, pl.open = data, head, true, ext
+			head.inline = data
+			return pl
+		}
+	}
+	prev := p.prevSeg
+	if p.open != nil {
+		pl.seal, prev = p.open, p.open.ref
+	}
+	seg := &openSeg{first: b.msgs[0].seq, msgs: msgs, leaves: leaves}
+	pl.data, pl.head = p.signSegment(prev, seg, b.base)
+	if len(pl.data) <= limit {
+		seg.data, seg.ref = pl.data, digest(pl.data)
+		pl.carried, pl.open, pl.head.inline = true, seg, pl.data
+	}
+	return pl
+}
+
+// signSegment builds and signs the segment of o's messages chained to
+// prev with retention floor base, and returns its stored form and its
+// head record (format 2; the caller sets Seg, and the inline bytes where
+// the head carries them).
+func (p *topicPublisher) signSegment(prev Ref, o *openSeg, base uint64) ([]byte, *headRecord) {
+	c := p.c
+	seg := segment{Publisher: c.id.PublicKey(), Prev: prev, First: o.first, Base: base, Msgs: o.msgs}
+	root := seg.sign(c.id, p.tk.name, o.leaves)
+	return seg.encode(), segmentHead(&seg, root, Ref{})
+}
+
+// noteWritten moves the publisher's chain state past a batch whose head
+// record (naming segment ref, seqs first to last) was written by plan pl.
+func (p *topicPublisher) noteWritten(pl *segPlan, ref Ref, first, last uint64) {
+	if pl.seal != nil {
+		p.prevSeg = pl.seal.ref
+		p.noteSegment(pl.seal.ref, pl.seal.first, pl.seal.last())
+	}
+	p.open = pl.open
+	if !pl.carried {
+		p.prevSeg = ref
+		p.noteSegment(ref, first, last)
+	}
 }
 
 // refused reports head-write errors after which the write certainly did

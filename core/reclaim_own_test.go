@@ -1,6 +1,7 @@
 package core
 
 import (
+	"crypto/rand"
 	"fmt"
 	"testing"
 
@@ -19,9 +20,14 @@ func TestPublisherOrderReclaimKeepsStoreFlat(t *testing.T) {
 	id, err := GenerateIdentity()
 	require.NoError(t, err)
 	opts := []Option{WithOrdering(PublisherOrder), WithRetention(Retention{MaxMessages: 100})}
+	// Incompressible payloads too large for a head to carry two: every
+	// message ends up in a stored segment of its own (sealed when the next
+	// one is published), so segments and messages count alike.
 	publish := func(c *Client, from, n int) {
 		for i := from; i < from+n; i++ {
-			_, err := c.Publish(ctx, "own", fmt.Appendf(nil, "message %d", i))
+			pad := make([]byte, openSegMax*6/10)
+			_, _ = rand.Read(pad)
+			_, err := c.Publish(ctx, "own", append(fmt.Appendf(nil, "message %d ", i), pad...))
 			require.NoError(t, err)
 		}
 	}

@@ -71,7 +71,7 @@ func (p *topicPublisher) refresh(ctx context.Context) error {
 		p.headVer = v
 	}
 	for ref := h.Seg; !ref.IsZero(); {
-		data, err := c.eng.blobs.get(ctx, ref)
+		data, err := c.eng.segmentData(ctx, h, ref)
 		if err != nil {
 			return err
 		}
@@ -84,8 +84,12 @@ func (p *topicPublisher) refresh(ctx context.Context) error {
 				return fmt.Errorf("core: own head on %q: %w", p.tk.name, err)
 			}
 		}
-		if err := c.eng.blobs.refresh(ctx, ref); err != nil {
-			return err
+		// The segment the head carries lives in the head (refreshed
+		// above); it may be stored nowhere else yet (see openseg.go).
+		if h.inline == nil || ref != h.Seg {
+			if err := c.eng.blobs.refresh(ctx, ref); err != nil {
+				return err
+			}
 		}
 		if sg.First <= h.Base {
 			break

@@ -101,7 +101,7 @@ func (p *topicPublisher) logHolds(ctx context.Context, h *headRecord, msgs []*pe
 	}
 	var newest int64
 	for ref, first := h.Seg, true; ; first = false {
-		data, err := c.eng.blobs.get(ctx, ref)
+		data, err := c.eng.segmentData(ctx, h, ref)
 		if err != nil {
 			return 0, fmt.Errorf("core: retry on %q: read own segment %s: %w", p.tk.name, ref, err)
 		}

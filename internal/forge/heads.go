@@ -81,9 +81,12 @@ func (f *Forger) ForgeHead(ctx context.Context, topic string, pub core.Publisher
 	if err != nil {
 		return nil, fmt.Errorf("forge: head of %s: %w", pub, err)
 	}
-	data, err := f.w.GetBlob(ctx, ref)
-	if err != nil {
-		return nil, fmt.Errorf("forge: newest segment of %s: %w", pub, err)
+	// The head may carry its segment, stored nowhere else yet.
+	data := hooks.CarriedSegment(orig)
+	if data == nil {
+		if data, err = f.w.GetBlob(ctx, ref); err != nil {
+			return nil, fmt.Errorf("forge: newest segment of %s: %w", pub, err)
+		}
 	}
 	sg, err := hooks.DecodeSegment(data)
 	if err != nil {

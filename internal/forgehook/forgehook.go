@@ -97,6 +97,9 @@ type Hooks struct {
 	PolicyKey func(topic string) string
 	// DecodeHead reads a head record of topic: its last seq and segment.
 	DecodeHead func(topic string, rec []byte) (last uint64, seg [32]byte, err error)
+	// CarriedSegment returns the stored bytes of the segment a head record
+	// carries (format 3), nil when it carries none.
+	CarriedSegment func(rec []byte) []byte
 	// DecodeSegment decodes a stored segment (not verifying it).
 	DecodeSegment func(data []byte) (*Segment, error)
 	// BlobKey is the key of blob ref; RefOfKey reads it back.
