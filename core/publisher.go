@@ -64,6 +64,9 @@ type topicPublisher struct {
 	// before nextVerify.
 	calmVerifies int
 	nextVerify   time.Time
+	// verifiedLease is the lease (unordered mode) whose writing last made
+	// the idle verification check again soon.
+	verifiedLease int64
 }
 
 // segSpan remembers a segment written in this session, for age retention.
@@ -267,10 +270,14 @@ func (p *topicPublisher) flushLoop(tick <-chan time.Time) bool {
 }
 
 // flushed acknowledges batch b, written, and does what follows a write:
-// the next idle verification comes soon (it checks the new announcement),
-// and own segments below the new Base are reclaimed when due.
+// the next idle verification comes soon where it has something new to
+// check (in topic order the new announcement; in publisher order only a
+// registration or a renewed lease: the head was read back already), and
+// own segments below the new Base are reclaimed when due.
 func (p *topicPublisher) flushed(ctx context.Context, b *inflightBatch) {
-	p.calmVerifies, p.nextVerify = 0, time.Time{}
+	if p.c.eng.ordered || p.leaseUntil != p.verifiedLease {
+		p.calmVerifies, p.nextVerify, p.verifiedLease = 0, time.Time{}, p.leaseUntil
+	}
 	p.finish(b, nil, false)
 	p.maybeReclaimOwn(ctx)
 }
@@ -306,7 +313,7 @@ func (p *topicPublisher) reset(b *inflightBatch, err error) {
 	// What it knew of the coordinator and its own records is re-learnt
 	// after the next load.
 	p.leaseUntil, p.announced, p.refreshed = 0, 0, time.Time{}
-	p.calmVerifies, p.nextVerify = 0, time.Time{}
+	p.calmVerifies, p.nextVerify, p.verifiedLease = 0, time.Time{}, 0
 	p.mu.Unlock()
 	p.finish(b, err, b.outcomeUnknown())
 	if len(rest) > 0 {

@@ -208,8 +208,9 @@ const maxVerifyBackoff = 5
 // a loaded swarm too busy for the publishers still writing, which starved.
 // After calm verifications in a row it waits about
 // verifyInterval<<min(calm, maxVerifyBackoff); a verification that found
-// something missing or failed, a flush and a reset check again at the next
-// tick. The pacing uses the wall clock, like the ticker.
+// something missing or failed, a reset, and a flush that wrote something
+// the verification checks (see flushed) check again at the next tick. The
+// pacing uses the wall clock, like the ticker.
 func (p *topicPublisher) paceVerify(calm bool) {
 	if !calm {
 		p.calmVerifies, p.nextVerify = 0, time.Time{}
