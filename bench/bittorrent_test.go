@@ -31,12 +31,16 @@ const bittorrentNodes = 20
 //	             chaining writes on its own key: put-ops/s and x-put
 //	             (publish rate / raw put rate; x-put-cold counts the
 //	             registrations in: b.N+n publishes from a standing start)
+//	publish-random/P=100  the same with incompressible payloads (the
+//	             raw puts too)
 //	get          b.N Gets of one 100-byte item from another handle than
 //	             the writer's: p50-ms, p99-ms
 //
 // Publish at n publishers is bounded by the raw put rate: a message costs a
-// segment blob (create), a head record (compare-and-put) and reading the
-// head back, so x-put is at most about 0.5.
+// head record (compare-and-put) and reading the head back, and a segment
+// blob (create, a DHT walk and a round of puts) every few messages, when
+// the segment the head carries is full (docs/protocol.md, "Open
+// segments").
 func BenchmarkBittorrent(b *testing.B) {
 	ctx, cancel := context.WithTimeout(context.Background(), benchTimeout)
 	defer cancel()
@@ -47,9 +51,15 @@ func BenchmarkBittorrent(b *testing.B) {
 	defer sw.Close()
 	for _, p := range publisherCounts {
 		b.Run(fmt.Sprintf("publish/P=%d", p), func(b *testing.B) {
-			benchBittorrentPublish(b, sw, p)
+			benchBittorrentPublish(b, sw, p, payload)
 		})
 	}
+	// The same at 100 publishers with incompressible payloads: fewer
+	// messages fit the segment a head carries (about seven), so segment
+	// blobs are written more often than with the text-like payloads above.
+	b.Run("publish-random/P=100", func(b *testing.B) {
+		benchBittorrentPublish(b, sw, 100, randomPayload)
+	})
 	b.Run("get", func(b *testing.B) { benchBittorrentGet(b, sw) })
 }
 
@@ -80,7 +90,7 @@ func openBittorrent(b *testing.B, sw *bittorrent.Swarm, n int) []*bittorrent.Sto
 	return out
 }
 
-func benchBittorrentPublish(b *testing.B, sw *bittorrent.Swarm, p int) {
+func benchBittorrentPublish(b *testing.B, sw *bittorrent.Swarm, p int, payload func(w, i int) []byte) {
 	ctx := benchCtx(b)
 	stores := openBittorrent(b, sw, p)
 	clients := make([]*core.Client, p)

@@ -25,6 +25,11 @@ func (p *topicPublisher) load(ctx context.Context) error {
 	if done {
 		return nil
 	}
+	// The state load sets is the flusher's: a run goroutine that passed its
+	// wait for a load before a direct write reset the publisher may still
+	// verify or refresh with it, so load holds the flusher's lock.
+	p.flushMu.Lock()
+	defer p.flushMu.Unlock()
 	c := p.c
 	// Refuse a topic of the other ordering before writing anything.
 	if _, _, err := c.eng.readCoord(ctx, p.tk); errors.Is(err, ErrOrderingMismatch) {
