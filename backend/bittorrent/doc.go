@@ -31,7 +31,8 @@
 // IDs accept it; the closest node is asked first and arbitrates between
 // racing writers. Get needs ReadQuorum (4) answers, verifies every item,
 // takes the highest seq and re-puts that signed item to nodes that lack it
-// or hold an older one. Consistency is backend.PerNodeCAS: each node
+// or hold an older one. On a set found within ViewTTL, Get asks only its
+// ReadQuorum nearest nodes, and the others only when one of those fails. Consistency is backend.PerNodeCAS: each node
 // applies cas atomically, but two writers whose closest sets differ (churn)
 // can both succeed, and a failed write can become visible.
 //

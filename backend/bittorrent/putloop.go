@@ -96,24 +96,32 @@ func (v *view) best() (item, bool) {
 	return b.it, true
 }
 
+// readMode says how a read uses a cached closest set.
+type readMode int
+
+const (
+	// askAll asks every node of the set: the read before a write needs
+	// every node's write token, and the republisher re-puts to every node.
+	askAll readMode = iota
+	// quorumFirst asks the need nearest nodes of the set first and the
+	// others only when one of those fails (Get).
+	quorumFirst
+)
+
 // read fetches the item of target from its closest nodes. When the handle
 // traversed towards target within ViewTTL it asks the nodes found then,
-// directly and in parallel (one round trip); if any of them does not
-// answer (churn), if they are fewer than need, or if there is no recent
-// view, it traverses the DHT. Every item returned is verified; it fails
-// unless need distinct nodes answered (ReadQuorum for a read, WriteQuorum
-// for the read before a write: a write through fewer nodes cannot reach
-// its quorum, and a closest set found while some nodes were not answering
-// must not keep every write of the next ViewTTL from reaching it).
-func (s *Store) read(ctx context.Context, target Target, salt []byte, need int) (*view, error) {
+// directly and in parallel (see direct); if that does not give an answer,
+// or if there is no recent view, it traverses the DHT. Every item returned
+// is verified; it fails unless need distinct nodes answered (ReadQuorum
+// for a read, WriteQuorum for the read before a write: a write through
+// fewer nodes cannot reach its quorum, and a closest set found while some
+// nodes were not answering must not keep every write of the next ViewTTL
+// from reaching it).
+func (s *Store) read(ctx context.Context, target Target, salt []byte, need int, mode readMode) (*view, error) {
 	if addrs := s.views.get(target, s.opts.ViewTTL); len(addrs) >= need && !s.anyDead(addrs) {
-		peers := s.directRound(ctx, target, salt, addrs)
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		if len(peers) == len(addrs) {
-			s.stats.direct.Add(1)
-			return s.closest(target, salt, peers, need)
+		v, err := s.direct(ctx, target, salt, addrs, need, mode)
+		if err != nil || v != nil {
+			return v, err
 		}
 	}
 	s.stats.traversals.Add(1)
@@ -136,6 +144,64 @@ func (s *Store) read(ctx context.Context, target Target, salt []byte, need int) 
 	}
 	s.views.put(target, addrs)
 	return v, nil
+}
+
+// direct reads target from its cached closest set addrs (nearest first)
+// without a traversal. It returns nil (and no error) when the caller must
+// traverse instead.
+//
+// With askAll every node of the set is asked and every one must answer
+// (distinct node IDs): a silent node means the set changed.
+//
+// With quorumFirst only the need nearest nodes are asked; when all of them
+// answer, that is the read (any need nodes of the set meet any write
+// quorum of it). When one of them does not answer (or answers without a
+// token, or under another's node ID), the rest of the set is asked (the
+// second wave) and the read stands if need distinct nodes of the set
+// answered in both waves together, the same quorum the first wave needs;
+// the set is dropped, so that the next operation on target traverses and
+// finds the nodes that replace a silent one. With fewer answers it
+// traverses at once.
+func (s *Store) direct(ctx context.Context, target Target, salt []byte, addrs []*net.UDPAddr, need int, mode readMode) (*view, error) {
+	first := addrs
+	if mode == quorumFirst {
+		first = addrs[:need]
+	}
+	byID := make(map[krpc.ID]*peer, len(addrs))
+	s.directRound(ctx, target, salt, first, byID)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if len(byID) == len(first) {
+		s.stats.direct.Add(1)
+		if len(first) < len(addrs) {
+			s.stats.firstWave.Add(1)
+		}
+		return s.closest(target, salt, peerList(byID), need)
+	}
+	if len(first) == len(addrs) {
+		return nil, nil
+	}
+	s.stats.secondWaves.Add(1)
+	s.directRound(ctx, target, salt, addrs[len(first):], byID)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.views.drop(target)
+	if len(byID) < need {
+		return nil, nil
+	}
+	s.stats.direct.Add(1)
+	return s.closest(target, salt, peerList(byID), need)
+}
+
+// peerList returns the values of byID.
+func peerList(byID map[krpc.ID]*peer) []*peer {
+	out := make([]*peer, 0, len(byID))
+	for _, p := range byID {
+		out = append(out, p)
+	}
+	return out
 }
 
 // closest keeps the Replicas answers closest to target, nearest first, and
@@ -175,13 +241,12 @@ func (s *Store) getOne(ctx context.Context, target Target, salt []byte, addr krp
 	return p, res
 }
 
-// directRound asks each of addrs for target in parallel and returns the
-// distinct nodes that answered.
-func (s *Store) directRound(ctx context.Context, target Target, salt []byte, addrs []*net.UDPAddr) []*peer {
+// directRound asks each of addrs for target in parallel and adds the nodes
+// that answered to byID, keeping the first answer under each node ID.
+func (s *Store) directRound(ctx context.Context, target Target, salt []byte, addrs []*net.UDPAddr, byID map[krpc.ID]*peer) {
 	var (
-		mu   sync.Mutex
-		byID = make(map[krpc.ID]*peer)
-		wg   sync.WaitGroup
+		mu sync.Mutex
+		wg sync.WaitGroup
 	)
 	for _, a := range addrs {
 		wg.Add(1)
@@ -199,11 +264,6 @@ func (s *Store) directRound(ctx context.Context, target Target, salt []byte, add
 		}()
 	}
 	wg.Wait()
-	out := make([]*peer, 0, len(byID))
-	for _, p := range byID {
-		out = append(out, p)
-	}
-	return out
 }
 
 // traverse walks the DHT towards target with get queries and returns every
@@ -274,11 +334,7 @@ func (s *Store) traverse(ctx context.Context, target Target, salt []byte, skipDe
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	peers := make([]*peer, 0, len(byID))
-	for _, p := range byID {
-		peers = append(peers, p)
-	}
-	return peers, nil
+	return peerList(byID), nil
 }
 
 // verifyReply checks the item of a get reply. It returns (nil, nil) when

@@ -116,7 +116,8 @@ func (s *Store) RepublishNow() {
 		if s.ctx.Err() != nil {
 			return
 		}
-		v, err := s.read(s.ctx, target, e.salt, s.opts.ReadQuorum)
+		// Every node of the closest set is asked (askAll): each gets the item.
+		v, err := s.read(s.ctx, target, e.salt, s.opts.ReadQuorum, askAll)
 		if err != nil {
 			s.opts.Logger.Debug("bittorrent: republish read failed", "err", err)
 			continue

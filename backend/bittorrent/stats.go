@@ -20,6 +20,11 @@ type Stats struct {
 	// Traversals counts DHT walks; DirectRounds counts reads answered by a
 	// recently found closest set without a walk.
 	Traversals, DirectRounds int64
+	// FirstWaveReads counts Gets that the ReadQuorum nearest nodes of a
+	// recently found closest set answered alone (a subset of
+	// DirectRounds); SecondWaves counts Gets that asked the rest of the
+	// set because one of those nodes failed.
+	FirstWaveReads, SecondWaves int64
 	// Retraversals counts walks done again without skipping nodes marked
 	// dead, because the first reached too few nodes.
 	Retraversals int64
@@ -44,6 +49,8 @@ type statCounters struct {
 	puts         atomic.Int64
 	traversals   atomic.Int64
 	direct       atomic.Int64
+	firstWave    atomic.Int64
+	secondWaves  atomic.Int64
 	retraversals atomic.Int64
 	shortReads   atomic.Int64
 	noQuorum     atomic.Int64
@@ -53,19 +60,21 @@ type statCounters struct {
 // Stats returns a snapshot of the handle's counters.
 func (s *Store) Stats() Stats {
 	st := Stats{
-		BadItems:      make(map[BadItemKind]int64),
-		PutConflicts:  s.stats.conflicts.Load(),
-		PutRefusals:   s.stats.refusals.Load(),
-		Repairs:       s.stats.repairs.Load(),
-		Republished:   s.stats.republished.Load(),
-		Gets:          s.stats.gets.Load(),
-		Puts:          s.stats.puts.Load(),
-		Traversals:    s.stats.traversals.Load(),
-		DirectRounds:  s.stats.direct.Load(),
-		Retraversals:  s.stats.retraversals.Load(),
-		ShortReads:    s.stats.shortReads.Load(),
-		NoQuorum:      s.stats.noQuorum.Load(),
-		QueryTimeouts: s.stats.timeouts.Load(),
+		BadItems:       make(map[BadItemKind]int64),
+		PutConflicts:   s.stats.conflicts.Load(),
+		PutRefusals:    s.stats.refusals.Load(),
+		Repairs:        s.stats.repairs.Load(),
+		Republished:    s.stats.republished.Load(),
+		Gets:           s.stats.gets.Load(),
+		Puts:           s.stats.puts.Load(),
+		Traversals:     s.stats.traversals.Load(),
+		DirectRounds:   s.stats.direct.Load(),
+		FirstWaveReads: s.stats.firstWave.Load(),
+		SecondWaves:    s.stats.secondWaves.Load(),
+		Retraversals:   s.stats.retraversals.Load(),
+		ShortReads:     s.stats.shortReads.Load(),
+		NoQuorum:       s.stats.noQuorum.Load(),
+		QueryTimeouts:  s.stats.timeouts.Load(),
 	}
 	for k := range s.stats.bad {
 		if n := s.stats.bad[k].Load(); n > 0 {

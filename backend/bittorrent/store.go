@@ -166,9 +166,10 @@ func (s *Store) finish(ctx context.Context, err error) error {
 }
 
 // Get implements backend.Store: it reads the closest nodes (at least
-// ReadQuorum must answer), verifies every item, returns the highest seq and
-// re-puts that signed item to the closest nodes that lack it or hold an
-// older one.
+// ReadQuorum must answer; on a recently found closest set only the
+// ReadQuorum nearest are asked unless one of them fails), verifies every
+// item, returns the highest seq and re-puts that signed item to the nodes
+// asked that lack it or hold an older one.
 func (s *Store) Get(ctx context.Context, key string) (backend.Entry, error) {
 	if err := s.check(ctx, key); err != nil {
 		return backend.Entry{}, err
@@ -178,7 +179,7 @@ func (s *Store) Get(ctx context.Context, key string) (backend.Entry, error) {
 	defer cancel()
 	salt := keySalt(s.opts.SaltPrefix, key)
 	target := MutableTarget(s.opts.PublicKey, salt)
-	v, err := s.read(octx, target, salt, s.opts.ReadQuorum)
+	v, err := s.read(octx, target, salt, s.opts.ReadQuorum, quorumFirst)
 	if err != nil {
 		return backend.Entry{}, s.finish(ctx, fmt.Errorf("bittorrent: get %q: %w", key, err))
 	}
@@ -220,7 +221,7 @@ func (s *Store) CompareAndPut(ctx context.Context, key string, expect backend.Ve
 	if err := s.contended.wait(octx, target); err != nil {
 		return 0, s.finish(ctx, err)
 	}
-	v, err := s.read(octx, target, salt, s.opts.WriteQuorum)
+	v, err := s.read(octx, target, salt, s.opts.WriteQuorum, askAll)
 	if err != nil {
 		return 0, s.finish(ctx, fmt.Errorf("bittorrent: put %q: %w", key, err))
 	}
