@@ -31,12 +31,12 @@ import (
 // segment from the head (engine.segmentData), never as a blob, since it
 // may not be stored yet.
 
-// openSegMax bounds the stored size of a segment a head carries, below the
-// store's value limit (openSegLimit).
+// openSegMax bounds the uncompressed encoding of a segment a head carries
+// (stored, it is no larger), below the store's value limit (openSegLimit).
 const openSegMax = 1024
 
-// openSegLimit is the largest stored segment a head record carries on this
-// engine's store: openSegMax, or less where the store's values are smaller
+// openSegLimit is the largest segment (uncompressed) a head record
+// carries on this engine's store: openSegMax, or less where the store's values are smaller
 // (the head adds a tag and a length); 0 with withoutOpenSegments.
 func (e *engine) openSegLimit() int {
 	if e.cfg.noOpenSegs {

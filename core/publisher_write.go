@@ -7,6 +7,7 @@ package core
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"runtime"
@@ -121,10 +122,15 @@ func (p *topicPublisher) planSegment(b *inflightBatch) *segPlan {
 		pl.data, pl.head = p.signSegment(p.prevSeg, &openSeg{first: b.msgs[0].seq, msgs: msgs, leaves: leaves}, b.base)
 		return pl
 	}
+	// The bound is on the uncompressed encoding, so that re-encoding,
+	// hashing and verifying the carried segment at each publish (and each
+	// read of the head) stays a few messages' work even when they
+	// compress well; stored, it is no larger.
 	limit := c.eng.openSegLimit()
 	if o := p.open; o != nil && o.first >= b.base {
 		ext := &openSeg{first: o.first, msgs: slices.Concat(o.msgs, msgs), leaves: slices.Concat(o.leaves, leaves)}
-		if data, head := p.signSegment(p.prevSeg, ext, b.base); len(data) <= limit {
+		if p.rawSize(p.prevSeg, ext, b.base) <= limit {
+			data, head := p.signSegment(p.prevSeg, ext, b.base)
 			ext.data, ext.ref = data, digest(data)
 			pl.data, pl.head, pl.carried, pl.open = data, head, true, ext
 			head.inline = data
@@ -137,7 +143,7 @@ func (p *topicPublisher) planSegment(b *inflightBatch) *segPlan {
 	}
 	seg := &openSeg{first: b.msgs[0].seq, msgs: msgs, leaves: leaves}
 	pl.data, pl.head = p.signSegment(prev, seg, b.base)
-	if len(pl.data) <= limit {
+	if p.rawSize(prev, seg, b.base) <= limit {
 		seg.data, seg.ref = pl.data, digest(pl.data)
 		pl.carried, pl.open, pl.head.inline = true, seg, pl.data
 	}
@@ -153,6 +159,13 @@ func (p *topicPublisher) signSegment(prev Ref, o *openSeg, base uint64) ([]byte,
 	seg := segment{Publisher: c.id.PublicKey(), Prev: prev, First: o.first, Base: base, Msgs: o.msgs}
 	root := seg.sign(c.id, p.tk.name, o.leaves)
 	return seg.encode(), segmentHead(&seg, root, Ref{})
+}
+
+// rawSize is the length of the uncompressed encoding of the segment
+// signSegment would make.
+func (p *topicPublisher) rawSize(prev Ref, o *openSeg, base uint64) int {
+	seg := segment{Publisher: p.c.id.PublicKey(), Prev: prev, First: o.first, Base: base, Msgs: o.msgs}
+	return len(seg.encodeRaw()) + ed25519.SignatureSize
 }
 
 // noteWritten moves the publisher's chain state past a batch whose head
