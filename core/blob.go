@@ -59,13 +59,9 @@ func digest(data []byte) Ref { return sha256.Sum256(data) }
 // content twice (or concurrently from several clients) is harmless.
 func (b *blobStore) put(ctx context.Context, data []byte) (Ref, error) {
 	ref := digest(data)
-	if b.cache.has(ref) {
-		return ref, nil
-	}
-	if err := b.putNode(ctx, ref, data); err != nil {
+	if err := b.putAt(ctx, ref, data, false); err != nil {
 		return Ref{}, err
 	}
-	b.cache.add(ref, data)
 	return ref, nil
 }
 
@@ -73,21 +69,32 @@ func (b *blobStore) put(ctx context.Context, data []byte) (Ref, error) {
 // found present) in the store even if this process has seen it before.
 func (b *blobStore) putFresh(ctx context.Context, data []byte) (Ref, error) {
 	ref := digest(data)
-	if err := b.putNode(ctx, ref, data); err != nil {
+	if err := b.putAt(ctx, ref, data, true); err != nil {
 		return Ref{}, err
 	}
-	b.cache.add(ref, data)
 	return ref, nil
 }
 
-// leaf returns the digest of data and the write that stores it whole, if
-// it fits one value (fits false: it needs chunking, see putNode).
-func (b *blobStore) leaf(data []byte) (ref Ref, put backend.Put, fits bool) {
-	if 1+len(data) > b.maxValue {
-		return Ref{}, backend.Put{}, false
+// putAt is put (putFresh when fresh) of data whose digest ref the caller
+// already has.
+func (b *blobStore) putAt(ctx context.Context, ref Ref, data []byte, fresh bool) error {
+	if !fresh && b.cache.has(ref) {
+		return nil
 	}
-	ref = digest(data)
-	return ref, backend.Put{Key: blobKey(ref), Value: append([]byte{blobLeaf}, data...)}, true
+	if err := b.putNode(ctx, ref, data); err != nil {
+		return err
+	}
+	b.cache.add(ref, data)
+	return nil
+}
+
+// leaf returns the write that stores data (digest ref) whole, if it fits
+// one value (fits false: it needs chunking, see putNode).
+func (b *blobStore) leaf(ref Ref, data []byte) (put backend.Put, fits bool) {
+	if 1+len(data) > b.maxValue {
+		return backend.Put{}, false
+	}
+	return backend.Put{Key: blobKey(ref), Value: append([]byte{blobLeaf}, data...)}, true
 }
 
 // ensure writes blob ref (content data) again if its root is not stored.

@@ -61,12 +61,12 @@ func (s *Subscription) collect(ctx context.Context, a announcement, from uint64)
 		}
 		if v, ok := s.pre[ref]; ok && PublisherIDOf(v.seg.Publisher) == a.Pub {
 			sg, msgs = v.seg, v.msgs
-		} else if h := a.head; h != nil && h.iseg != nil && ref == a.Seg {
+		} else if a.head.carries(ref) {
 			// A format-3 head carries its segment (its publisher's: see
 			// readHeadRecords): verified below like one read, and never
 			// looked up by the digest of what it carries, so a forged
 			// one is invalid rather than a missing segment.
-			sg = h.iseg
+			sg = a.head.iseg
 		} else {
 			sg, err = s.loadSegment(ctx, ref, a.Pub)
 		}
@@ -129,10 +129,9 @@ func (s *Subscription) collect(ctx context.Context, a announcement, from uint64)
 		// The segment a head carries stays held: it is in the head record,
 		// maybe nowhere else yet (see openseg.go), so it cannot be read
 		// again later.
-		carried := a.head != nil && a.head.inline != nil && ref == a.Seg
-		if held += size; held > s.c.opts.prefetchBytes && !carried {
+		if held += size; held > s.c.opts.prefetchBytes && !a.head.carries(ref) {
 			for i := range parts {
-				if p := parts[i]; p.seg != nil && !(a.head != nil && a.head.inline != nil && p.ref == a.Seg) {
+				if p := parts[i]; p.seg != nil && !a.head.carries(p.ref) {
 					parts[i] = segPart{lazy: true, ref: p.ref, size: segBytes(p.seg) + segDataBytes(p.seg)}
 					delete(s.pre, p.ref) // not held for the rest of the poll
 				}

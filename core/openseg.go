@@ -66,11 +66,12 @@ type openSeg struct {
 // last is the seq of the open segment's newest message.
 func (o *openSeg) last() uint64 { return o.first + uint64(len(o.msgs)) - 1 }
 
-// segPlan is how a batch is written: the segment that holds it (data, with
-// its head record), whether the head alone carries it, and the open
-// segment to seal (store as a blob) first.
+// segPlan is how a batch is written: the segment that holds it (data, its
+// digest ref, and its head record), whether the head alone carries it, and
+// the open segment to seal (store as a blob) first.
 type segPlan struct {
 	data []byte
+	ref  Ref
 	head *headRecord
 	// carried: data is in the head only; no blob is written for it now.
 	carried bool
@@ -82,23 +83,33 @@ type segPlan struct {
 	open *openSeg
 }
 
+// blobWrite is one blob a plan stores: its content and their digest.
+type blobWrite struct {
+	ref  Ref
+	data []byte
+}
+
 // blobs returns what the plan stores as blobs before the head, in order.
-func (pl *segPlan) blobs() [][]byte {
-	var out [][]byte
+func (pl *segPlan) blobs() []blobWrite {
+	var out []blobWrite
 	if pl.seal != nil {
-		out = append(out, pl.seal.data)
+		out = append(out, blobWrite{pl.seal.ref, pl.seal.data})
 	}
 	if !pl.carried {
-		out = append(out, pl.data)
+		out = append(out, blobWrite{pl.ref, pl.data})
 	}
 	return out
 }
 
+// carries reports whether ref is the segment head record h carries
+// (format 3), which may be stored nowhere else yet (see above). h may be
+// nil.
+func (h *headRecord) carries(ref Ref) bool { return h != nil && h.inline != nil && ref == h.Seg }
+
 // segmentData returns the stored bytes of segment ref reached from head
-// record h: the bytes h carries when ref is h's own segment (which may be
-// stored nowhere else yet, see above), else the blob.
+// record h: the bytes h carries when it carries ref, else the blob.
 func (e *engine) segmentData(ctx context.Context, h *headRecord, ref Ref) ([]byte, error) {
-	if h != nil && h.inline != nil && ref == h.Seg {
+	if h.carries(ref) {
 		return h.inline, nil
 	}
 	return e.blobs.get(ctx, ref)

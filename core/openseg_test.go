@@ -1,7 +1,11 @@
 package core
 
 import (
+	"context"
 	"crypto/rand"
+	"fmt"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -171,4 +175,46 @@ func TestOpenHeadReaders(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, receive(t, ctx, sc, sub, n), n)
 	require.Zero(t, sc.Stats().Gaps)
+}
+
+// coordGets counts the reads of coordinator records (keys c/...).
+type coordGets struct {
+	weakMem
+	n atomic.Int64
+}
+
+func (s *coordGets) Get(ctx context.Context, key string) (backend.Entry, error) {
+	if strings.HasPrefix(key, "c/") {
+		s.n.Add(1)
+	}
+	return s.weakMem.Get(ctx, key)
+}
+
+// TestPublishingKeepsVerificationPaced: in publisher order a publisher that
+// keeps publishing does not re-read the coordinator at every verification
+// tick: a flush resets the idle verification's back-off only when it wrote
+// a registration or lease (the head itself is read back at each publish).
+func TestPublishingKeepsVerificationPaced(t *testing.T) {
+	ctx := testCtx(t)
+	st := &coordGets{weakMem: weakMem{newMem(t)}}
+	const tick = 5 * time.Millisecond
+	pub := newClient(t, st, WithOrdering(PublisherOrder), WithVerifyInterval(tick))
+	_, err := pub.Publish(ctx, "paced", []byte("first")) // registers
+	require.NoError(t, err)
+	time.Sleep(10 * tick)
+	before := st.n.Load()
+	const n = 100
+	start := time.Now()
+	for i := range n {
+		_, err := pub.Publish(ctx, "paced", fmt.Appendf(nil, "m%d", i))
+		require.NoError(t, err)
+		time.Sleep(tick / 2)
+	}
+	ticks := time.Since(start) / tick
+	reads := st.n.Load() - before
+	t.Logf("%d coordinator reads in %d verification ticks while publishing", reads, ticks)
+	// At most one verification per tick<<maxVerifyBackoff once calm, a few
+	// more while the back-off grows.
+	require.LessOrEqual(t, reads, int64(ticks>>maxVerifyBackoff)+2*maxVerifyBackoff,
+		"the idle verification ran at every tick while publishing")
 }

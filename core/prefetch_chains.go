@@ -89,7 +89,7 @@ func (s *Subscription) prefetchChains(ctx context.Context, tips []announcement) 
 						p    *segPrep
 						size int
 					)
-					if h := w.a.head; round == 0 && h != nil && h.iseg != nil && ref == h.Seg {
+					if h := w.a.head; round == 0 && h.carries(ref) {
 						// The head carries the segment (format 3): no read.
 						p, size = s.prepareCarried(h, w.a.Pub)
 					} else {

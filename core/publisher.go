@@ -106,12 +106,9 @@ type inflightBatch struct {
 	// headMaybe: a head write of this batch failed in a way that does not
 	// rule out that it was applied.
 	headMaybe bool
-	// base is the retention floor the batch's segment (and so its head
-	// record) carries, fixed when the batch is first encoded so that a
-	// retry writes the same bytes (0: not encoded yet).
-	base uint64
 	// plan is how the batch is written, made at its first attempt (see
-	// planSegment).
+	// planSegment): its segment and the retention floor it carries are
+	// fixed then, so a retry writes the same bytes.
 	plan *segPlan
 }
 

@@ -29,16 +29,16 @@ func (p *topicPublisher) flushBatched(ctx context.Context, b *inflightBatch) (an
 	}
 	pl := p.planSegment(b)
 	var puts []backend.Put
-	for _, data := range pl.blobs() {
-		ref, blob, fits := c.eng.blobs.leaf(data)
+	for _, w := range pl.blobs() {
+		blob, fits := c.eng.blobs.leaf(w.ref, w.data)
 		if !fits {
 			return false, nil
 		}
-		if !c.eng.blobs.cache.has(ref) { // else stored already (a retry)
+		if !c.eng.blobs.cache.has(w.ref) { // else stored already (a retry)
 			puts = append(puts, blob)
 		}
 	}
-	ref, head := digest(pl.data), pl.head
+	ref, head := pl.ref, pl.head
 	first, last := b.msgs[0].seq, b.msgs[len(b.msgs)-1].seq
 	head.Seg = ref
 	base, rec := head.Base, head.encode()
@@ -69,8 +69,8 @@ func (p *topicPublisher) flushBatched(ctx context.Context, b *inflightBatch) (an
 		}
 		return false, err
 	}
-	for _, data := range pl.blobs() {
-		c.eng.blobs.cache.add(digest(data), data)
+	for _, w := range pl.blobs() {
+		c.eng.blobs.cache.add(w.ref, w.data)
 	}
 	b.ref, b.headDone = ref, true
 	p.headVer, p.headVal, p.base = headVer, rec, base

@@ -34,19 +34,15 @@ func (p *topicPublisher) flush(ctx context.Context, b *inflightBatch) error {
 		}
 	}
 	if !b.headDone {
-		put := c.eng.blobs.put
-		if retried {
-			put = c.eng.blobs.putFresh
-		}
 		pl := p.planSegment(b)
 		// The open segment being sealed, then the batch's own segment
 		// unless the head alone carries it (see openseg.go).
-		for _, data := range pl.blobs() {
-			if _, err := put(ctx, data); err != nil {
+		for _, w := range pl.blobs() {
+			if err := c.eng.blobs.putAt(ctx, w.ref, w.data, retried); err != nil {
 				return err
 			}
 		}
-		ref := digest(pl.data)
+		ref := pl.ref
 		b.ref, pl.head.Seg = ref, ref
 		if err := p.writeHead(ctx, pl.head); err != nil {
 			if !refused(err) {
@@ -57,8 +53,8 @@ func (p *topicPublisher) flush(ctx context.Context, b *inflightBatch) error {
 		if retried {
 			// A sweep that read the head before it moved may have
 			// deleted the segment in between: write it again.
-			for _, data := range pl.blobs() {
-				if err := c.eng.blobs.ensure(ctx, digest(data), data); err != nil {
+			for _, w := range pl.blobs() {
+				if err := c.eng.blobs.ensure(ctx, w.ref, w.data); err != nil {
 					c.opts.logger.Warn("stickypub: re-checking a retried segment failed", "topic", p.tk.name, "err", err)
 				}
 			}
@@ -105,67 +101,71 @@ func (p *topicPublisher) planSegment(b *inflightBatch) *segPlan {
 	}
 	c := p.c
 	p.hashLeaves(b.msgs)
-	if b.base == 0 {
-		b.base = p.retainBase(b.msgs[len(b.msgs)-1].seq, c.eng.now().UnixNano())
-	}
+	base := p.retainBase(b.msgs[len(b.msgs)-1].seq, c.eng.now().UnixNano())
 	msgs := make([]segMsg, len(b.msgs))
 	leaves := make([][32]byte, len(b.msgs))
 	for i, m := range b.msgs {
 		msgs[i] = segMsg{Time: m.time, TTL: m.ttl, Payload: m.payload}
 		leaves[i] = *m.leaf.Load()
 	}
+	batch := &openSeg{first: b.msgs[0].seq, msgs: msgs, leaves: leaves}
 	pl := &segPlan{}
 	b.plan = pl
-	if c.eng.ordered {
-		// Topic order: subscribers follow announcements, which name the
-		// segment; it is stored, and the head stays format 2.
-		pl.data, pl.head = p.signSegment(p.prevSeg, &openSeg{first: b.msgs[0].seq, msgs: msgs, leaves: leaves}, b.base)
-		return pl
+	// Topic order carries nothing (limit 0): subscribers follow
+	// announcements, which name the segment; it is stored, and the head
+	// stays format 2.
+	limit := 0
+	if !c.eng.ordered {
+		limit = c.eng.openSegLimit()
 	}
-	// The bound is on the uncompressed encoding, so that re-encoding,
-	// hashing and verifying the carried segment at each publish (and each
-	// read of the head) stays a few messages' work even when they
-	// compress well; stored, it is no larger.
-	limit := c.eng.openSegLimit()
-	if o := p.open; o != nil && o.first >= b.base {
+	if o := p.open; o != nil && o.first >= base {
 		ext := &openSeg{first: o.first, msgs: slices.Concat(o.msgs, msgs), leaves: slices.Concat(o.leaves, leaves)}
-		if p.rawSize(p.prevSeg, ext, b.base) <= limit {
-			data, head := p.signSegment(p.prevSeg, ext, b.base)
-			ext.data, ext.ref = data, digest(data)
-			pl.data, pl.head, pl.carried, pl.open = data, head, true, ext
-			head.inline = data
-			return pl
+		if seg := p.segmentOf(p.prevSeg, ext, base); fitsHead(seg, limit) {
+			return p.fillPlan(pl, seg, ext, true)
 		}
 	}
 	prev := p.prevSeg
 	if p.open != nil {
 		pl.seal, prev = p.open, p.open.ref
 	}
-	seg := &openSeg{first: b.msgs[0].seq, msgs: msgs, leaves: leaves}
-	pl.data, pl.head = p.signSegment(prev, seg, b.base)
-	if p.rawSize(prev, seg, b.base) <= limit {
-		seg.data, seg.ref = pl.data, digest(pl.data)
-		pl.carried, pl.open, pl.head.inline = true, seg, pl.data
+	seg := p.segmentOf(prev, batch, base)
+	return p.fillPlan(pl, seg, batch, fitsHead(seg, limit))
+}
+
+// segmentOf returns the unsigned segment of o's messages chained to prev
+// with retention floor base.
+func (p *topicPublisher) segmentOf(prev Ref, o *openSeg, base uint64) *segment {
+	return &segment{Publisher: p.c.id.PublicKey(), Prev: prev, First: o.first, Base: base, Msgs: o.msgs}
+}
+
+// fitsHead reports whether seg, once signed, is at most limit bytes
+// uncompressed: the bound on the segment a head carries is on its
+// uncompressed encoding, so that re-encoding, hashing and verifying it at
+// each publish (and each read of the head) stays a few messages' work even
+// when they compress well; stored, it is no larger. Payloads are counted
+// first, so a large batch is not encoded for the answer.
+func fitsHead(seg *segment, limit int) bool {
+	n := ed25519.SignatureSize
+	for _, m := range seg.Msgs {
+		if n += len(m.Payload); n > limit {
+			return false
+		}
+	}
+	return len(seg.encodeRaw())+ed25519.SignatureSize <= limit
+}
+
+// fillPlan signs seg (o's messages) into pl: its stored form, digest and
+// head record (format 2); with carry, the head carries it (format 3) as the
+// publisher's new open segment o.
+func (p *topicPublisher) fillPlan(pl *segPlan, seg *segment, o *openSeg, carry bool) *segPlan {
+	root := seg.sign(p.c.id, p.tk.name, o.leaves)
+	pl.data = seg.encode()
+	pl.ref, pl.head = digest(pl.data), segmentHead(seg, root, Ref{})
+	if carry {
+		o.data, o.ref = pl.data, pl.ref
+		pl.carried, pl.open, pl.head.inline = true, o, pl.data
 	}
 	return pl
-}
-
-// signSegment builds and signs the segment of o's messages chained to
-// prev with retention floor base, and returns its stored form and its
-// head record (format 2; the caller sets Seg, and the inline bytes where
-// the head carries them).
-func (p *topicPublisher) signSegment(prev Ref, o *openSeg, base uint64) ([]byte, *headRecord) {
-	c := p.c
-	seg := segment{Publisher: c.id.PublicKey(), Prev: prev, First: o.first, Base: base, Msgs: o.msgs}
-	root := seg.sign(c.id, p.tk.name, o.leaves)
-	return seg.encode(), segmentHead(&seg, root, Ref{})
-}
-
-// rawSize is the length of the uncompressed encoding of the segment
-// signSegment would make.
-func (p *topicPublisher) rawSize(prev Ref, o *openSeg, base uint64) int {
-	seg := segment{Publisher: p.c.id.PublicKey(), Prev: prev, First: o.first, Base: base, Msgs: o.msgs}
-	return len(seg.encodeRaw()) + ed25519.SignatureSize
 }
 
 // noteWritten moves the publisher's chain state past a batch whose head

@@ -86,7 +86,7 @@ func (p *topicPublisher) refresh(ctx context.Context) error {
 		}
 		// The segment the head carries lives in the head (refreshed
 		// above); it may be stored nowhere else yet (see openseg.go).
-		if h.inline == nil || ref != h.Seg {
+		if !h.carries(ref) {
 			if err := c.eng.blobs.refresh(ctx, ref); err != nil {
 				return err
 			}
