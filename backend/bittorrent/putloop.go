@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"slices"
 	"sync"
@@ -177,7 +178,7 @@ func (s *Store) direct(ctx context.Context, target Target, salt []byte, addrs []
 		if len(first) < len(addrs) {
 			s.stats.firstWave.Add(1)
 		}
-		return s.closest(target, salt, peerList(byID), need)
+		return s.closest(target, salt, slices.Collect(maps.Values(byID)), need)
 	}
 	if len(first) == len(addrs) {
 		return nil, nil
@@ -192,16 +193,7 @@ func (s *Store) direct(ctx context.Context, target Target, salt []byte, addrs []
 		return nil, nil
 	}
 	s.stats.direct.Add(1)
-	return s.closest(target, salt, peerList(byID), need)
-}
-
-// peerList returns the values of byID.
-func peerList(byID map[krpc.ID]*peer) []*peer {
-	out := make([]*peer, 0, len(byID))
-	for _, p := range byID {
-		out = append(out, p)
-	}
-	return out
+	return s.closest(target, salt, slices.Collect(maps.Values(byID)), need)
 }
 
 // closest keeps the Replicas answers closest to target, nearest first, and
@@ -334,7 +326,7 @@ func (s *Store) traverse(ctx context.Context, target Target, salt []byte, skipDe
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	return peerList(byID), nil
+	return slices.Collect(maps.Values(byID)), nil
 }
 
 // verifyReply checks the item of a get reply. It returns (nil, nil) when
